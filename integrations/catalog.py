@@ -1,0 +1,140 @@
+"""The built-in catalog connectors of DESIGN.md, installed by a data migration."""
+
+CHANNEL_GRANTS = [
+    "orders:read",
+    "orders:write",
+    "fulfillments:read",
+    "products:read",
+    "inventory:read",
+    "webhooks:read",
+    "webhooks:write",
+    "events:read",
+    "exceptions:read",
+    "exceptions:write",
+]
+FULFILLER_GRANTS = [
+    "locations:read",
+    "locations:write",
+    "inventory:read",
+    "inventory:write",
+    "shipping_requests:read",
+    "shipping_requests:write",
+    "fulfillments:read",
+    "fulfillments:write",
+    "products:read",
+    "webhooks:read",
+    "webhooks:write",
+    "events:read",
+    "exceptions:read",
+    "exceptions:write",
+]
+ERP_GRANTS = [
+    "products:read",
+    "products:write",
+    "orders:read",
+    "inventory:read",
+    "locations:read",
+    "webhooks:read",
+    "webhooks:write",
+    "events:read",
+    "exceptions:read",
+    "exceptions:write",
+]
+
+# Custom connectors run outside the hub and call its API, so none of their settings is required: a fresh
+# integration goes straight to `connecting` and waits for the connector's handshake.
+CHANNEL_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "store_url": {"type": "string", "format": "uri", "title": "Store URL", "description": "The shop's address."},
+        "default_currency": {
+            "type": "string",
+            "title": "Default currency",
+            "pattern": "^[A-Z]{3}$",
+            "description": "ISO 4217 code used when an order names none.",
+        },
+        "order_number_prefix": {"type": "string", "title": "Order number prefix", "maxLength": 10},
+        "sell_incoming_stock": {
+            "type": "boolean",
+            "title": "Sell incoming stock",
+            "description": "Publish on hand − committed + incoming (available to promise).",
+            "default": False,
+        },
+    },
+}
+FULFILLER_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "warehouse_code": {"type": "string", "title": "Warehouse code", "maxLength": 40},
+        "cutoff_time": {
+            "type": "string",
+            "title": "Daily cut-off (HH:MM, UTC)",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        },
+        "acknowledge_within_minutes": {
+            "type": "integer",
+            "title": "Acknowledge within (minutes)",
+            "minimum": 1,
+            "maximum": 10080,
+            "default": 60,
+        },
+    },
+}
+ERP_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "company_code": {"type": "string", "title": "Company code", "maxLength": 40},
+        "sync_prices": {"type": "boolean", "title": "Take prices from the ERP", "default": True},
+    },
+}
+
+BUILTIN_CONNECTORS = [
+    {
+        "key": "custom-channel",
+        "name": "Custom channel",
+        "type": "channel",
+        "description": "A web shop or sales channel whose connector calls the Switchyard API.",
+        "recommended_grants": CHANNEL_GRANTS,
+        "settings_schema": CHANNEL_SCHEMA,
+        "mapping_kinds": ["shipping_methods", "skus"],
+    },
+    {
+        "key": "custom-marketplace",
+        "name": "Custom marketplace",
+        "type": "marketplace",
+        "description": "A marketplace whose connector calls the Switchyard API.",
+        "recommended_grants": CHANNEL_GRANTS,
+        "settings_schema": CHANNEL_SCHEMA,
+        "mapping_kinds": ["shipping_methods", "skus"],
+    },
+    {
+        "key": "custom-3pl",
+        "name": "Custom 3PL",
+        "type": "3pl",
+        "description": "A third-party logistics partner that pulls shipping requests and posts fulfillments.",
+        "recommended_grants": FULFILLER_GRANTS,
+        "settings_schema": FULFILLER_SCHEMA,
+        "mapping_kinds": ["shipping_methods", "skus", "locations"],
+    },
+    {
+        "key": "custom-wms",
+        "name": "Custom WMS",
+        "type": "wms",
+        "description": "A warehouse management system that pulls shipping requests and posts fulfillments.",
+        "recommended_grants": FULFILLER_GRANTS,
+        "settings_schema": FULFILLER_SCHEMA,
+        "mapping_kinds": ["shipping_methods", "skus", "locations"],
+    },
+    {
+        "key": "custom-erp",
+        "name": "Custom ERP",
+        "type": "erp",
+        "description": "A back office that owns the product catalog and reads orders and stock.",
+        "recommended_grants": ERP_GRANTS,
+        "settings_schema": ERP_SCHEMA,
+        "mapping_kinds": ["skus"],
+    },
+]

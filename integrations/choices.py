@@ -1,0 +1,97 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class ConnectorType(models.TextChoices):
+    CHANNEL = "channel", _("Sales channel")
+    MARKETPLACE = "marketplace", _("Marketplace")
+    THREE_PL = "3pl", _("3PL")
+    WMS = "wms", _("WMS")
+    ERP = "erp", _("ERP")
+
+
+class IntegrationStatus(models.TextChoices):
+    NOT_CONFIGURED = "not_configured", _("Not configured")
+    CONNECTING = "connecting", _("Connecting")
+    CONNECTED = "connected", _("Connected")
+    ERROR = "error", _("Error")
+    DISABLED = "disabled", _("Disabled")
+
+
+BADGE = {
+    IntegrationStatus.NOT_CONFIGURED: "grey",
+    IntegrationStatus.CONNECTING: "blue",
+    IntegrationStatus.CONNECTED: "green",
+    IntegrationStatus.ERROR: "red",
+    IntegrationStatus.DISABLED: "black",
+}
+
+# The lifecycle of DESIGN.md: every legal move, and nothing else.
+ALLOWED_TRANSITIONS = {
+    IntegrationStatus.NOT_CONFIGURED: {IntegrationStatus.CONNECTING, IntegrationStatus.DISABLED},
+    IntegrationStatus.CONNECTING: {
+        IntegrationStatus.CONNECTED,
+        IntegrationStatus.ERROR,
+        IntegrationStatus.NOT_CONFIGURED,
+        IntegrationStatus.DISABLED,
+    },
+    IntegrationStatus.CONNECTED: {
+        IntegrationStatus.CONNECTING,  # settings changed: checked again before it counts as connected
+        IntegrationStatus.ERROR,
+        IntegrationStatus.NOT_CONFIGURED,
+        IntegrationStatus.DISABLED,
+    },
+    IntegrationStatus.ERROR: {
+        IntegrationStatus.CONNECTING,
+        IntegrationStatus.NOT_CONFIGURED,
+        IntegrationStatus.DISABLED,
+    },
+    # Enabling re-checks: to `connecting`, or `not_configured` if settings are incomplete; never `connected`.
+    IntegrationStatus.DISABLED: {IntegrationStatus.CONNECTING, IntegrationStatus.NOT_CONFIGURED},
+}
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", _("Created")
+    STATUS_CHANGED = "status_changed", _("Status changed")
+    CONFIG_CHANGED = "config_changed", _("Configuration changed")
+    PERMISSIONS_CHANGED = "permissions_changed", _("Permissions changed")
+    IMPORTED = "imported", _("Imported")
+    EXPORTED = "exported", _("Exported")
+    DELETED = "deleted", _("Deleted")
+    API_REQUEST = "api_request", _("API request")
+    KEY = "key", _("Key")
+    DELIVERY = "delivery", _("Webhook delivery")
+    OUTBOUND_CALL = "outbound_call", _("Outbound call")
+    EXCEPTION = "exception", _("Exception")
+
+
+class Workflow(models.TextChoices):
+    """The per-entity, per-direction switches of an integration (field name: `flow_<value>`)."""
+
+    ORDERS_IN = "orders_in", _("Orders in")
+    SHIPPING_REQUESTS_OUT = "shipping_requests_out", _("Shipping requests out")
+    FULFILLMENTS_IN = "fulfillments_in", _("Fulfillments in")
+    FULFILLMENTS_OUT = "fulfillments_out", _("Fulfillments out")
+    INVENTORY_IN = "inventory_in", _("Inventory in")
+    INVENTORY_OUT = "inventory_out", _("Inventory out")
+    PRODUCTS_IN = "products_in", _("Products in")
+    PRODUCTS_OUT = "products_out", _("Products out")
+
+
+_CHANNEL_FLOWS = {Workflow.ORDERS_IN, Workflow.FULFILLMENTS_OUT, Workflow.INVENTORY_OUT, Workflow.PRODUCTS_OUT}
+_FULFILLER_FLOWS = {
+    Workflow.SHIPPING_REQUESTS_OUT,
+    Workflow.FULFILLMENTS_IN,
+    Workflow.INVENTORY_IN,
+    Workflow.PRODUCTS_OUT,
+}
+
+# Which flows are on when an integration of a connector type is created.
+DEFAULT_WORKFLOWS = {
+    ConnectorType.CHANNEL: _CHANNEL_FLOWS,
+    ConnectorType.MARKETPLACE: _CHANNEL_FLOWS,
+    ConnectorType.THREE_PL: _FULFILLER_FLOWS,
+    ConnectorType.WMS: _FULFILLER_FLOWS,
+    ConnectorType.ERP: {Workflow.PRODUCTS_IN, Workflow.INVENTORY_IN},
+}

@@ -1,0 +1,160 @@
+from django.conf import settings
+from django.db import models
+
+from organizations.models import Organization
+
+from .choices import DEFAULT_WORKFLOWS, ConnectorType, EventKind, IntegrationStatus, Workflow
+
+
+class Connector(models.Model):
+    """A kind of external system in the catalog: its settings schema, mapping kinds and optional manifest."""
+
+    key = models.SlugField(max_length=80, help_text="Stable identifier, e.g. custom-channel.")
+    name = models.CharField(max_length=120)
+    type = models.CharField(max_length=20, choices=ConnectorType.choices)
+    description = models.TextField(blank=True)
+    version = models.CharField(max_length=20, default="1.0")
+    recommended_grants = models.JSONField(
+        default=list, blank=True, help_text="Grants pre-filled when a key is issued for this connector."
+    )
+    settings_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='JSON Schema of the integration settings. Properties with "writeOnly": true are secrets.',
+    )
+    mapping_kinds = models.JSONField(
+        default=list, blank=True, help_text='Mappings this connector uses, e.g. ["shipping_methods", "skus"].'
+    )
+    manifest = models.JSONField(
+        null=True, blank=True, help_text="Endpoint paths the hub calls (health, orders, dispatch, inventory, prices)."
+    )
+    organization = models.ForeignKey(
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="private_connectors",
+        help_text="Empty for a public catalog connector; set for one private to an organization.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(organization__isnull=True), name="connector_public_key_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "key"],
+                condition=models.Q(organization__isnull=False),
+                name="connector_private_key_unique",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_public(self):
+        return self.organization_id is None
+
+    @property
+    def secret_fields(self) -> set[str]:
+        props = (self.settings_schema or {}).get("properties", {})
+        return {name for name, spec in props.items() if spec.get("writeOnly")}
+
+
+def _flow_field(flow: Workflow):
+    return models.BooleanField(
+        f"{flow.label}", default=False, help_text=f"Switch for the {flow.label.lower()} flow."
+    )
+
+
+class Integration(models.Model):
+    """One connected external system of an organization: an instance of a connector, with its lifecycle."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="integrations")
+    connector = models.ForeignKey(Connector, on_delete=models.PROTECT, related_name="integrations")
+    name = models.CharField(max_length=120)
+    status = models.CharField(
+        max_length=20, choices=IntegrationStatus.choices, default=IntegrationStatus.NOT_CONFIGURED
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    settings = models.JSONField(default=dict, blank=True)
+    mappings = models.JSONField(
+        default=dict, blank=True, help_text='Per mapping kind, {"external": "hub"} pairs.'
+    )
+    notification_email = models.EmailField(
+        blank=True, help_text="Exceptions and key-expiry notices go here (else the organization's address)."
+    )
+    flow_orders_in = _flow_field(Workflow.ORDERS_IN)
+    flow_shipping_requests_out = _flow_field(Workflow.SHIPPING_REQUESTS_OUT)
+    flow_fulfillments_in = _flow_field(Workflow.FULFILLMENTS_IN)
+    flow_fulfillments_out = _flow_field(Workflow.FULFILLMENTS_OUT)
+    flow_inventory_in = _flow_field(Workflow.INVENTORY_IN)
+    flow_inventory_out = _flow_field(Workflow.INVENTORY_OUT)
+    flow_products_in = _flow_field(Workflow.PRODUCTS_IN)
+    flow_products_out = _flow_field(Workflow.PRODUCTS_OUT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        permissions = [("manage_keys_integration", "Can manage the integration's keys")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="integration_unique_name_per_org"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "status"], name="integration_org_status_idx"),
+            models.Index(fields=["status", "status_changed_at"], name="integration_status_since_idx"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def workflow_enabled(self, flow: Workflow | str) -> bool:
+        return getattr(self, f"flow_{Workflow(flow).value}")
+
+    def apply_default_workflows(self):
+        """Switch the flows on that the connector type uses, the others off."""
+        on = DEFAULT_WORKFLOWS.get(self.connector.type, set())
+        for flow in Workflow:
+            setattr(self, f"flow_{flow.value}", flow in on)
+
+    @property
+    def notify_address(self) -> str:
+        return self.notification_email or self.organization.notification_email
+
+
+class IntegrationEvent(models.Model):
+    """The audit trail: one row for every status move, configuration change, request, delivery or call."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="integration_events")
+    # Kept when the integration is deleted, so the trail says what happened to it.
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    integration_name = models.CharField(max_length=120, blank=True)
+    kind = models.CharField(max_length=30, choices=EventKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, blank=True, help_text='"user:<name>", "key:<prefix>" or "system".')
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["integration", "-created_at"], name="event_integration_recent_idx"),
+            models.Index(fields=["organization", "-created_at"], name="event_org_recent_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.message[:60]}"

@@ -1,0 +1,447 @@
+"""
+The rules of integrations: settings validation, the lifecycle, configuration changes and the audit trail.
+Admin, API, commands and tasks call these functions; none of them writes an integration's status itself.
+"""
+
+import copy
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from .choices import ALLOWED_TRANSITIONS, EventKind, IntegrationStatus, Workflow
+from .models import Connector, Integration, IntegrationEvent
+
+Status = IntegrationStatus
+EXPORT_FORMAT = "switchyard.integration/1"
+
+
+class TransitionRefused(ValidationError):
+    """A lifecycle move that DESIGN.md does not allow."""
+
+
+# --- audit trail ---------------------------------------------------------------------------------------
+
+
+def actor_label(actor) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return f"user:{actor.get_username()}"
+
+
+def record_event(integration, kind, message, *, actor=None, data=None, organization=None):
+    """Append one IntegrationEvent; `integration` may be None for org-level events."""
+    user = actor if actor is not None and not isinstance(actor, str) else None
+    return IntegrationEvent.objects.create(
+        organization=organization or integration.organization,
+        integration=integration,
+        integration_name=integration.name if integration else "",
+        kind=kind,
+        actor_user=user,
+        actor=actor_label(actor),
+        message=message,
+        data=data or {},
+    )
+
+
+# --- settings -----------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+
+
+def check_settings_schema(schema):
+    """Raise ValidationError unless `schema` is a usable JSON Schema object schema."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+    if schema and schema.get("type", "object") != "object":
+        raise ValidationError('The settings schema must describe an object ("type": "object").')
+
+
+def _message(error, secret: bool) -> str:
+    # Messages never repeat the submitted value: it may be a secret, and they end up in pages and logs.
+    v, expected = error.validator, error.validator_value
+    if v == "type":
+        names = expected if isinstance(expected, list) else [expected]
+        return "Must be " + " or ".join(_TYPE_NAMES.get(n, n) for n in names) + "."
+    if v == "enum":
+        return "Must be one of: " + ", ".join(str(e) for e in expected) + "."
+    if v == "format":
+        return f"Must be a valid {expected}."
+    if v in ("minLength", "maxLength"):
+        return f"Must be at {'least' if v == 'minLength' else 'most'} {expected} characters."
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "at least", "maximum": "at most"}.get(v, "more than" if "Min" in v else "less than")
+        return f"Must be {word} {expected}."
+    if v == "pattern":
+        return "Has the wrong format." if secret else f"Must match the pattern {expected}."
+    return "Invalid value." if secret else error.message
+
+
+def settings_errors(connector: Connector, values: dict, *, require_complete=True) -> dict[str, list[str]]:
+    """Validate settings against the connector's JSON Schema; {} when valid, else messages per field."""
+    schema = connector.settings_schema or {}
+    if not isinstance(values, dict):
+        return {"__all__": ["Settings must be a JSON object."]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    secrets = connector.secret_fields
+    errors: dict[str, list[str]] = {}
+    for error in validator.iter_errors(values):
+        if error.validator == "required" and not error.path:
+            if not require_complete:
+                continue
+            for name in missing_required(connector, values):
+                errors.setdefault(name, []).append("This setting is required.")
+            continue
+        if error.validator == "additionalProperties" and not error.path:
+            for name in sorted(set(values) - set(schema.get("properties", {}))):
+                errors.setdefault(name, []).append("Unknown setting.")
+            continue
+        field = str(error.path[0]) if error.path else "__all__"
+        errors.setdefault(field, []).append(_message(error, field in secrets))
+    return {k: sorted(set(v)) for k, v in errors.items()}
+
+
+def missing_required(connector: Connector, values: dict) -> list[str]:
+    required = (connector.settings_schema or {}).get("required", [])
+    return [name for name in required if values.get(name) in (None, "")]
+
+
+def is_configured(integration: Integration) -> bool:
+    return not missing_required(integration.connector, integration.settings or {})
+
+
+def merge_settings(connector: Connector, current: dict, submitted: dict) -> dict:
+    """Submitted settings over the current ones; a blank secret keeps the stored secret."""
+    merged = dict(submitted)
+    for name in connector.secret_fields:
+        if merged.get(name) in (None, "") and current.get(name) not in (None, ""):
+            merged[name] = current[name]
+    return {k: v for k, v in merged.items() if v is not None and v != ""}
+
+
+def public_settings(integration: Integration) -> dict:
+    """Settings without their secrets (for export, API answers and pages)."""
+    secrets = integration.connector.secret_fields
+    return {k: v for k, v in (integration.settings or {}).items() if k not in secrets}
+
+
+def mapping_errors(connector: Connector, mappings) -> dict[str, list[str]]:
+    if not isinstance(mappings, dict):
+        return {"mappings": ["Mappings must be a JSON object of {kind: {external: hub}}."]}
+    errors = []
+    allowed = set(connector.mapping_kinds or [])
+    for kind, pairs in mappings.items():
+        if kind not in allowed:
+            errors.append(f"Unknown mapping kind {kind!r}; this connector uses: {', '.join(sorted(allowed)) or 'none'}.")
+        elif not isinstance(pairs, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in pairs.items()
+        ):
+            errors.append(f"{kind}: must map non-empty text to non-empty text.")
+    return {"mappings": errors} if errors else {}
+
+
+# --- lifecycle ----------------------------------------------------------------------------------------
+
+
+def transition(integration: Integration, to_status, *, reason: str, actor=None) -> Integration:
+    """The only way an integration's status changes: checks the move, stores the reason, records the event."""
+    to_status = Status(to_status)
+    with transaction.atomic():
+        locked = Integration.objects.select_for_update().get(pk=integration.pk)
+        current = Status(locked.status)
+        if to_status not in ALLOWED_TRANSITIONS[current]:
+            raise TransitionRefused(
+                f"Cannot move {locked.name!r} from {current.label} to {to_status.label}"
+                + (": it is already there." if current == to_status else ".")
+                + _hint(current, to_status),
+                code="transition_refused",
+            )
+        now = timezone.now()
+        locked.status, locked.status_reason, locked.status_changed_at = to_status, reason[:500], now
+        locked.last_activity_at = now
+        fields = ["status", "status_reason", "status_changed_at", "last_activity_at", "updated_at"]
+        if to_status == Status.ERROR:
+            locked.last_error, locked.last_error_at = reason, now
+            fields += ["last_error", "last_error_at"]
+        locked.save(update_fields=fields)
+        record_event(
+            locked,
+            EventKind.STATUS_CHANGED,
+            f"{current.label} → {to_status.label}: {reason}",
+            actor=actor,
+            data={"from": current.value, "to": to_status.value, "reason": reason},
+        )
+    for field in ("status", "status_reason", "status_changed_at", "last_error", "last_error_at", "last_activity_at"):
+        setattr(integration, field, getattr(locked, field))
+    return integration
+
+
+def _hint(current, to_status) -> str:
+    if to_status == Status.CONNECTED and current in (Status.NOT_CONFIGURED, Status.DISABLED, Status.ERROR):
+        return " It must pass through Connecting (handshake or health check) first."
+    if current == Status.DISABLED:
+        return " Enable it first."
+    if current == Status.NOT_CONFIGURED and to_status == Status.ERROR:
+        return " Complete its settings first."
+    return ""
+
+
+def sync_configuration_status(integration: Integration, *, actor=None) -> Integration:
+    """Complete settings move a not-configured integration to connecting; a missing required one moves back."""
+    missing = missing_required(integration.connector, integration.settings or {})
+    if integration.status == Status.NOT_CONFIGURED and not missing:
+        return transition(integration, Status.CONNECTING, reason="Settings complete.", actor=actor)
+    if missing and integration.status in (Status.CONNECTING, Status.CONNECTED, Status.ERROR):
+        return transition(
+            integration, Status.NOT_CONFIGURED, reason=f"Required setting missing: {', '.join(missing)}.", actor=actor
+        )
+    return integration
+
+
+def disable(integration: Integration, *, actor=None, reason="") -> Integration:
+    return transition(integration, Status.DISABLED, reason=reason or f"Disabled by {actor_label(actor)}.", actor=actor)
+
+
+def enable(integration: Integration, *, actor=None, reason="") -> Integration:
+    """Back from disabled: always re-checked (connecting), or not configured while settings are incomplete."""
+    if integration.status != Status.DISABLED:
+        raise TransitionRefused(f"{integration.name!r} is not disabled.", code="transition_refused")
+    to = Status.CONNECTING if is_configured(integration) else Status.NOT_CONFIGURED
+    return transition(integration, to, reason=reason or f"Enabled by {actor_label(actor)}.", actor=actor)
+
+
+def handshake(integration: Integration, *, actor=None) -> Integration:
+    """The connector says it is ready (POST /api/v1/integration/connect): connecting/error → connected."""
+    if integration.status == Status.CONNECTED:
+        return integration
+    if integration.status == Status.ERROR:
+        transition(integration, Status.CONNECTING, reason="Connector retried the handshake.", actor=actor)
+    return transition(integration, Status.CONNECTED, reason="Handshake completed.", actor=actor)
+
+
+def report_error(integration: Integration, message: str, *, actor=None) -> Integration:
+    if integration.status == Status.ERROR:
+        Integration.objects.filter(pk=integration.pk).update(last_error=message, last_error_at=timezone.now())
+        return integration
+    return transition(integration, Status.ERROR, reason=message, actor=actor)
+
+
+def expire_stale_connecting(now=None) -> int:
+    """Integrations left in `connecting` past INTEGRATION_CONNECT_WINDOW move to `error`; returns how many."""
+    now = now or timezone.now()
+    window = django_settings.INTEGRATION_CONNECT_WINDOW
+    cutoff = now - timedelta(seconds=window)
+    moved = 0
+    stale = Integration.objects.filter(status=Status.CONNECTING, status_changed_at__lt=cutoff).select_related(
+        "organization"
+    )
+    for integration in stale.iterator(chunk_size=200):
+        try:
+            transition(
+                integration,
+                Status.ERROR,
+                reason=f"No handshake or passing health check within {timedelta(seconds=window)}.",
+            )
+            moved += 1
+        except TransitionRefused:
+            continue  # moved by someone else meanwhile
+    return moved
+
+
+# --- configuration ------------------------------------------------------------------------------------
+
+
+def _validate(connector, settings_values, mappings, *, require_complete):
+    errors = settings_errors(connector, settings_values, require_complete=require_complete)
+    errors.update(mapping_errors(connector, mappings or {}))
+    if errors:
+        raise ValidationError({k: v for k, v in errors.items()})
+
+
+def create_integration(
+    organization,
+    connector: Connector,
+    name: str,
+    *,
+    settings: dict | None = None,
+    mappings: dict | None = None,
+    notification_email: str = "",
+    workflows: dict | None = None,
+    actor=None,
+    require_complete: bool = False,
+) -> Integration:
+    """A new integration; `not_configured` until its required settings are there, then `connecting`."""
+    integration = Integration(
+        organization=organization, connector=connector, name=name, notification_email=notification_email
+    )
+    integration.apply_default_workflows()
+    for flow, on in (workflows or {}).items():
+        setattr(integration, f"flow_{Workflow(flow).value}", bool(on))
+    return save_integration(
+        integration, settings=settings or {}, mappings=mappings or {}, actor=actor, require_complete=require_complete
+    )
+
+
+def save_integration(
+    integration: Integration,
+    *,
+    settings: dict | None = None,
+    mappings: dict | None = None,
+    actor=None,
+    require_complete: bool = True,
+    changed_fields=(),
+) -> Integration:
+    """
+    Save a new or edited integration: validate settings (types always; required ones unless
+    `require_complete=False`) and mappings, store them, record the event and follow the lifecycle.
+    Raises ValidationError with per-field messages, saving nothing.
+    """
+    if integration.connector.organization_id not in (None, integration.organization_id):
+        raise ValidationError({"connector": ["This connector is private to another organization."]})
+    creating = integration.pk is None
+    current = {} if creating else Integration.objects.get(pk=integration.pk).settings
+    new_settings = integration.settings if settings is None else merge_settings(integration.connector, current, settings)
+    new_mappings = integration.mappings if mappings is None else mappings
+    _validate(integration.connector, new_settings, new_mappings, require_complete=require_complete)
+
+    changed_settings = sorted(
+        k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
+    )
+    with transaction.atomic():
+        integration.settings, integration.mappings = new_settings, new_mappings
+        integration.last_activity_at = timezone.now()
+        if creating:
+            integration.status = Status.NOT_CONFIGURED
+            integration.status_changed_at = timezone.now()
+        integration.save()
+        if creating:
+            record_event(
+                integration,
+                EventKind.CREATED,
+                f"Created from connector {integration.connector.key}.",
+                actor=actor,
+                data={"connector": integration.connector.key},
+            )
+        elif changed_settings or changed_fields:
+            record_event(
+                integration,
+                EventKind.CONFIG_CHANGED,
+                "Configuration changed: " + ", ".join(sorted(set(changed_settings) | set(changed_fields))),
+                actor=actor,
+                # Names only: values may be secrets.
+                data={"settings": changed_settings, "fields": sorted(changed_fields)},
+            )
+        if (
+            not creating
+            and changed_settings
+            and integration.status in (Status.CONNECTED, Status.ERROR)
+            and is_configured(integration)
+        ):
+            transition(integration, Status.CONNECTING, reason="Settings changed; checking the connection again.", actor=actor)
+        sync_configuration_status(integration, actor=actor)
+    return integration
+
+
+def delete_integration(integration: Integration, *, actor=None) -> None:
+    """Remove an integration's configuration; its audit trail (and, later, orders and fulfillments) stay."""
+    with transaction.atomic():
+        record_event(
+            integration,
+            EventKind.DELETED,
+            f"Integration {integration.name!r} deleted; its keys and configuration were removed.",
+            actor=actor,
+            data={"integration_id": integration.pk, "connector": integration.connector.key},
+        )
+        integration.delete()
+
+
+# --- export / import ----------------------------------------------------------------------------------
+
+
+def export_configuration(integration: Integration) -> dict:
+    """The integration's configuration as JSON-ready data, without secrets."""
+    connector = integration.connector
+    data = {
+        "format": EXPORT_FORMAT,
+        "name": integration.name,
+        "connector": {"key": connector.key, "version": connector.version, "private": not connector.is_public},
+        "notification_email": integration.notification_email,
+        "settings": public_settings(integration),
+        "mappings": copy.deepcopy(integration.mappings),
+        "workflows": {flow.value: integration.workflow_enabled(flow) for flow in Workflow},
+        "exported_at": timezone.now().isoformat(),
+    }
+    if not connector.is_public:
+        # A private connector travels with its integration so the import can recreate it.
+        data["connector"].update(
+            name=connector.name,
+            type=connector.type,
+            description=connector.description,
+            recommended_grants=connector.recommended_grants,
+            settings_schema=connector.settings_schema,
+            mapping_kinds=connector.mapping_kinds,
+            manifest=connector.manifest,
+        )
+    return data
+
+
+def import_configuration(data: dict, organization, *, name: str | None = None, actor=None) -> Integration:
+    """Create an integration from `export_configuration` data; secrets must be entered again."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise ValidationError(f"Not a Switchyard integration export (expected format {EXPORT_FORMAT!r}).")
+    spec = data.get("connector") or {}
+    key = spec.get("key")
+    if not key:
+        raise ValidationError("The export names no connector.")
+    with transaction.atomic():
+        if spec.get("private"):
+            connector = Connector.objects.filter(organization=organization, key=key).first()
+            if connector is None:
+                schema = spec.get("settings_schema") or {}
+                check_settings_schema(schema)
+                connector = Connector.objects.create(
+                    organization=organization,
+                    key=key,
+                    name=spec.get("name") or key,
+                    type=spec.get("type"),
+                    description=spec.get("description", ""),
+                    version=spec.get("version", "1.0"),
+                    recommended_grants=spec.get("recommended_grants") or [],
+                    settings_schema=schema,
+                    mapping_kinds=spec.get("mapping_kinds") or [],
+                    manifest=spec.get("manifest"),
+                )
+        else:
+            connector = Connector.objects.filter(organization__isnull=True, key=key).first()
+            if connector is None:
+                raise ValidationError(f"Unknown connector {key!r}.")
+        name = name or data.get("name")
+        if not name:
+            raise ValidationError("The export names no integration.")
+        if Integration.objects.filter(organization=organization, name=name).exists():
+            raise ValidationError(f"{organization} already has an integration named {name!r}.")
+        workflows = data.get("workflows") or {}
+        unknown = set(workflows) - set(Workflow.values)
+        if unknown:
+            raise ValidationError(f"Unknown workflows: {', '.join(sorted(unknown))}.")
+        integration = create_integration(
+            organization,
+            connector,
+            name,
+            settings=data.get("settings") or {},
+            mappings=data.get("mappings") or {},
+            notification_email=data.get("notification_email", ""),
+            workflows=workflows,
+            actor=actor,
+            require_complete=False,  # secrets are not exported: it stays not_configured until they are entered
+        )
+        record_event(integration, EventKind.IMPORTED, "Imported from an exported configuration.", actor=actor)
+    return integration

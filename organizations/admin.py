@@ -1,0 +1,132 @@
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count, Q
+
+from .admin_mixins import OrganizationScopedAdmin, OrganizationScopedInline
+from .models import Membership, Organization
+from .scoping import scope_for
+
+User = get_user_model()
+
+
+class MembershipInline(OrganizationScopedInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class UserMembershipInline(OrganizationScopedInline):
+    """Memberships on the user page: an org admin sees and grants only memberships of their orgs."""
+
+    model = Membership
+    extra = 0
+    fields = ["organization", "role"]
+    verbose_name_plural = "organizations"
+
+    def get_min_num(self, request, obj=None, **kwargs):
+        # A user an org admin creates must belong to one of their organizations, or it would vanish.
+        return 0 if scope_for(request.user).is_superuser else 1
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return 0 if obj else 1
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_field = ""
+    list_display = ["name", "slug", "notification_email", "member_count", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_members=Count("memberships"))
+
+    @admin.display(description="members", ordering="_members")
+    def member_count(self, obj):
+        return obj._members
+
+    def scope_queryset(self, request, queryset):
+        scope = scope_for(request.user)
+        return queryset if scope.is_superuser else queryset.filter(pk__in=scope.org_ids)
+
+    def role_allows(self, request, action, obj=None):
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return True
+        if action in ("add", "delete"):
+            return False  # organizations are created and removed by platform staff
+        if obj is None:
+            return bool(scope.org_ids) if action == "view" else bool(scope.admin_org_ids)
+        return obj.pk in scope.admin_org_ids or (action == "view" and obj.pk in scope.member_org_ids)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if scope_for(request.user).is_superuser else ["slug"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", "organization"]
+    search_fields = ["user__username", "user__email", "organization__name"]
+    autocomplete_fields = ["user"]
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
+    """
+    Users, scoped: an org admin sees the users of the organizations they administer and may edit only those
+    who belong to no other organization (else editing a password would reach into another tenant) and who
+    are not superusers. Org admins can never grant superuser, staff-wide permissions or groups.
+    """
+
+    organization_field = "memberships__organization"
+    inlines = [UserMembershipInline]
+    list_display = ["username", "email", "first_name", "last_name", "is_active", "is_superuser", "last_login"]
+    list_filter = ["is_active", "is_superuser"]
+    limited_fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Status", {"fields": ("is_active", "last_login", "date_joined")}),
+    )
+
+    def scope_queryset(self, request, queryset):
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return queryset
+        members = Membership.objects.filter(organization__in=scope.admin_org_ids).values("user_id")
+        return queryset.filter(pk__in=members)
+
+    def role_allows(self, request, action, obj=None):
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return True
+        if not scope.admin_org_ids:
+            return False
+        if obj is None or action == "view":
+            return True
+        if obj.is_superuser:
+            return False
+        # Only users wholly inside your organizations are yours to change or delete.
+        return not obj.memberships.filter(~Q(organization__in=scope.admin_org_ids)).exists()
+
+    def get_fieldsets(self, request, obj=None):
+        if scope_for(request.user).is_superuser or obj is None:
+            return super().get_fieldsets(request, obj)
+        return self.limited_fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if scope_for(request.user).is_superuser else ["last_login", "date_joined"]
+
+    def save_model(self, request, obj, form, change):
+        if not scope_for(request.user).is_superuser:
+            # Whatever was posted: users made by org admins log in to the admin and are never superusers.
+            obj.is_staff = True
+            obj.is_superuser = False
+        super().save_model(request, obj, form, change)

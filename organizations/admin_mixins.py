@@ -1,0 +1,187 @@
+"""
+The one admin chokepoint for tenancy (STYLE.md §4).
+
+Every admin class for org-owned data mixes in `OrganizationScopedMixin`. It scopes the changelist, the
+change/delete/history views (an object outside your organizations is a 404, not a redirect that confirms
+nothing but still answers), foreign-key and many-to-many choices, autocomplete, list filters and bulk
+actions — all through `get_queryset`, so a subclass only declares where the organization is.
+
+Roles: a superuser sees everything; an org admin sees and edits everything in the organizations they
+administer; a member sees only the integrations (and rows hanging off them) for which they hold a
+django-guardian object permission.
+"""
+
+from django.contrib import admin
+from django.contrib.admin.filters import RelatedOnlyFieldListFilter
+from django.db.models import ForeignKey, Q
+from django.http import Http404
+
+from .models import Organization
+from .scoping import scope_for
+
+ACTIONS = ("view", "add", "change", "delete")
+
+
+class OrganizationScopedMixin:
+    """Declare `organization_field` (lookup path to the Organization, "" for Organization itself)."""
+
+    organization_field = "organization"
+    # Rows with no organization (e.g. public catalog connectors) are readable by every staff user.
+    shared_when_null = False
+    # Lookup path to an Integration through which members' object permissions grant access
+    # ("" for Integration itself); None: members never see this model.
+    member_access_field: str | None = None
+
+    # --- queryset -----------------------------------------------------------------------------------
+    def get_queryset(self, request):
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def _path(self, suffix):
+        return f"{self.organization_field}__{suffix}" if self.organization_field else suffix
+
+    def scope_queryset(self, request, queryset):
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return queryset
+        allowed = Q(**{self._path("in") if self.organization_field else "pk__in": scope.admin_org_ids})
+        if self.shared_when_null:
+            allowed |= Q(**{self._path("isnull"): True})
+        if self.member_access_field is not None and scope.member_org_ids:
+            prefix = f"{self.member_access_field}__" if self.member_access_field else ""
+            allowed |= Q(**{f"{prefix}pk__in": granted_integrations(request.user, scope).values("pk")})
+        return queryset.filter(allowed)
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Django would redirect with "doesn't exist"; outside your scope is simply not there.
+            raise Http404("No such object.")
+        return obj
+
+    # --- permissions --------------------------------------------------------------------------------
+    def organization_id_of(self, obj):
+        """The organization id of `obj`, following `organization_field` attribute by attribute."""
+        if not self.organization_field:
+            return obj.pk
+        *parents, last = self.organization_field.split("__")
+        for name in parents:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                return None
+        return getattr(obj, f"{last}_id", None)
+
+    def integration_of(self, obj):
+        if self.member_access_field is None:
+            return None
+        for name in filter(None, self.member_access_field.split("__")):
+            obj = getattr(obj, name, None)
+        return obj
+
+    def role_allows(self, request, action, obj=None) -> bool:
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return True
+        if obj is None:
+            if scope.admin_org_ids:
+                return True
+            # Members reach the changelist of member-visible models and edit per object.
+            return bool(scope.member_org_ids) and self.member_access_field is not None and action in (
+                "view",
+                "change",
+            )
+        org_id = self.organization_id_of(obj)
+        if org_id is None:
+            return self.shared_when_null and action == "view"
+        if org_id in scope.admin_org_ids:
+            return True
+        integration = self.integration_of(obj)
+        if integration is None or org_id not in scope.member_org_ids or action not in ("view", "change"):
+            return False
+        if action == "view":
+            return any(request.user.has_perm(f"integrations.{p}", integration) for p in MEMBER_PERMS)
+        return request.user.has_perm("integrations.change_integration", integration)
+
+    def has_module_permission(self, request):
+        return self.role_allows(request, "view")
+
+    def has_view_permission(self, request, obj=None):
+        return self.role_allows(request, "view", obj) or self.has_change_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return self.role_allows(request, "add") and bool(
+            scope_for(request.user).is_superuser or scope_for(request.user).admin_org_ids
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return self.role_allows(request, "change", obj)
+
+    def has_delete_permission(self, request, obj=None):
+        scope = scope_for(request.user)
+        return self.role_allows(request, "delete", obj) and bool(scope.is_superuser or scope.admin_org_ids)
+
+    # --- choices, filters ---------------------------------------------------------------------------
+    def get_field_queryset(self, db, db_field, request):
+        related = db_field.remote_field.model
+        if related is Organization:
+            scope = scope_for(request.user)
+            qs = Organization.objects.using(db)
+            # New rows may only be placed in organizations you administer.
+            return qs if scope.is_superuser else qs.filter(pk__in=scope.admin_org_ids)
+        related_admin = self.admin_site._registry.get(related)
+        if isinstance(related_admin, OrganizationScopedMixin):
+            return related_admin.get_queryset(request).using(db)
+        return super().get_field_queryset(db, db_field, request)
+
+    def get_list_filter(self, request):
+        # Plain FK filters list every row of the related table; RelatedOnlyFieldListFilter lists only
+        # values present in the (scoped) queryset, so filter choices never leak another org's names.
+        scoped = []
+        for item in super().get_list_filter(request):
+            if isinstance(item, str) and self._is_relation(item):
+                scoped.append((item, RelatedOnlyFieldListFilter))
+            else:
+                scoped.append(item)
+        return scoped
+
+    def _is_relation(self, path):
+        model = self.model
+        field = None
+        for name in path.split("__"):
+            field = model._meta.get_field(name)
+            if not field.is_relation:
+                return False
+            model = field.related_model
+        return isinstance(field, ForeignKey) or (field is not None and field.many_to_many)
+
+
+class OrganizationScopedAdmin(OrganizationScopedMixin, admin.ModelAdmin):
+    """ModelAdmin for org-owned rows."""
+
+
+class OrganizationScopedInline(OrganizationScopedMixin, admin.TabularInline):
+    """Inline for org-owned rows; edits follow the parent's rules."""
+
+    def has_add_permission(self, request, obj=None):
+        return self.role_allows(request, "add") and bool(
+            scope_for(request.user).is_superuser or scope_for(request.user).admin_org_ids
+        )
+
+
+MEMBER_PERMS = ("view_integration", "change_integration", "manage_keys_integration")
+
+
+def granted_integrations(user, scope=None):
+    """Integrations in the user's member organizations on which they hold any object permission."""
+    from guardian.shortcuts import get_objects_for_user
+
+    from integrations.models import Integration
+
+    scope = scope or scope_for(user)
+    return get_objects_for_user(
+        user,
+        [f"integrations.{p}" for p in MEMBER_PERMS],
+        klass=Integration.objects.filter(organization__in=scope.member_org_ids),
+        any_perm=True,
+        with_superuser=False,
+        accept_global_perms=False,
+    )
