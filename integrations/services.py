@@ -229,7 +229,10 @@ def handshake(integration: Integration, *, actor=None) -> Integration:
 
 def report_error(integration: Integration, message: str, *, actor=None) -> Integration:
     if integration.status == Status.ERROR:
-        Integration.objects.filter(pk=integration.pk).update(last_error=message, last_error_at=timezone.now())
+        integration.last_error, integration.last_error_at = message, timezone.now()
+        Integration.objects.filter(pk=integration.pk).update(
+            last_error=integration.last_error, last_error_at=integration.last_error_at
+        )
         return integration
     return transition(integration, Status.ERROR, reason=message, actor=actor)
 

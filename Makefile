@@ -1,0 +1,40 @@
+# Switchyard. `make run` to try it, `make test` to check it. The logic lives in scripts/.
+SHELL := /bin/bash
+# uv must use this machine's Python 3.11: it cannot download one here.
+export UV_PYTHON_DOWNLOADS := never
+# Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS='-k lifecycle -x'
+export PYTEST_ARGS
+
+RUFF := .venv/bin/ruff
+
+.PHONY: help run test lint fmt clean sync
+
+help:
+	@echo "make run    install, migrate, seed demo data, serve http://127.0.0.1:8000/admin/ (PORT=...) + worker + beat"
+	@echo "make test   lint, then pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make lint   ruff check and ruff format --check"
+	@echo "make fmt    ruff format and ruff check --fix"
+	@echo "make clean  remove var/ (SQLite database, broker folder, logs, secret key)"
+	@echo "make sync   install uv if missing and the locked dependencies into .venv/"
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+sync:
+	@scripts/sync.sh
+
+lint: sync
+	@status=0; \
+	$(RUFF) check . || status=1; \
+	$(RUFF) format --check . || status=1; \
+	exit $$status
+
+fmt: sync
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+clean:
+	rm -rf var/

@@ -1,0 +1,301 @@
+"""The integrations admin: wizard, settings form, badges, actions, export/import, member access."""
+
+import io
+import json
+
+import pytest
+from django.urls import reverse
+from guardian.shortcuts import assign_perm
+
+from integrations import services
+from integrations.choices import IntegrationStatus as S
+from integrations.models import Integration, IntegrationEvent
+from tests.fixtures.integrations import GOOD_SETTINGS
+
+CHANNEL_FLOWS = ["flow_orders_in", "flow_fulfillments_out", "flow_inventory_out", "flow_products_out"]
+CHANGELIST = reverse("admin:integrations_integration_changelist")
+ADD = reverse("admin:integrations_integration_add")
+
+
+def change_url(integration):
+    return reverse("admin:integrations_integration_change", args=[integration.pk])
+
+
+def wizard_post(org, name="Shop", **settings):
+    # What a browser sends for a channel connector: the default flows arrive ticked.
+    data = {"organization": org.pk, "name": name, "notification_email": "", "mappings": "{}"}
+    data.update(dict.fromkeys(CHANNEL_FLOWS, "on"))
+    data.update({f"setting__{k}": v for k, v in settings.items()})
+    return data
+
+
+def test_add_starts_by_choosing_a_connector(admin_client_for, org_admin, strict_connector):
+    client = admin_client_for(org_admin)
+
+    page = client.get(ADD)
+
+    assert page.status_code == 200
+    assert b"choose a connector" in page.content
+    assert b"Custom channel" in page.content and b"Strict shop" in page.content
+
+
+def test_wizard_form_is_generated_from_the_schema(admin_client_for, org_admin, strict_connector):
+    page = admin_client_for(org_admin).get(ADD + f"?connector={strict_connector.pk}")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    for field in ("base_url", "api_token", "page_size", "region", "dry_run"):
+        assert f'name="setting__{field}"' in html
+    assert 'type="password"' in html  # writeOnly → password input
+    form = page.context["adminform"].form
+    ticked = {name for name in form.fields if name.startswith("flow_") and form[name].value()}
+    assert ticked == set(CHANNEL_FLOWS)  # pre-set from the connector type
+
+
+def test_wizard_creates_integration_and_moves_to_connecting(admin_client_for, org_admin, org, strict_connector):
+    client = admin_client_for(org_admin)
+
+    response = client.post(ADD + f"?connector={strict_connector.pk}", wizard_post(org, **GOOD_SETTINGS))
+
+    assert response.status_code == 302, response.content[:2000]
+    integration = Integration.objects.get(name="Shop")
+    assert integration.organization == org and integration.connector == strict_connector
+    assert integration.status == S.CONNECTING
+    assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
+    assert integration.flow_orders_in and not integration.flow_fulfillments_in  # channel defaults
+    kinds = list(integration.events.values_list("kind", flat=True))
+    assert "created" in kinds and "status_changed" in kinds
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"base_url": ""}, "base_url"),  # missing required
+        ({"page_size": "many"}, "page_size"),  # wrong type
+        ({"page_size": 0}, "page_size"),  # below minimum
+        ({"base_url": "not a url"}, "base_url"),  # format
+        ({"api_token": "short"}, "api_token"),  # minLength on a secret
+    ],
+)
+def test_wizard_refuses_invalid_settings_and_saves_nothing(
+    admin_client_for, org_admin, org, strict_connector, override, field
+):
+    client = admin_client_for(org_admin)
+    events_before = IntegrationEvent.objects.count()
+
+    response = client.post(ADD + f"?connector={strict_connector.pk}", wizard_post(org, **{**GOOD_SETTINGS, **override}))
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors or f"setting__{field}" in response.context["adminform"].form.errors
+    assert not Integration.objects.exists()
+    assert IntegrationEvent.objects.count() == events_before
+    if field == "api_token":
+        assert b"short" not in response.content  # a secret is never echoed back
+
+
+def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
+    admin_client_for, org_admin, org, strict_connector, make_integration
+):
+    integration = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    client = admin_client_for(org_admin)
+
+    page = client.get(change_url(integration))
+    assert GOOD_SETTINGS["api_token"].encode() not in page.content
+    assert b"leave blank to keep it" in page.content
+
+    data = wizard_post(org, name="Strict renamed", **{**GOOD_SETTINGS, "api_token": ""})
+    data.pop("organization")
+    response = client.post(change_url(integration), data)
+
+    assert response.status_code == 302, response.content[:3000]
+    integration.refresh_from_db()
+    assert integration.name == "Strict renamed"
+    assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
+
+
+def test_changelist_shows_badges_and_last_error(admin_client_for, org_admin, org, channel_connector, make_integration):
+    broken = make_integration(org, channel_connector, "Broken shop")
+    services.report_error(broken, "Shop API answered 401 Unauthorized")
+
+    page = admin_client_for(org_admin).get(CHANGELIST)
+
+    html = page.content.decode()
+    assert 'class="sy-badge sy-badge-red" data-status="error"' in html
+    assert "Shop API answered 401" in html
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_changelist_query_count_is_bounded(
+    admin_client_for, org_admin, org, channel_connector, make_integration, django_assert_max_num_queries, count
+):
+    for i in range(count):
+        make_integration(org, channel_connector, f"Shop {i:02d}")
+    client = admin_client_for(org_admin)
+
+    with django_assert_max_num_queries(14):
+        page = client.get(CHANGELIST)
+
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == count
+
+
+def test_disable_and_enable_actions(admin_client_for, org_admin, integration):
+    client = admin_client_for(org_admin)
+    assert integration.status == S.CONNECTING
+
+    client.post(CHANGELIST, {"action": "disable_selected", "_selected_action": [integration.pk]})
+    integration.refresh_from_db()
+    assert integration.status == S.DISABLED
+
+    client.post(CHANGELIST, {"action": "enable_selected", "_selected_action": [integration.pk]})
+    integration.refresh_from_db()
+    assert integration.status == S.CONNECTING  # never straight to connected
+
+
+def test_enable_action_reports_refusal(admin_client_for, org_admin, integration):
+    response = admin_client_for(org_admin).post(
+        CHANGELIST, {"action": "enable_selected", "_selected_action": [integration.pk]}, follow=True
+    )
+
+    assert b"is not disabled" in response.content
+    integration.refresh_from_db()
+    assert integration.status == S.CONNECTING
+
+
+def test_disable_button_on_change_page(admin_client_for, org_admin, integration):
+    client = admin_client_for(org_admin)
+
+    page = client.get(change_url(integration))
+    assert b'id="sy-disable"' in page.content
+    client.post(reverse("admin:integrations_integration_disable", args=[integration.pk]))
+
+    integration.refresh_from_db()
+    assert integration.status == S.DISABLED
+    assert b'id="sy-enable"' in client.get(change_url(integration)).content
+
+
+def test_button_needs_post(admin_client_for, org_admin, integration):
+    response = admin_client_for(org_admin).get(reverse("admin:integrations_integration_disable", args=[integration.pk]))
+    assert response.status_code == 405
+
+
+def test_delete_confirmation_says_what_is_kept_and_events_survive(admin_client_for, org_admin, integration):
+    client = admin_client_for(org_admin)
+    url = reverse("admin:integrations_integration_delete", args=[integration.pk])
+
+    page = client.get(url)
+    assert b"What is kept" in page.content and b"orders and fulfillments" in page.content
+
+    client.post(url, {"post": "yes"})
+    assert not Integration.objects.filter(pk=integration.pk).exists()
+    deleted = IntegrationEvent.objects.get(kind="deleted")
+    assert deleted.integration is None and deleted.integration_name == "Acme web shop"
+
+
+def test_export_download_has_no_secrets(admin_client_for, org_admin, org, strict_connector, make_integration):
+    integration = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+
+    response = admin_client_for(org_admin).get(reverse("admin:integrations_integration_export", args=[integration.pk]))
+
+    assert response["Content-Disposition"].startswith("attachment")
+    body = response.content.decode()
+    assert GOOD_SETTINGS["api_token"] not in body
+    assert json.loads(body)["settings"]["base_url"] == GOOD_SETTINGS["base_url"]
+
+
+def test_import_view_creates_integration(admin_client_for, org_admin, org, strict_connector, make_integration):
+    source = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    export = json.dumps(services.export_configuration(source)).encode()
+    upload = io.BytesIO(export)
+    upload.name = "strict.json"
+
+    response = admin_client_for(org_admin).post(
+        reverse("admin:integrations_integration_import"), {"organization": org.pk, "file": upload, "name": "Strict copy"}
+    )
+
+    assert response.status_code == 302
+    copy = Integration.objects.get(name="Strict copy")
+    assert copy.status == S.NOT_CONFIGURED  # the secret must be entered again
+    assert "api_token" not in copy.settings
+
+
+def test_import_view_reports_bad_file(admin_client_for, org_admin, org):
+    upload = io.BytesIO(b"{not json")
+    upload.name = "bad.json"
+
+    response = admin_client_for(org_admin).post(
+        reverse("admin:integrations_integration_import"), {"organization": org.pk, "file": upload}
+    )
+
+    assert response.status_code == 200
+    assert b"Not valid JSON" in response.content
+    assert not Integration.objects.exists()
+
+
+def test_member_access_page_grants_object_permissions(admin_client_for, org_admin, member, integration):
+    url = reverse("admin:integrations_integration_access", args=[integration.pk])
+    client = admin_client_for(org_admin)
+
+    client.post(url, {f"perm-{member.pk}-view_integration": "on", f"perm-{member.pk}-change_integration": "on"})
+
+    assert member.has_perm("integrations.view_integration", integration)
+    assert member.has_perm("integrations.change_integration", integration)
+    assert not member.has_perm("integrations.manage_keys_integration", integration)
+    assert integration.events.filter(kind="permissions_changed").exists()
+
+
+def test_member_sees_only_granted_integrations(admin_client_for, member, org, channel_connector, make_integration):
+    granted = make_integration(org, channel_connector, "Granted shop")
+    hidden = make_integration(org, channel_connector, "Hidden shop")
+    assign_perm("integrations.view_integration", member, granted)
+    client = admin_client_for(member)
+
+    page = client.get(CHANGELIST)
+
+    assert [i.pk for i in page.context["cl"].result_list] == [granted.pk]
+    assert client.get(change_url(hidden)).status_code == 404
+    view = client.get(change_url(granted))
+    assert view.status_code == 200 and b'name="_save"' not in view.content  # view only
+    assert client.get(ADD).status_code == 403
+    assert client.get(reverse("admin:integrations_integration_access", args=[granted.pk])).status_code == 403
+
+
+def test_member_with_change_permission_can_edit_but_not_delete(admin_client_for, member, org, integration):
+    assign_perm("integrations.change_integration", member, integration)
+    client = admin_client_for(member)
+
+    response = client.post(
+        change_url(integration),
+        {"name": "Renamed by member", "notification_email": "", "mappings": "{}", "flow_orders_in": "on"},
+    )
+
+    assert response.status_code == 302
+    integration.refresh_from_db()
+    assert integration.name == "Renamed by member"
+    assert client.get(reverse("admin:integrations_integration_delete", args=[integration.pk])).status_code == 403
+
+
+def test_member_action_on_ungranted_integration_does_nothing(admin_client_for, member, org, channel_connector, make_integration):
+    granted = make_integration(org, channel_connector, "Granted shop")
+    hidden = make_integration(org, channel_connector, "Hidden shop")
+    assign_perm("integrations.view_integration", member, granted)
+
+    admin_client_for(member).post(
+        CHANGELIST, {"action": "disable_selected", "_selected_action": [granted.pk, hidden.pk]}
+    )
+
+    granted.refresh_from_db()
+    hidden.refresh_from_db()
+    assert granted.status == S.CONNECTING  # view permission does not allow a change
+    assert hidden.status == S.CONNECTING
+
+
+def test_events_admin_is_read_only_and_filterable(admin_client_for, org_admin, integration):
+    client = admin_client_for(org_admin)
+    url = reverse("admin:integrations_integrationevent_changelist")
+
+    page = client.get(url + f"?integration__id__exact={integration.pk}")
+
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == integration.events.count() > 0
+    assert client.get(reverse("admin:integrations_integrationevent_add")).status_code == 403
