@@ -25,7 +25,14 @@ from .models import Connector, Integration, IntegrationEvent
 
 User = get_user_model()
 
-STATUS_FIELDS = ["status_badge", "status_reason", "status_changed_at", "last_error", "last_error_at", "last_activity_at"]
+STATUS_FIELDS = [
+    "status_badge",
+    "status_reason",
+    "status_changed_at",
+    "last_error",
+    "last_error_at",
+    "last_activity_at",
+]
 FLOW_FIELDS = [f"flow_{flow.value}" for flow in Workflow]
 PERM_LABELS = {
     "view_integration": "View",
@@ -85,7 +92,12 @@ class ScopedEventsMixin:
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"), e.get_kind_display(), e.actor, e.message)
+                (
+                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    e.get_kind_display(),
+                    e.actor,
+                    e.message,
+                )
                 for e in events
             ),
         )
@@ -101,7 +113,14 @@ class ScopedEventsMixin:
 @admin.register(Integration)
 class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
     member_access_field = ""
-    list_display = ["name", "status_badge", "connector", "organization", "last_activity_at", "last_error_excerpt"]
+    list_display = [
+        "name",
+        "status_badge",
+        "connector",
+        "organization",
+        "last_activity_at",
+        "last_error_excerpt",
+    ]
     list_display_links = ["name"]
     list_filter = ["status", "connector", "connector__type", "organization"]
     list_select_related = ["connector", "organization"]
@@ -140,7 +159,11 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
         connector = self.chosen_connector(request)
         if connector is None:
             return self.choose_connector_view(request)
-        context = {"connector": connector, "title": f"Add {connector.name} integration", **(extra_context or {})}
+        context = {
+            "connector": connector,
+            "title": f"Add {connector.name} integration",
+            **(extra_context or {}),
+        }
         return super().add_view(request, form_url, context)
 
     def choose_connector_view(self, request):
@@ -179,7 +202,10 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
                 )
             )
         fieldsets.append(
-            ("Mappings", {"fields": ["mappings"], "description": f"Kinds this connector uses: {kinds or 'none'}."})
+            (
+                "Mappings",
+                {"fields": ["mappings"], "description": f"Kinds this connector uses: {kinds or 'none'}."},
+            )
         )
         fieldsets.append(
             (
@@ -239,7 +265,9 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
             except services.TransitionRefused as exc:
                 refused.append(exc.messages[0])
         if done:
-            self.message_user(request, f"{verb} {done} integration{'s' if done != 1 else ''}.", messages.SUCCESS)
+            self.message_user(
+                request, f"{verb} {done} integration{'s' if done != 1 else ''}.", messages.SUCCESS
+            )
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
 
@@ -259,7 +287,9 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
     def _export_response(self, request, integrations):
         payload = [services.export_configuration(i) for i in integrations]
         for integration in integrations:
-            services.record_event(integration, EventKind.EXPORTED, "Configuration exported.", actor=request.user)
+            services.record_event(
+                integration, EventKind.EXPORTED, "Configuration exported.", actor=request.user
+            )
         body = payload[0] if len(payload) == 1 else payload
         name = slugify(integrations[0].name) if len(integrations) == 1 else "integrations"
         response = HttpResponse(json.dumps(body, indent=2, sort_keys=True), content_type="application/json")
@@ -272,7 +302,9 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
         return [
             path("import/", wrap(self.import_view), name="integrations_integration_import"),
             path("<path:object_id>/export/", wrap(self.export_view), name="integrations_integration_export"),
-            path("<path:object_id>/disable/", wrap(self.disable_view), name="integrations_integration_disable"),
+            path(
+                "<path:object_id>/disable/", wrap(self.disable_view), name="integrations_integration_disable"
+            ),
             path("<path:object_id>/enable/", wrap(self.enable_view), name="integrations_integration_enable"),
             path("<path:object_id>/access/", wrap(self.access_view), name="integrations_integration_access"),
             *super().get_urls(),
@@ -307,7 +339,11 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         scope = scope_for(request.user)
-        orgs = Organization.objects.all() if scope.is_superuser else Organization.objects.filter(pk__in=scope.admin_org_ids)
+        orgs = (
+            Organization.objects.all()
+            if scope.is_superuser
+            else Organization.objects.filter(pk__in=scope.admin_org_ids)
+        )
         form = ImportForm(request.POST or None, request.FILES or None)
         form.fields["organization"].queryset = orgs
         if orgs.count() == 1:
@@ -337,7 +373,9 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
                         messages.SUCCESS,
                     )
                 if len(created) == 1:
-                    return HttpResponseRedirect(reverse("admin:integrations_integration_change", args=[created[0].pk]))
+                    return HttpResponseRedirect(
+                        reverse("admin:integrations_integration_change", args=[created[0].pk])
+                    )
                 return HttpResponseRedirect(reverse("admin:integrations_integration_changelist"))
         context = {
             **self.admin_site.each_context(request),
@@ -380,7 +418,13 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
             self.message_user(request, f"Saved member access ({len(changes)} change(s)).", messages.SUCCESS)
             return HttpResponseRedirect(request.path)
         rows = [
-            {"user": user, "perms": [(perm, PERM_LABELS[perm], perm in set(get_perms(user, integration))) for perm in MEMBER_PERMS]}
+            {
+                "user": user,
+                "perms": [
+                    (perm, PERM_LABELS[perm], perm in set(get_perms(user, integration)))
+                    for perm in MEMBER_PERMS
+                ],
+            }
             for user in members
         ]
         context = {
@@ -412,7 +456,16 @@ class IntegrationEventAdmin(OrganizationScopedAdmin):
     list_filter = ["kind", "integration"]
     list_select_related = ["integration"]
     search_fields = ["message", "integration_name", "actor"]
-    fields = ["created_at", "organization", "integration", "integration_name", "kind", "actor", "message", "data"]
+    fields = [
+        "created_at",
+        "organization",
+        "integration",
+        "integration_name",
+        "kind",
+        "actor",
+        "message",
+        "data",
+    ]
     readonly_fields = fields
     show_full_result_count = False
 

@@ -47,7 +47,12 @@ CHANNEL_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "store_url": {"type": "string", "format": "uri", "title": "Store URL", "description": "The shop's address."},
+        "store_url": {
+            "type": "string",
+            "format": "uri",
+            "title": "Store URL",
+            "description": "The shop's address.",
+        },
         "default_currency": {
             "type": "string",
             "title": "Default currency",

@@ -79,7 +79,12 @@ class Workflow(models.TextChoices):
     PRODUCTS_OUT = "products_out", _("Products out")
 
 
-_CHANNEL_FLOWS = {Workflow.ORDERS_IN, Workflow.FULFILLMENTS_OUT, Workflow.INVENTORY_OUT, Workflow.PRODUCTS_OUT}
+_CHANNEL_FLOWS = {
+    Workflow.ORDERS_IN,
+    Workflow.FULFILLMENTS_OUT,
+    Workflow.INVENTORY_OUT,
+    Workflow.PRODUCTS_OUT,
+}
 _FULFILLER_FLOWS = {
     Workflow.SHIPPING_REQUESTS_OUT,
     Workflow.FULFILLMENTS_IN,

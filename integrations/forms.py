@@ -23,10 +23,15 @@ def setting_field(spec: dict, *, required: bool, secret: bool) -> forms.Field:
     kind = spec.get("type")
     common = {"label": spec.get("title"), "help_text": spec.get("description", ""), "required": required}
     if secret:
-        return forms.CharField(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common)
+        return forms.CharField(
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common
+        )
     if "enum" in spec:
         return forms.TypedChoiceField(
-            choices=[("", "---------")] + [(v, v) for v in spec["enum"]], coerce=str, empty_value=None, **common
+            choices=[("", "---------")] + [(v, v) for v in spec["enum"]],
+            coerce=str,
+            empty_value=None,
+            **common,
         )
     if kind == "boolean":
         common["required"] = False  # an unticked box is a value (false), not a missing one
@@ -48,7 +53,9 @@ class IntegrationForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        fields = ["organization", "name", "notification_email", "mappings"] + [f"flow_{f.value}" for f in Workflow]
+        fields = ["organization", "name", "notification_email", "mappings"] + [
+            f"flow_{f.value}" for f in Workflow
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,7 +73,9 @@ class IntegrationForm(forms.ModelForm):
             if name in self.connector.secret_fields:
                 # Never sent back to the browser; a blank field keeps what is stored.
                 field.required = False
-                field.help_text = (field.help_text + " " if field.help_text else "") + "Stored; leave blank to keep it."
+                field.help_text = (
+                    field.help_text + " " if field.help_text else ""
+                ) + "Stored; leave blank to keep it."
             else:
                 field.initial = value
         if "organization" in self.fields:
@@ -123,7 +132,9 @@ class ChooseConnectorForm(forms.Form):
 
 class ImportForm(forms.Form):
     organization = forms.ModelChoiceField(queryset=Organization.objects.none())
-    file = forms.FileField(help_text="A JSON file made by “Export configuration” or `manage.py export_integration`.")
+    file = forms.FileField(
+        help_text="A JSON file made by “Export configuration” or `manage.py export_integration`."
+    )
     name = forms.CharField(required=False, help_text="Defaults to the name in the file.")
 
     def clean_file(self):
@@ -180,6 +191,8 @@ class ConnectorForm(forms.ModelForm):
             k in allowed and isinstance(v, str) and v.startswith("/") for k, v in manifest.items()
         ):
             raise ValidationError(
-                "An object of endpoint paths, keys among " + ", ".join(sorted(allowed)) + ', e.g. {"health": "/health"}.'
+                "An object of endpoint paths, keys among "
+                + ", ".join(sorted(allowed))
+                + ', e.g. {"health": "/health"}.'
             )
         return manifest

@@ -26,7 +26,9 @@ class Connector(models.Model):
         default=list, blank=True, help_text='Mappings this connector uses, e.g. ["shipping_methods", "skus"].'
     )
     manifest = models.JSONField(
-        null=True, blank=True, help_text="Endpoint paths the hub calls (health, orders, dispatch, inventory, prices)."
+        null=True,
+        blank=True,
+        help_text="Endpoint paths the hub calls (health, orders, dispatch, inventory, prices).",
     )
     organization = models.ForeignKey(
         Organization,
@@ -43,7 +45,9 @@ class Connector(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["key"], condition=models.Q(organization__isnull=True), name="connector_public_key_unique"
+                fields=["key"],
+                condition=models.Q(organization__isnull=True),
+                name="connector_public_key_unique",
             ),
             models.UniqueConstraint(
                 fields=["organization", "key"],
@@ -134,7 +138,9 @@ class Integration(models.Model):
 class IntegrationEvent(models.Model):
     """The audit trail: one row for every status move, configuration change, request, delivery or call."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="integration_events")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="integration_events"
+    )
     # Kept when the integration is deleted, so the trail says what happened to it.
     integration = models.ForeignKey(
         Integration, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
@@ -144,7 +150,9 @@ class IntegrationEvent(models.Model):
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    actor = models.CharField(max_length=200, blank=True, help_text='"user:<name>", "key:<prefix>" or "system".')
+    actor = models.CharField(
+        max_length=200, blank=True, help_text='"user:<name>", "key:<prefix>" or "system".'
+    )
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=False)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from .choices import ALLOWED_TRANSITIONS, EventKind, IntegrationStatus, Workflow
+from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, IntegrationStatus, Workflow
 from .models import Connector, Integration, IntegrationEvent
 
 Status = IntegrationStatus
@@ -52,7 +52,12 @@ def record_event(integration, kind, message, *, actor=None, data=None, organizat
 
 # --- settings -----------------------------------------------------------------------------------------
 
-_TYPE_NAMES = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+_TYPE_NAMES = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
 
 
 def check_settings_schema(schema):
@@ -61,7 +66,7 @@ def check_settings_schema(schema):
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
-    if schema and schema.get("type", "object") != "object":
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
         raise ValidationError('The settings schema must describe an object ("type": "object").')
 
 
@@ -78,7 +83,9 @@ def _message(error, secret: bool) -> str:
     if v in ("minLength", "maxLength"):
         return f"Must be at {'least' if v == 'minLength' else 'most'} {expected} characters."
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        word = {"minimum": "at least", "maximum": "at most"}.get(v, "more than" if "Min" in v else "less than")
+        word = {"minimum": "at least", "maximum": "at most"}.get(
+            v, "more than" if "Min" in v else "less than"
+        )
         return f"Must be {word} {expected}."
     if v == "pattern":
         return "Has the wrong format." if secret else f"Must match the pattern {expected}."
@@ -105,7 +112,9 @@ def settings_errors(connector: Connector, values: dict, *, require_complete=True
                 errors.setdefault(name, []).append("Unknown setting.")
             continue
         field = str(error.path[0]) if error.path else "__all__"
-        errors.setdefault(field, []).append(_message(error, field in secrets))
+        # An object-level error's instance is the whole settings dict, secrets included.
+        hides_secret = field in secrets or (field == "__all__" and bool(secrets))
+        errors.setdefault(field, []).append(_message(error, hides_secret))
     return {k: sorted(set(v)) for k, v in errors.items()}
 
 
@@ -140,12 +149,35 @@ def mapping_errors(connector: Connector, mappings) -> dict[str, list[str]]:
     allowed = set(connector.mapping_kinds or [])
     for kind, pairs in mappings.items():
         if kind not in allowed:
-            errors.append(f"Unknown mapping kind {kind!r}; this connector uses: {', '.join(sorted(allowed)) or 'none'}.")
+            errors.append(
+                f"Unknown mapping kind {kind!r}; this connector uses: {', '.join(sorted(allowed)) or 'none'}."
+            )
         elif not isinstance(pairs, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and v for k, v in pairs.items()
         ):
             errors.append(f"{kind}: must map non-empty text to non-empty text.")
     return {"mappings": errors} if errors else {}
+
+
+# --- workflows ----------------------------------------------------------------------------------------
+
+
+class WorkflowDisabled(Exception):
+    """An inbound write for a flow the integration has switched off (API: 403 `workflow_disabled`)."""
+
+    code = "workflow_disabled"
+
+
+def require_workflow(integration: Integration, flow) -> None:
+    """Raise WorkflowDisabled unless the integration's switch for `flow` (e.g. orders_in) is on."""
+    flow = Workflow(flow)
+    if not integration.workflow_enabled(flow):
+        raise WorkflowDisabled(f"The “{flow.label}” flow of {integration.name!r} is switched off.")
+
+
+def may_send(integration: Integration, flow) -> bool:
+    """Whether an outbound event or call for `flow` may go to this integration now."""
+    return integration.status != Status.DISABLED and integration.workflow_enabled(flow)
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------
@@ -179,7 +211,14 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
             actor=actor,
             data={"from": current.value, "to": to_status.value, "reason": reason},
         )
-    for field in ("status", "status_reason", "status_changed_at", "last_error", "last_error_at", "last_activity_at"):
+    for field in (
+        "status",
+        "status_reason",
+        "status_changed_at",
+        "last_error",
+        "last_error_at",
+        "last_activity_at",
+    ):
         setattr(integration, field, getattr(locked, field))
     return integration
 
@@ -201,13 +240,18 @@ def sync_configuration_status(integration: Integration, *, actor=None) -> Integr
         return transition(integration, Status.CONNECTING, reason="Settings complete.", actor=actor)
     if missing and integration.status in (Status.CONNECTING, Status.CONNECTED, Status.ERROR):
         return transition(
-            integration, Status.NOT_CONFIGURED, reason=f"Required setting missing: {', '.join(missing)}.", actor=actor
+            integration,
+            Status.NOT_CONFIGURED,
+            reason=f"Required setting missing: {', '.join(missing)}.",
+            actor=actor,
         )
     return integration
 
 
 def disable(integration: Integration, *, actor=None, reason="") -> Integration:
-    return transition(integration, Status.DISABLED, reason=reason or f"Disabled by {actor_label(actor)}.", actor=actor)
+    return transition(
+        integration, Status.DISABLED, reason=reason or f"Disabled by {actor_label(actor)}.", actor=actor
+    )
 
 
 def enable(integration: Integration, *, actor=None, reason="") -> Integration:
@@ -289,7 +333,11 @@ def create_integration(
     for flow, on in (workflows or {}).items():
         setattr(integration, f"flow_{Workflow(flow).value}", bool(on))
     return save_integration(
-        integration, settings=settings or {}, mappings=mappings or {}, actor=actor, require_complete=require_complete
+        integration,
+        settings=settings or {},
+        mappings=mappings or {},
+        actor=actor,
+        require_complete=require_complete,
     )
 
 
@@ -311,7 +359,9 @@ def save_integration(
         raise ValidationError({"connector": ["This connector is private to another organization."]})
     creating = integration.pk is None
     current = {} if creating else Integration.objects.get(pk=integration.pk).settings
-    new_settings = integration.settings if settings is None else merge_settings(integration.connector, current, settings)
+    new_settings = (
+        integration.settings if settings is None else merge_settings(integration.connector, current, settings)
+    )
     new_mappings = integration.mappings if mappings is None else mappings
     _validate(integration.connector, new_settings, new_mappings, require_complete=require_complete)
 
@@ -348,7 +398,12 @@ def save_integration(
             and integration.status in (Status.CONNECTED, Status.ERROR)
             and is_configured(integration)
         ):
-            transition(integration, Status.CONNECTING, reason="Settings changed; checking the connection again.", actor=actor)
+            transition(
+                integration,
+                Status.CONNECTING,
+                reason="Settings changed; checking the connection again.",
+                actor=actor,
+            )
         sync_configuration_status(integration, actor=actor)
     return integration
 
@@ -410,6 +465,8 @@ def import_configuration(data: dict, organization, *, name: str | None = None, a
             if connector is None:
                 schema = spec.get("settings_schema") or {}
                 check_settings_schema(schema)
+                if spec.get("type") not in ConnectorType.values:
+                    raise ValidationError(f"Unknown connector type {spec.get('type')!r}.")
                 connector = Connector.objects.create(
                     organization=organization,
                     key=key,

@@ -85,9 +85,14 @@ class OrganizationScopedMixin:
             if scope.admin_org_ids:
                 return True
             # Members reach the changelist of member-visible models and edit per object.
-            return bool(scope.member_org_ids) and self.member_access_field is not None and action in (
-                "view",
-                "change",
+            return (
+                bool(scope.member_org_ids)
+                and self.member_access_field is not None
+                and action
+                in (
+                    "view",
+                    "change",
+                )
             )
         org_id = self.organization_id_of(obj)
         if org_id is None:

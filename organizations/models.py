@@ -8,7 +8,9 @@ class Organization(models.Model):
     """A seller: the tenant that owns integrations, catalog, stock and orders."""
 
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=60, unique=True, help_text="Short identifier used in URLs and commands.")
+    slug = models.SlugField(
+        max_length=60, unique=True, help_text="Short identifier used in URLs and commands."
+    )
     notification_email = models.EmailField(
         blank=True, help_text="Where exceptions are sent when an integration has no address of its own."
     )

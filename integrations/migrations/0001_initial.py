@@ -6,112 +6,328 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('organizations', '0001_initial'),
+        ("organizations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Connector',
+            name="Connector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(help_text='Stable identifier, e.g. custom-channel.', max_length=80)),
-                ('name', models.CharField(max_length=120)),
-                ('type', models.CharField(choices=[('channel', 'Sales channel'), ('marketplace', 'Marketplace'), ('3pl', '3PL'), ('wms', 'WMS'), ('erp', 'ERP')], max_length=20)),
-                ('description', models.TextField(blank=True)),
-                ('version', models.CharField(default='1.0', max_length=20)),
-                ('recommended_grants', models.JSONField(blank=True, default=list, help_text='Grants pre-filled when a key is issued for this connector.')),
-                ('settings_schema', models.JSONField(blank=True, default=dict, help_text='JSON Schema of the integration settings. Properties with "writeOnly": true are secrets.')),
-                ('mapping_kinds', models.JSONField(blank=True, default=list, help_text='Mappings this connector uses, e.g. ["shipping_methods", "skus"].')),
-                ('manifest', models.JSONField(blank=True, help_text='Endpoint paths the hub calls (health, orders, dispatch, inventory, prices).', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('organization', models.ForeignKey(blank=True, help_text='Empty for a public catalog connector; set for one private to an organization.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='private_connectors', to='organizations.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.SlugField(help_text="Stable identifier, e.g. custom-channel.", max_length=80)),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("channel", "Sales channel"),
+                            ("marketplace", "Marketplace"),
+                            ("3pl", "3PL"),
+                            ("wms", "WMS"),
+                            ("erp", "ERP"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("version", models.CharField(default="1.0", max_length=20)),
+                (
+                    "recommended_grants",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Grants pre-filled when a key is issued for this connector.",
+                    ),
+                ),
+                (
+                    "settings_schema",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='JSON Schema of the integration settings. Properties with "writeOnly": true are secrets.',
+                    ),
+                ),
+                (
+                    "mapping_kinds",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Mappings this connector uses, e.g. ["shipping_methods", "skus"].',
+                    ),
+                ),
+                (
+                    "manifest",
+                    models.JSONField(
+                        blank=True,
+                        help_text="Endpoint paths the hub calls (health, orders, dispatch, inventory, prices).",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for a public catalog connector; set for one private to an organization.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="private_connectors",
+                        to="organizations.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Integration',
+            name="Integration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('status', models.CharField(choices=[('not_configured', 'Not configured'), ('connecting', 'Connecting'), ('connected', 'Connected'), ('error', 'Error'), ('disabled', 'Disabled')], default='not_configured', max_length=20)),
-                ('status_reason', models.CharField(blank=True, max_length=500)),
-                ('status_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('settings', models.JSONField(blank=True, default=dict)),
-                ('mappings', models.JSONField(blank=True, default=dict, help_text='Per mapping kind, {"external": "hub"} pairs.')),
-                ('notification_email', models.EmailField(blank=True, help_text="Exceptions and key-expiry notices go here (else the organization's address).", max_length=254)),
-                ('flow_orders_in', models.BooleanField(default=False, help_text='Switch for the orders in flow.', verbose_name='Orders in')),
-                ('flow_shipping_requests_out', models.BooleanField(default=False, help_text='Switch for the shipping requests out flow.', verbose_name='Shipping requests out')),
-                ('flow_fulfillments_in', models.BooleanField(default=False, help_text='Switch for the fulfillments in flow.', verbose_name='Fulfillments in')),
-                ('flow_fulfillments_out', models.BooleanField(default=False, help_text='Switch for the fulfillments out flow.', verbose_name='Fulfillments out')),
-                ('flow_inventory_in', models.BooleanField(default=False, help_text='Switch for the inventory in flow.', verbose_name='Inventory in')),
-                ('flow_inventory_out', models.BooleanField(default=False, help_text='Switch for the inventory out flow.', verbose_name='Inventory out')),
-                ('flow_products_in', models.BooleanField(default=False, help_text='Switch for the products in flow.', verbose_name='Products in')),
-                ('flow_products_out', models.BooleanField(default=False, help_text='Switch for the products out flow.', verbose_name='Products out')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('last_activity_at', models.DateTimeField(blank=True, null=True)),
-                ('connector', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='integrations', to='integrations.connector')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='integrations', to='organizations.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("not_configured", "Not configured"),
+                            ("connecting", "Connecting"),
+                            ("connected", "Connected"),
+                            ("error", "Error"),
+                            ("disabled", "Disabled"),
+                        ],
+                        default="not_configured",
+                        max_length=20,
+                    ),
+                ),
+                ("status_reason", models.CharField(blank=True, max_length=500)),
+                ("status_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                ("settings", models.JSONField(blank=True, default=dict)),
+                (
+                    "mappings",
+                    models.JSONField(
+                        blank=True, default=dict, help_text='Per mapping kind, {"external": "hub"} pairs.'
+                    ),
+                ),
+                (
+                    "notification_email",
+                    models.EmailField(
+                        blank=True,
+                        help_text="Exceptions and key-expiry notices go here (else the organization's address).",
+                        max_length=254,
+                    ),
+                ),
+                (
+                    "flow_orders_in",
+                    models.BooleanField(
+                        default=False, help_text="Switch for the orders in flow.", verbose_name="Orders in"
+                    ),
+                ),
+                (
+                    "flow_shipping_requests_out",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the shipping requests out flow.",
+                        verbose_name="Shipping requests out",
+                    ),
+                ),
+                (
+                    "flow_fulfillments_in",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the fulfillments in flow.",
+                        verbose_name="Fulfillments in",
+                    ),
+                ),
+                (
+                    "flow_fulfillments_out",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the fulfillments out flow.",
+                        verbose_name="Fulfillments out",
+                    ),
+                ),
+                (
+                    "flow_inventory_in",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the inventory in flow.",
+                        verbose_name="Inventory in",
+                    ),
+                ),
+                (
+                    "flow_inventory_out",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the inventory out flow.",
+                        verbose_name="Inventory out",
+                    ),
+                ),
+                (
+                    "flow_products_in",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the products in flow.",
+                        verbose_name="Products in",
+                    ),
+                ),
+                (
+                    "flow_products_out",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Switch for the products out flow.",
+                        verbose_name="Products out",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("last_activity_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "connector",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="integrations",
+                        to="integrations.connector",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="integrations",
+                        to="organizations.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', 'pk'],
-                'permissions': [('manage_keys_integration', "Can manage the integration's keys")],
+                "ordering": ["name", "pk"],
+                "permissions": [("manage_keys_integration", "Can manage the integration's keys")],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationEvent',
+            name="IntegrationEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('integration_name', models.CharField(blank=True, max_length=120)),
-                ('kind', models.CharField(choices=[('created', 'Created'), ('status_changed', 'Status changed'), ('config_changed', 'Configuration changed'), ('permissions_changed', 'Permissions changed'), ('imported', 'Imported'), ('exported', 'Exported'), ('deleted', 'Deleted'), ('api_request', 'API request'), ('key', 'Key'), ('delivery', 'Webhook delivery'), ('outbound_call', 'Outbound call'), ('exception', 'Exception')], max_length=30)),
-                ('actor', models.CharField(blank=True, help_text='"user:<name>", "key:<prefix>" or "system".', max_length=200)),
-                ('message', models.TextField(blank=True)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('integration', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='integrations.integration')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='integration_events', to='organizations.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("integration_name", models.CharField(blank=True, max_length=120)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("status_changed", "Status changed"),
+                            ("config_changed", "Configuration changed"),
+                            ("permissions_changed", "Permissions changed"),
+                            ("imported", "Imported"),
+                            ("exported", "Exported"),
+                            ("deleted", "Deleted"),
+                            ("api_request", "API request"),
+                            ("key", "Key"),
+                            ("delivery", "Webhook delivery"),
+                            ("outbound_call", "Outbound call"),
+                            ("exception", "Exception"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "actor",
+                    models.CharField(
+                        blank=True, help_text='"user:<name>", "key:<prefix>" or "system".', max_length=200
+                    ),
+                ),
+                ("message", models.TextField(blank=True)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="integrations.integration",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="integration_events",
+                        to="organizations.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.AddConstraint(
-            model_name='connector',
-            constraint=models.UniqueConstraint(condition=models.Q(('organization__isnull', True)), fields=('key',), name='connector_public_key_unique'),
+            model_name="connector",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("organization__isnull", True)),
+                fields=("key",),
+                name="connector_public_key_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='connector',
-            constraint=models.UniqueConstraint(condition=models.Q(('organization__isnull', False)), fields=('organization', 'key'), name='connector_private_key_unique'),
+            model_name="connector",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("organization__isnull", False)),
+                fields=("organization", "key"),
+                name="connector_private_key_unique",
+            ),
         ),
         migrations.AddIndex(
-            model_name='integration',
-            index=models.Index(fields=['organization', 'status'], name='integration_org_status_idx'),
+            model_name="integration",
+            index=models.Index(fields=["organization", "status"], name="integration_org_status_idx"),
         ),
         migrations.AddIndex(
-            model_name='integration',
-            index=models.Index(fields=['status', 'status_changed_at'], name='integration_status_since_idx'),
+            model_name="integration",
+            index=models.Index(fields=["status", "status_changed_at"], name="integration_status_since_idx"),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.UniqueConstraint(fields=('organization', 'name'), name='integration_unique_name_per_org'),
+            model_name="integration",
+            constraint=models.UniqueConstraint(
+                fields=("organization", "name"), name="integration_unique_name_per_org"
+            ),
         ),
         migrations.AddIndex(
-            model_name='integrationevent',
-            index=models.Index(fields=['integration', '-created_at'], name='event_integration_recent_idx'),
+            model_name="integrationevent",
+            index=models.Index(fields=["integration", "-created_at"], name="event_integration_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='integrationevent',
-            index=models.Index(fields=['organization', '-created_at'], name='event_org_recent_idx'),
+            model_name="integrationevent",
+            index=models.Index(fields=["organization", "-created_at"], name="event_org_recent_idx"),
         ),
     ]

@@ -9,8 +9,12 @@ def install(apps, schema_editor):
     every, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
     PeriodicTask.objects.update_or_create(
         name="Integrations: expire stale connecting",
-        defaults={"task": TASK, "interval": every, "enabled": True,
-                  "description": "Moves integrations stuck in Connecting past INTEGRATION_CONNECT_WINDOW to Error."},
+        defaults={
+            "task": TASK,
+            "interval": every,
+            "enabled": True,
+            "description": "Moves integrations stuck in Connecting past INTEGRATION_CONNECT_WINDOW to Error.",
+        },
     )
 
 
@@ -19,5 +23,8 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0002_builtin_connectors"), ("django_celery_beat", "0019_alter_periodictasks_options")]
+    dependencies = [
+        ("integrations", "0002_builtin_connectors"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
     operations = [migrations.RunPython(install, remove)]

@@ -52,7 +52,9 @@ def test_wizard_form_is_generated_from_the_schema(admin_client_for, org_admin, s
     assert ticked == set(CHANNEL_FLOWS)  # pre-set from the connector type
 
 
-def test_wizard_creates_integration_and_moves_to_connecting(admin_client_for, org_admin, org, strict_connector):
+def test_wizard_creates_integration_and_moves_to_connecting(
+    admin_client_for, org_admin, org, strict_connector
+):
     client = admin_client_for(org_admin)
 
     response = client.post(ADD + f"?connector={strict_connector.pk}", wizard_post(org, **GOOD_SETTINGS))
@@ -83,10 +85,15 @@ def test_wizard_refuses_invalid_settings_and_saves_nothing(
     client = admin_client_for(org_admin)
     events_before = IntegrationEvent.objects.count()
 
-    response = client.post(ADD + f"?connector={strict_connector.pk}", wizard_post(org, **{**GOOD_SETTINGS, **override}))
+    response = client.post(
+        ADD + f"?connector={strict_connector.pk}", wizard_post(org, **{**GOOD_SETTINGS, **override})
+    )
 
     assert response.status_code == 200
-    assert field in response.context["adminform"].form.errors or f"setting__{field}" in response.context["adminform"].form.errors
+    assert (
+        field in response.context["adminform"].form.errors
+        or f"setting__{field}" in response.context["adminform"].form.errors
+    )
     assert not Integration.objects.exists()
     assert IntegrationEvent.objects.count() == events_before
     if field == "api_token":
@@ -113,7 +120,9 @@ def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
     assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
 
 
-def test_changelist_shows_badges_and_last_error(admin_client_for, org_admin, org, channel_connector, make_integration):
+def test_changelist_shows_badges_and_last_error(
+    admin_client_for, org_admin, org, channel_connector, make_integration
+):
     broken = make_integration(org, channel_connector, "Broken shop")
     services.report_error(broken, "Shop API answered 401 Unauthorized")
 
@@ -126,7 +135,13 @@ def test_changelist_shows_badges_and_last_error(admin_client_for, org_admin, org
 
 @pytest.mark.parametrize("count", [3, 30])
 def test_changelist_query_count_is_bounded(
-    admin_client_for, org_admin, org, channel_connector, make_integration, django_assert_max_num_queries, count
+    admin_client_for,
+    org_admin,
+    org,
+    channel_connector,
+    make_integration,
+    django_assert_max_num_queries,
+    count,
 ):
     for i in range(count):
         make_integration(org, channel_connector, f"Shop {i:02d}")
@@ -175,7 +190,9 @@ def test_disable_button_on_change_page(admin_client_for, org_admin, integration)
 
 
 def test_button_needs_post(admin_client_for, org_admin, integration):
-    response = admin_client_for(org_admin).get(reverse("admin:integrations_integration_disable", args=[integration.pk]))
+    response = admin_client_for(org_admin).get(
+        reverse("admin:integrations_integration_disable", args=[integration.pk])
+    )
     assert response.status_code == 405
 
 
@@ -195,7 +212,9 @@ def test_delete_confirmation_says_what_is_kept_and_events_survive(admin_client_f
 def test_export_download_has_no_secrets(admin_client_for, org_admin, org, strict_connector, make_integration):
     integration = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
 
-    response = admin_client_for(org_admin).get(reverse("admin:integrations_integration_export", args=[integration.pk]))
+    response = admin_client_for(org_admin).get(
+        reverse("admin:integrations_integration_export", args=[integration.pk])
+    )
 
     assert response["Content-Disposition"].startswith("attachment")
     body = response.content.decode()
@@ -203,14 +222,17 @@ def test_export_download_has_no_secrets(admin_client_for, org_admin, org, strict
     assert json.loads(body)["settings"]["base_url"] == GOOD_SETTINGS["base_url"]
 
 
-def test_import_view_creates_integration(admin_client_for, org_admin, org, strict_connector, make_integration):
+def test_import_view_creates_integration(
+    admin_client_for, org_admin, org, strict_connector, make_integration
+):
     source = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
     export = json.dumps(services.export_configuration(source)).encode()
     upload = io.BytesIO(export)
     upload.name = "strict.json"
 
     response = admin_client_for(org_admin).post(
-        reverse("admin:integrations_integration_import"), {"organization": org.pk, "file": upload, "name": "Strict copy"}
+        reverse("admin:integrations_integration_import"),
+        {"organization": org.pk, "file": upload, "name": "Strict copy"},
     )
 
     assert response.status_code == 302
@@ -236,7 +258,9 @@ def test_member_access_page_grants_object_permissions(admin_client_for, org_admi
     url = reverse("admin:integrations_integration_access", args=[integration.pk])
     client = admin_client_for(org_admin)
 
-    client.post(url, {f"perm-{member.pk}-view_integration": "on", f"perm-{member.pk}-change_integration": "on"})
+    client.post(
+        url, {f"perm-{member.pk}-view_integration": "on", f"perm-{member.pk}-change_integration": "on"}
+    )
 
     assert member.has_perm("integrations.view_integration", integration)
     assert member.has_perm("integrations.change_integration", integration)
@@ -244,7 +268,9 @@ def test_member_access_page_grants_object_permissions(admin_client_for, org_admi
     assert integration.events.filter(kind="permissions_changed").exists()
 
 
-def test_member_sees_only_granted_integrations(admin_client_for, member, org, channel_connector, make_integration):
+def test_member_sees_only_granted_integrations(
+    admin_client_for, member, org, channel_connector, make_integration
+):
     granted = make_integration(org, channel_connector, "Granted shop")
     hidden = make_integration(org, channel_connector, "Hidden shop")
     assign_perm("integrations.view_integration", member, granted)
@@ -272,10 +298,14 @@ def test_member_with_change_permission_can_edit_but_not_delete(admin_client_for,
     assert response.status_code == 302
     integration.refresh_from_db()
     assert integration.name == "Renamed by member"
-    assert client.get(reverse("admin:integrations_integration_delete", args=[integration.pk])).status_code == 403
+    assert (
+        client.get(reverse("admin:integrations_integration_delete", args=[integration.pk])).status_code == 403
+    )
 
 
-def test_member_action_on_ungranted_integration_does_nothing(admin_client_for, member, org, channel_connector, make_integration):
+def test_member_action_on_ungranted_integration_does_nothing(
+    admin_client_for, member, org, channel_connector, make_integration
+):
     granted = make_integration(org, channel_connector, "Granted shop")
     hidden = make_integration(org, channel_connector, "Hidden shop")
     assign_perm("integrations.view_integration", member, granted)

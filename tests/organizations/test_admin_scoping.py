@@ -17,7 +17,9 @@ User = get_user_model()
 
 @pytest.fixture
 def globex_private_connector(other_org):
-    return Connector.objects.create(key="globex-erp", name="Globex house ERP", type="erp", organization=other_org)
+    return Connector.objects.create(
+        key="globex-erp", name="Globex house ERP", type="erp", organization=other_org
+    )
 
 
 @pytest.fixture
@@ -44,9 +46,7 @@ def test_superuser_sees_every_organization(admin_client_for, superuser, integrat
     assert {i.pk for i in page.context["cl"].result_list} == {integration.pk, other_integration.pk}
 
 
-@pytest.mark.parametrize(
-    "suffix", ["change", "delete", "history", "export", "access"]
-)
+@pytest.mark.parametrize("suffix", ["change", "delete", "history", "export", "access"])
 def test_other_orgs_integration_by_url_is_404(client_a, other_integration, suffix):
     url = reverse(f"admin:integrations_integration_{suffix}", args=[other_integration.pk])
 
@@ -89,7 +89,9 @@ def test_bulk_delete_ignores_other_orgs_ids(client_a, integration, other_integra
     assert Integration.objects.filter(pk=other_integration.pk).exists()
 
 
-def test_list_filter_choices_are_scoped(client_a, integration, globex_private_connector, other_org, make_integration):
+def test_list_filter_choices_are_scoped(
+    client_a, integration, globex_private_connector, other_org, make_integration
+):
     make_integration(other_org, globex_private_connector, "Globex ERP link")
 
     page = client_a.get(reverse("admin:integrations_integration_changelist"))
@@ -100,7 +102,9 @@ def test_list_filter_choices_are_scoped(client_a, integration, globex_private_co
 
 
 def test_wizard_offers_public_and_own_private_connectors_only(client_a, org, globex_private_connector):
-    own = Connector.objects.create(key="acme-pos", name="Acme point of sale", type="channel", organization=org)
+    own = Connector.objects.create(
+        key="acme-pos", name="Acme point of sale", type="channel", organization=org
+    )
 
     page = client_a.get(reverse("admin:integrations_integration_add"))
 
@@ -108,7 +112,9 @@ def test_wizard_offers_public_and_own_private_connectors_only(client_a, org, glo
     assert own.key in keys and "custom-channel" in keys
     assert globex_private_connector.key not in keys
     # Asking for Globex's private connector by id falls back to the chooser.
-    forced = client_a.get(reverse("admin:integrations_integration_add") + f"?connector={globex_private_connector.pk}")
+    forced = client_a.get(
+        reverse("admin:integrations_integration_add") + f"?connector={globex_private_connector.pk}"
+    )
     assert "connectors" in forced.context
 
 
@@ -131,18 +137,30 @@ def test_cannot_create_integration_in_another_org(client_a, other_org, channel_c
 
 
 def test_connector_admin_scoping(client_a, org, globex_private_connector):
-    own = Connector.objects.create(key="acme-pos", name="Acme point of sale", type="channel", organization=org)
+    own = Connector.objects.create(
+        key="acme-pos", name="Acme point of sale", type="channel", organization=org
+    )
     public = Connector.objects.get(key="custom-channel", organization=None)
 
     page = client_a.get(reverse("admin:integrations_connector_changelist"))
 
     listed = {c.key for c in page.context["cl"].result_list}
     assert own.key in listed and public.key in listed and globex_private_connector.key not in listed
-    assert client_a.get(reverse("admin:integrations_connector_change", args=[globex_private_connector.pk])).status_code == 404
+    assert (
+        client_a.get(
+            reverse("admin:integrations_connector_change", args=[globex_private_connector.pk])
+        ).status_code
+        == 404
+    )
     # Public catalog entries are read-only to org admins.
     view = client_a.get(reverse("admin:integrations_connector_change", args=[public.pk]))
     assert view.status_code == 200 and b'name="_save"' not in view.content
-    assert client_a.post(reverse("admin:integrations_connector_delete", args=[public.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        client_a.post(
+            reverse("admin:integrations_connector_delete", args=[public.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
 
 
 def test_connector_integration_counts_do_not_leak(client_a, integration, other_integration):
@@ -158,7 +176,10 @@ def test_events_are_scoped(client_a, integration, other_integration):
     orgs = {e.organization_id for e in page.context["cl"].result_list}
     assert orgs == {integration.organization_id}
     other_event = IntegrationEvent.objects.filter(integration=other_integration).first()
-    assert client_a.get(reverse("admin:integrations_integrationevent_change", args=[other_event.pk])).status_code == 404
+    assert (
+        client_a.get(reverse("admin:integrations_integrationevent_change", args=[other_event.pk])).status_code
+        == 404
+    )
 
 
 # --- organizations and users ------------------------------------------------------------------------
@@ -168,7 +189,10 @@ def test_org_admin_sees_only_own_organization(client_a, org, other_org):
     page = client_a.get(reverse("admin:organizations_organization_changelist"))
 
     assert list(page.context["cl"].result_list) == [org]
-    assert client_a.get(reverse("admin:organizations_organization_change", args=[other_org.pk])).status_code == 404
+    assert (
+        client_a.get(reverse("admin:organizations_organization_change", args=[other_org.pk])).status_code
+        == 404
+    )
     assert client_a.get(reverse("admin:organizations_organization_add")).status_code == 403
 
 
@@ -217,7 +241,9 @@ def test_org_admin_cannot_make_self_superuser(client_a, org_admin, org):
         },
     )
 
-    assert response.status_code == 302, response.context["adminform"].form.errors  # saved, minus the escalation
+    assert response.status_code == 302, response.context[
+        "adminform"
+    ].form.errors  # saved, minus the escalation
     org_admin.refresh_from_db()
     assert not org_admin.is_superuser
     assert client_a.get(url).status_code == 200
@@ -262,7 +288,10 @@ def test_user_in_two_orgs_is_read_only_to_one_orgs_admin(client_a, org, other_or
     page = client_a.get(reverse("admin:auth_user_change", args=[shared.pk]))
 
     assert page.status_code == 200 and b'name="_save"' not in page.content
-    assert client_a.get(reverse("admin:auth_user_password_change", args=[shared.pk])).status_code in (403, 404)
+    assert client_a.get(reverse("admin:auth_user_password_change", args=[shared.pk])).status_code in (
+        403,
+        404,
+    )
 
 
 def test_member_without_grants_sees_no_integrations_and_no_users(admin_client_for, member, integration):
@@ -272,7 +301,9 @@ def test_member_without_grants_sees_no_integrations_and_no_users(admin_client_fo
 
     assert page.status_code == 200 and page.context["cl"].result_count == 0
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
-    assert client.get(reverse("admin:integrations_integration_change", args=[integration.pk])).status_code == 404
+    assert (
+        client.get(reverse("admin:integrations_integration_change", args=[integration.pk])).status_code == 404
+    )
 
 
 def test_other_org_member_grants_do_not_cross_orgs(admin_client_for, other_org, integration):
@@ -282,7 +313,9 @@ def test_other_org_member_grants_do_not_cross_orgs(admin_client_for, other_org, 
     outsider = join(make_user("eve"), other_org, "member")
     assign_perm("integrations.view_integration", outsider, integration)
 
-    response = admin_client_for(outsider).get(reverse("admin:integrations_integration_change", args=[integration.pk]))
+    response = admin_client_for(outsider).get(
+        reverse("admin:integrations_integration_change", args=[integration.pk])
+    )
 
     assert response.status_code == 404
 

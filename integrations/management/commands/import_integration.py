@@ -38,7 +38,7 @@ class Command(BaseCommand):
         missing = services.missing_required(integration.connector, integration.settings)
         if missing:
             self.stdout.write(
-                f"Required settings to enter (secrets are never exported): {', '.join(missing)}."
+                f"Still to enter before it can connect: {', '.join(missing)} (secrets are not exported)."
             )
 
     def _load(self, path, stdin):

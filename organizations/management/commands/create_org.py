@@ -1,7 +1,6 @@
 """`create_org`: an organization, optionally with its first org admin (DESIGN.md, "Support commands")."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -47,7 +46,8 @@ class Command(BaseCommand):
         User = get_user_model()
         user = None
         if email:
-            email = BaseUserManager.normalize_email(email)
+            # Lower-cased whole: the username is the address, and sign-in matches usernames exactly.
+            email = email.lower()
             try:
                 validate_email(email)
             except ValidationError as exc:

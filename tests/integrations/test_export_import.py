@@ -1,0 +1,326 @@
+"""Export an integration's configuration (no secrets) and import it into an organization."""
+
+import copy
+import json
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from integrations import services
+from integrations.choices import EventKind, IntegrationStatus, Workflow
+from integrations.models import Connector, Integration, IntegrationEvent
+from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
+
+SECRET = GOOD_SETTINGS["api_token"]
+MAPPINGS = {"skus": {"EXT-1": "SKU-1", "EXT-2": "SKU-2"}, "shipping_methods": {"express": "DHL-EXP"}}
+# Not the channel defaults, so a round trip that fell back to the defaults would show.
+WORKFLOWS = {flow.value: flow in (Workflow.ORDERS_IN, Workflow.INVENTORY_IN) for flow in Workflow}
+
+
+def counts():
+    return Connector.objects.count(), Integration.objects.count(), IntegrationEvent.objects.count()
+
+
+@pytest.fixture
+def configured(org, strict_connector):
+    """A fully configured integration of the public strict connector, with a secret, mappings and flows."""
+    return services.create_integration(
+        org,
+        strict_connector,
+        "Strict shop",
+        settings={**GOOD_SETTINGS, "region": "eu", "dry_run": True},
+        mappings=copy.deepcopy(MAPPINGS),
+        notification_email="shop-alerts@acme.test",
+        workflows=WORKFLOWS,
+    )
+
+
+@pytest.fixture
+def private_connector(org):
+    return Connector.objects.create(
+        organization=org,
+        key="acme-legacy-shop",
+        name="Acme legacy shop",
+        type="channel",
+        description="The old PHP shop.",
+        version="2.3",
+        recommended_grants=["orders:read", "orders:write"],
+        settings_schema=STRICT_SCHEMA,
+        mapping_kinds=["skus"],
+        manifest={"health": "/health", "orders": "/orders"},
+    )
+
+
+@pytest.fixture
+def private_integration(org, private_connector):
+    return services.create_integration(
+        org, private_connector, "Legacy shop", settings=dict(GOOD_SETTINGS), mappings={"skus": {"A": "B"}}
+    )
+
+
+# --- export --------------------------------------------------------------------------------------------------
+
+
+def test_export_has_no_secret(configured):
+    data = services.export_configuration(configured)
+
+    dump = json.dumps(data)
+    assert SECRET not in dump
+    assert "api_token" not in data["settings"]
+
+
+def test_export_describes_the_configuration(configured, strict_connector):
+    data = services.export_configuration(configured)
+
+    assert data["format"] == services.EXPORT_FORMAT
+    assert data["name"] == "Strict shop"
+    assert data["connector"] == {"key": "strict-shop", "version": strict_connector.version, "private": False}
+    assert data["settings"] == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50, "region": "eu", "dry_run": True}
+    assert data["mappings"] == MAPPINGS
+    assert data["workflows"] == WORKFLOWS
+    assert data["notification_email"] == "shop-alerts@acme.test"
+
+
+def test_export_does_not_change_the_integration(configured):
+    before = Integration.objects.filter(pk=configured.pk).values().get()
+
+    data = services.export_configuration(configured)
+    data["mappings"]["skus"]["EXT-1"] = "tampered"
+
+    assert Integration.objects.filter(pk=configured.pk).values().get() == before
+    assert configured.mappings == MAPPINGS
+
+
+def test_export_of_private_connector_carries_the_connector_but_no_secret(private_integration, private_connector):
+    data = services.export_configuration(private_integration)
+
+    assert data["connector"]["private"] is True
+    assert data["connector"]["settings_schema"] == STRICT_SCHEMA
+    assert data["connector"]["mapping_kinds"] == ["skus"]
+    assert data["connector"]["manifest"] == private_connector.manifest
+    assert SECRET not in json.dumps(data)
+
+
+# --- import -------------------------------------------------------------------------------------------------
+
+
+def test_round_trip_into_another_org_keeps_the_configuration(configured, other_org, strict_connector):
+    # given an export made in one organization, passed through JSON as a file would be
+    data = json.loads(json.dumps(services.export_configuration(configured)))
+
+    # when it is imported into another
+    imported = services.import_configuration(data, other_org)
+
+    # then the copy has the same connector, public settings, mappings, flows and address, and no secret
+    stored = Integration.objects.get(pk=imported.pk)
+    assert stored.organization == other_org
+    assert stored.connector == strict_connector
+    assert stored.name == "Strict shop"
+    assert stored.settings == {k: v for k, v in configured.settings.items() if k != "api_token"}
+    assert stored.mappings == MAPPINGS
+    assert {flow.value: stored.workflow_enabled(flow) for flow in Workflow} == WORKFLOWS
+    assert stored.notification_email == "shop-alerts@acme.test"
+    # and the original is untouched
+    assert Integration.objects.get(pk=configured.pk).settings["api_token"] == SECRET
+
+
+def test_import_without_the_secret_is_not_configured(configured, other_org):
+    data = services.export_configuration(configured)
+
+    imported = services.import_configuration(data, other_org)
+
+    assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.NOT_CONFIGURED
+
+
+def test_entering_the_secret_after_import_moves_to_connecting(configured, other_org):
+    imported = services.import_configuration(services.export_configuration(configured), other_org)
+
+    services.save_integration(imported, settings={**imported.settings, "api_token": "tok-other-org-1"})
+
+    assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.CONNECTING
+
+
+def test_import_of_connector_without_required_settings_goes_to_connecting(org, other_org, channel_connector):
+    original = services.create_integration(
+        org, channel_connector, "Custom shop", settings={"store_url": "https://shop.example.test"}
+    )
+
+    imported = services.import_configuration(services.export_configuration(original), other_org)
+
+    assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.CONNECTING
+
+
+def test_import_records_created_and_imported_events(configured, other_org, org_admin):
+    imported = services.import_configuration(services.export_configuration(configured), other_org, actor=org_admin)
+
+    kinds = list(imported.events.order_by("pk").values_list("kind", flat=True))
+    assert kinds == [EventKind.CREATED, EventKind.IMPORTED]
+    assert imported.events.get(kind=EventKind.IMPORTED).actor_user == org_admin
+
+
+def test_import_into_the_same_org_under_another_name(configured, org):
+    imported = services.import_configuration(services.export_configuration(configured), org, name="Strict shop 2")
+
+    assert imported.organization == org
+    assert imported.name == "Strict shop 2"
+    assert imported.mappings == MAPPINGS
+
+
+def test_private_connector_is_recreated_in_the_target_org(private_integration, private_connector, other_org):
+    # given
+    data = json.loads(json.dumps(services.export_configuration(private_integration)))
+
+    # when
+    imported = services.import_configuration(data, other_org)
+
+    # then the integration uses a new connector private to the target org, a copy of the original
+    connector = imported.connector
+    assert connector.pk != private_connector.pk
+    assert connector.organization == other_org
+    for field in (
+        "key",
+        "name",
+        "type",
+        "description",
+        "version",
+        "recommended_grants",
+        "settings_schema",
+        "mapping_kinds",
+        "manifest",
+    ):
+        assert getattr(connector, field) == getattr(private_connector, field), field
+    assert imported.mappings == {"skus": {"A": "B"}}
+    assert imported.status == IntegrationStatus.NOT_CONFIGURED
+    # and the original connector is still the source org's own
+    private_connector.refresh_from_db()
+    assert private_connector.organization_id == private_integration.organization_id
+
+
+def test_private_connector_is_reused_on_a_second_import(private_integration, other_org):
+    # given a first import that created the connector in the target org
+    data = services.export_configuration(private_integration)
+    first = services.import_configuration(data, other_org)
+
+    # when the same export is imported again under another name
+    second = services.import_configuration(data, other_org, name="Legacy shop (copy)")
+
+    # then both integrations share that one connector
+    assert second.connector_id == first.connector_id
+    assert Connector.objects.filter(organization=other_org).count() == 1
+    assert Integration.objects.filter(organization=other_org).count() == 2
+
+
+def test_private_connector_is_reused_in_its_own_org(private_integration, private_connector, org):
+    before = Connector.objects.count()
+
+    imported = services.import_configuration(
+        services.export_configuration(private_integration), org, name="Legacy shop (copy)"
+    )
+
+    assert imported.connector_id == private_connector.pk
+    assert Connector.objects.count() == before
+
+
+# --- import refusals: nothing is created ----------------------------------------------------------------------
+
+
+def _refused(data, organization, **kwargs):
+    before = counts()
+    with pytest.raises(ValidationError) as refused:
+        services.import_configuration(data, organization, **kwargs)
+    assert counts() == before
+    return refused.value
+
+
+def test_import_refuses_a_wrong_format(configured, other_org):
+    data = {**services.export_configuration(configured), "format": "someone-else/1"}
+
+    _refused(data, other_org)
+
+
+@pytest.mark.parametrize("data", [None, [], "switchyard.integration/1", {}], ids=["none", "list", "text", "empty"])
+def test_import_refuses_what_is_not_an_export(other_org, data):
+    _refused(data, other_org)
+
+
+def test_import_refuses_an_unknown_public_connector(configured, other_org):
+    data = services.export_configuration(configured)
+    data["connector"] = {**data["connector"], "key": "no-such-connector"}
+
+    _refused(data, other_org)
+
+
+def test_import_does_not_reach_another_orgs_private_connector(private_integration, other_org):
+    # an export that claims the private connector is public must not find it
+    data = services.export_configuration(private_integration)
+    data["connector"] = {"key": data["connector"]["key"], "version": "2.3", "private": False}
+
+    _refused(data, other_org)
+
+
+def test_import_refuses_an_export_without_connector(configured, other_org):
+    data = services.export_configuration(configured)
+    del data["connector"]
+
+    _refused(data, other_org)
+
+
+def test_import_refuses_a_duplicate_name(configured, org):
+    _refused(services.export_configuration(configured), org)
+
+
+def test_import_refuses_a_duplicate_name_without_creating_the_private_connector(private_integration, other_org):
+    # given the target org already has an integration with that name
+    services.create_integration(other_org, Connector.objects.get(key="custom-channel"), "Legacy shop")
+
+    # then the private connector is not left behind either
+    _refused(services.export_configuration(private_integration), other_org)
+    assert not Connector.objects.filter(organization=other_org).exists()
+
+
+def test_import_refuses_an_unknown_workflow(configured, other_org):
+    data = services.export_configuration(configured)
+    data["workflows"] = {**data["workflows"], "teleport_out": True}
+
+    _refused(data, other_org)
+
+
+def test_import_refuses_an_unknown_workflow_without_creating_the_private_connector(private_integration, other_org):
+    data = services.export_configuration(private_integration)
+    data["workflows"] = {"teleport_out": True}
+
+    _refused(data, other_org)
+    assert not Connector.objects.filter(organization=other_org).exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [
+        ("settings", {"base_url": "not a url"}),
+        ("settings", {"colour": "red"}),
+        ("mappings", {"warehouses": {"W": "L"}}),
+        ("mappings", {"skus": {"A": 1}}),
+    ],
+    ids=["bad-format", "unknown-setting", "unknown-mapping-kind", "bad-pair"],
+)
+def test_import_refuses_invalid_settings_or_mappings(configured, other_org, section, value):
+    data = services.export_configuration(configured)
+    data[section] = value
+
+    error = _refused(data, other_org)
+    assert set(error.message_dict) == {next(iter(value)) if section == "settings" else "mappings"}
+
+
+def test_import_refuses_a_private_connector_with_an_invalid_schema(private_integration, other_org):
+    data = services.export_configuration(private_integration)
+    data["connector"]["settings_schema"] = {"type": "array"}
+
+    _refused(data, other_org)
+
+
+@pytest.mark.parametrize("connector_type", [None, "spaceship"], ids=["missing", "unknown"])
+def test_import_refuses_a_private_connector_of_no_known_type(private_integration, other_org, connector_type):
+    data = services.export_configuration(private_integration)
+    data["connector"]["type"] = connector_type
+
+    _refused(data, other_org)
