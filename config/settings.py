@@ -7,6 +7,7 @@ DATABASE_URL falls back to an SQLite file under var/ and the Celery broker to
 kombu's filesystem transport, so `make run` needs no external service.
 """
 
+import hmac as _hmac
 import secrets
 from pathlib import Path
 
@@ -62,8 +63,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "guardian",
     "django_celery_beat",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "organizations",
     "integrations",
+    "tokens",
 ]
 
 MIDDLEWARE = [
@@ -192,4 +198,45 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- API keys
+# Peppers that key the HMAC of API key secrets, "id:secret" pairs (comma-separated); the highest id hashes
+# new keys, older ids keep verifying (and are re-hashed on use) until removed. Default: derived from SECRET_KEY.
+API_KEY_PEPPERS = {
+    int(pid): pepper
+    for pid, _, pepper in (item.partition(":") for item in env.list("API_KEY_PEPPERS", default=[]))
+} or {1: _hmac.new(SECRET_KEY.encode(), b"switchyard-api-key-pepper", "sha256").hexdigest()}
+# last_used_at/last_used_ip are written at most this often per key (seconds).
+API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
+# Default grace period of a rotated key (hours) and how early expiry warnings go out (days).
+API_KEY_ROTATION_GRACE_HOURS = env.int("API_KEY_ROTATION_GRACE_HOURS", default=24)
+API_KEY_EXPIRY_WARNING_DAYS = env.int("API_KEY_EXPIRY_WARNING_DAYS", default=7)
+# Idempotency-Key responses are kept this long (hours; the IETF draft asks for at least 24).
+IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.GrantPermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.KeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "config.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Switchyard connector API",
+    "DESCRIPTION": "The contract connectors are written against (shared/API.md). Errors share one shape.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
 }

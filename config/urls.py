@@ -1,8 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(("config.api.urls", "api"))),
 ]
+
+handler404 = "config.api.errors.handler404"
+handler500 = "config.api.errors.handler500"

@@ -35,9 +35,15 @@ def actor_label(actor) -> str:
     return f"user:{actor.get_username()}"
 
 
-def record_event(integration, kind, message, *, actor=None, data=None, organization=None):
+def record_event(integration, kind, message, *, actor=None, data=None, organization=None, touch=True):
     """Append one IntegrationEvent; `integration` may be None for org-level events."""
     user = actor if actor is not None and not isinstance(actor, str) else None
+    if touch and integration is not None and integration.pk:
+        # Last activity is written at most once a minute per integration, judged from the loaded row.
+        now = timezone.now()
+        if integration.last_activity_at is None or now - integration.last_activity_at >= timedelta(minutes=1):
+            Integration.objects.filter(pk=integration.pk).update(last_activity_at=now)
+            integration.last_activity_at = now
     return IntegrationEvent.objects.create(
         organization=organization or integration.organization,
         integration=integration,
@@ -185,6 +191,10 @@ def may_send(integration: Integration, flow) -> bool:
 
 def transition(integration: Integration, to_status, *, reason: str, actor=None) -> Integration:
     """The only way an integration's status changes: checks the move, stores the reason, records the event."""
+    if to_status not in Status.values:
+        raise TransitionRefused(
+            f"Unknown status {to_status!r}; one of: {', '.join(Status.values)}.", code="unknown_status"
+        )
     to_status = Status(to_status)
     with transaction.atomic():
         locked = Integration.objects.select_for_update().get(pk=integration.pk)
@@ -291,15 +301,22 @@ def expire_stale_connecting(now=None) -> int:
         "organization"
     )
     for integration in stale.iterator(chunk_size=200):
-        try:
+        with transaction.atomic():
+            # Re-checked under the lock: connected → error is a legal move, so a handshake (or a fresh
+            # return to connecting) since the query would not be refused by transition() itself.
+            still_stale = (
+                Integration.objects.select_for_update()
+                .filter(pk=integration.pk, status=Status.CONNECTING, status_changed_at__lt=cutoff)
+                .first()
+            )
+            if still_stale is None:
+                continue
             transition(
                 integration,
                 Status.ERROR,
                 reason=f"No handshake or passing health check within {timedelta(seconds=window)}.",
             )
             moved += 1
-        except TransitionRefused:
-            continue  # moved by someone else meanwhile
     return moved
 
 
@@ -358,17 +375,26 @@ def save_integration(
     if integration.connector.organization_id not in (None, integration.organization_id):
         raise ValidationError({"connector": ["This connector is private to another organization."]})
     creating = integration.pk is None
-    current = {} if creating else Integration.objects.get(pk=integration.pk).settings
-    new_settings = (
-        integration.settings if settings is None else merge_settings(integration.connector, current, settings)
-    )
-    new_mappings = integration.mappings if mappings is None else mappings
-    _validate(integration.connector, new_settings, new_mappings, require_complete=require_complete)
-
-    changed_settings = sorted(
-        k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
-    )
     with transaction.atomic():
+        current = {}
+        if not creating:
+            # Read and write under the row lock: the full save() below writes the lifecycle fields too, so
+            # they come from the locked row (an object loaded before a disable or error must not undo it),
+            # and two edits at once merge their blank secrets against what is really stored.
+            locked = Integration.objects.select_for_update().get(pk=integration.pk)
+            for field in ("status", "status_reason", "status_changed_at", "last_error", "last_error_at"):
+                setattr(integration, field, getattr(locked, field))
+            current = locked.settings
+        new_settings = (
+            integration.settings
+            if settings is None
+            else merge_settings(integration.connector, current, settings)
+        )
+        new_mappings = integration.mappings if mappings is None else mappings
+        _validate(integration.connector, new_settings, new_mappings, require_complete=require_complete)
+        changed_settings = sorted(
+            k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
+        )
         integration.settings, integration.mappings = new_settings, new_mappings
         integration.last_activity_at = timezone.now()
         if creating:

@@ -21,8 +21,11 @@ export HTTPS_ONLY="${HTTPS_ONLY:-false}"
 LOG_DIR="var/log"
 PY=.venv/bin/python
 
-port_is_free() {
-    python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+port_is_free() { # as gunicorn binds: SO_REUSEADDR, so connections in TIME_WAIT do not count
+    python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 uv_sync
@@ -36,6 +39,7 @@ say "manage.py seed_demo"
 "$PY" manage.py seed_demo 2>&1 | tee "$LOG_DIR/seed_demo.log" ||
     die "manage.py seed_demo failed (its output is above and in $LOG_DIR/seed_demo.log)"
 login="$(grep -m 1 -o 'Login: .*' "$LOG_DIR/seed_demo.log" || true)"
+login="${login#Login: }"
 [[ -n "$login" ]] || login="(seed_demo printed no 'Login:' line: see $LOG_DIR/seed_demo.log)"
 
 # --- the three processes; stopped by their own PIDs on any exit
@@ -44,10 +48,10 @@ PIDS=()
 
 stop_all() {
     trap '' INT TERM # a second Ctrl-C must not cut the shutdown short
-    local pid i
-    ((${#PIDS[@]})) || return 0
-    say "stopping $(for pid in "${PIDS[@]}"; do printf '%s (pid %s) ' "${NAME[$pid]}" "$pid"; done)"
-    for pid in "${PIDS[@]}"; do
+    local pid i alive
+    alive="$(running_pids)" || return 0
+    say "stopping$(for pid in $alive; do printf ' %s (pid %s)' "${NAME[$pid]}" "$pid"; done)"
+    for pid in $alive; do
         kill -s TERM "$pid" 2>/dev/null || true
     done
     for ((i = 0; i < 200; i++)); do # up to 20 s for a warm shutdown (running tasks finish)
@@ -86,8 +90,9 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# --no-control-socket: gunicorn would otherwise put one in ~/.gunicorn/, shared by every checkout.
 start gunicorn .venv/bin/gunicorn config.wsgi --bind "127.0.0.1:$PORT" --workers 2 \
-    --access-logfile - --graceful-timeout 10
+    --access-logfile - --graceful-timeout 10 --no-control-socket
 start worker .venv/bin/celery -A config worker --loglevel INFO >>"$LOG_DIR/worker.log" 2>&1
 start beat .venv/bin/celery -A config beat --loglevel INFO \
     --scheduler django_celery_beat.schedulers:DatabaseScheduler >>"$LOG_DIR/beat.log" 2>&1
@@ -95,7 +100,7 @@ start beat .venv/bin/celery -A config beat --loglevel INFO \
 # --- wait for the admin to answer over HTTP
 url="http://127.0.0.1:$PORT/admin/"
 for ((i = 0; ; i++)); do
-    if "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    if "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
         "${url}login/" 2>/dev/null; then
         break
     fi
@@ -112,7 +117,7 @@ cat <<EOF
    Switchyard is running.
 
    Admin:   $url
-   $login
+   Login:   $login
 
    Logs:    gunicorn on this terminal;
             worker in $LOG_DIR/worker.log, beat in $LOG_DIR/beat.log

@@ -1,4 +1,5 @@
 pytest_plugins = [
     "tests.fixtures.organizations",
     "tests.fixtures.integrations",
+    "tests.fixtures.tokens",
 ]

@@ -75,7 +75,12 @@ def test_export_describes_the_configuration(configured, strict_connector):
     assert data["format"] == services.EXPORT_FORMAT
     assert data["name"] == "Strict shop"
     assert data["connector"] == {"key": "strict-shop", "version": strict_connector.version, "private": False}
-    assert data["settings"] == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50, "region": "eu", "dry_run": True}
+    assert data["settings"] == {
+        "base_url": GOOD_SETTINGS["base_url"],
+        "page_size": 50,
+        "region": "eu",
+        "dry_run": True,
+    }
     assert data["mappings"] == MAPPINGS
     assert data["workflows"] == WORKFLOWS
     assert data["notification_email"] == "shop-alerts@acme.test"
@@ -91,7 +96,9 @@ def test_export_does_not_change_the_integration(configured):
     assert configured.mappings == MAPPINGS
 
 
-def test_export_of_private_connector_carries_the_connector_but_no_secret(private_integration, private_connector):
+def test_export_of_private_connector_carries_the_connector_but_no_secret(
+    private_integration, private_connector
+):
     data = services.export_configuration(private_integration)
 
     assert data["connector"]["private"] is True
@@ -151,7 +158,9 @@ def test_import_of_connector_without_required_settings_goes_to_connecting(org, o
 
 
 def test_import_records_created_and_imported_events(configured, other_org, org_admin):
-    imported = services.import_configuration(services.export_configuration(configured), other_org, actor=org_admin)
+    imported = services.import_configuration(
+        services.export_configuration(configured), other_org, actor=org_admin
+    )
 
     kinds = list(imported.events.order_by("pk").values_list("kind", flat=True))
     assert kinds == [EventKind.CREATED, EventKind.IMPORTED]
@@ -159,7 +168,9 @@ def test_import_records_created_and_imported_events(configured, other_org, org_a
 
 
 def test_import_into_the_same_org_under_another_name(configured, org):
-    imported = services.import_configuration(services.export_configuration(configured), org, name="Strict shop 2")
+    imported = services.import_configuration(
+        services.export_configuration(configured), org, name="Strict shop 2"
+    )
 
     assert imported.organization == org
     assert imported.name == "Strict shop 2"
@@ -238,7 +249,9 @@ def test_import_refuses_a_wrong_format(configured, other_org):
     _refused(data, other_org)
 
 
-@pytest.mark.parametrize("data", [None, [], "switchyard.integration/1", {}], ids=["none", "list", "text", "empty"])
+@pytest.mark.parametrize(
+    "data", [None, [], "switchyard.integration/1", {}], ids=["none", "list", "text", "empty"]
+)
 def test_import_refuses_what_is_not_an_export(other_org, data):
     _refused(data, other_org)
 
@@ -269,7 +282,9 @@ def test_import_refuses_a_duplicate_name(configured, org):
     _refused(services.export_configuration(configured), org)
 
 
-def test_import_refuses_a_duplicate_name_without_creating_the_private_connector(private_integration, other_org):
+def test_import_refuses_a_duplicate_name_without_creating_the_private_connector(
+    private_integration, other_org
+):
     # given the target org already has an integration with that name
     services.create_integration(other_org, Connector.objects.get(key="custom-channel"), "Legacy shop")
 
@@ -285,7 +300,9 @@ def test_import_refuses_an_unknown_workflow(configured, other_org):
     _refused(data, other_org)
 
 
-def test_import_refuses_an_unknown_workflow_without_creating_the_private_connector(private_integration, other_org):
+def test_import_refuses_an_unknown_workflow_without_creating_the_private_connector(
+    private_integration, other_org
+):
     data = services.export_configuration(private_integration)
     data["workflows"] = {"teleport_out": True}
 

@@ -92,8 +92,12 @@ def test_every_status_has_a_row_and_none_allows_staying_put():
 # --- transition: every pair -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("from_status", "to_status"), ALLOWED_PAIRS, ids=[_pair_id(p) for p in ALLOWED_PAIRS])
-def test_allowed_transition_stores_status_and_records_one_event(integration, org_admin, from_status, to_status):
+@pytest.mark.parametrize(
+    ("from_status", "to_status"), ALLOWED_PAIRS, ids=[_pair_id(p) for p in ALLOWED_PAIRS]
+)
+def test_allowed_transition_stores_status_and_records_one_event(
+    integration, org_admin, from_status, to_status
+):
     # given an integration sitting in `from_status` for three days
     put(integration, from_status)
     old_changed_at = integration.status_changed_at
@@ -114,14 +118,20 @@ def test_allowed_transition_stores_status_and_records_one_event(integration, org
     # and exactly one event, of kind status_changed, says who moved it from where to where and why
     events = new_events(integration, mark)
     assert [e.kind for e in events] == [EventKind.STATUS_CHANGED]
-    assert events[0].data == {"from": from_status.value, "to": to_status.value, "reason": "Moved by the test."}
+    assert events[0].data == {
+        "from": from_status.value,
+        "to": to_status.value,
+        "reason": "Moved by the test.",
+    }
     assert events[0].actor == "user:alice"
     assert events[0].actor_user == org_admin
     assert events[0].organization == integration.organization
     assert events[0].integration_name == integration.name
 
 
-@pytest.mark.parametrize(("from_status", "to_status"), REFUSED_PAIRS, ids=[_pair_id(p) for p in REFUSED_PAIRS])
+@pytest.mark.parametrize(
+    ("from_status", "to_status"), REFUSED_PAIRS, ids=[_pair_id(p) for p in REFUSED_PAIRS]
+)
 def test_refused_transition_changes_nothing(integration, org_admin, from_status, to_status):
     # given
     put(integration, from_status)
@@ -611,4 +621,38 @@ def test_changing_settings_while_disabled_keeps_it_disabled(strict_integration):
     services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": 100})
 
     assert Integration.objects.get(pk=strict_integration.pk).status == S.DISABLED
+    assert [e.kind for e in new_events(strict_integration, mark)] == [EventKind.CONFIG_CHANGED]
+
+
+@pytest.mark.parametrize("moved_to", [S.DISABLED, S.ERROR])
+def test_saving_a_stale_object_does_not_undo_a_status_move(strict_integration, moved_to):
+    # given an edit form holding the integration while it was connected, and a move made meanwhile elsewhere
+    put(strict_integration, S.CONNECTED)
+    stale = Integration.objects.get(pk=strict_integration.pk)
+    services.transition(strict_integration, moved_to, reason="Moved while the form was open.")
+    mark = event_mark()
+
+    # when the form saves unrelated fields (mappings only)
+    services.save_integration(stale, mappings={"skus": {"A": "B"}})
+
+    # then the move made meanwhile stands, and the trail records no move it did not make
+    stored = Integration.objects.get(pk=strict_integration.pk)
+    assert (stored.status, stored.status_reason) == (moved_to, "Moved while the form was open.")
+    assert stored.mappings == {"skus": {"A": "B"}}
+    assert new_events(strict_integration, mark) == []
+
+
+def test_settings_saved_from_a_stale_object_do_not_re_enable_a_disabled_integration(strict_integration):
+    # given an edit form opened while connected, and the integration disabled meanwhile
+    put(strict_integration, S.CONNECTED)
+    stale = Integration.objects.get(pk=strict_integration.pk)
+    services.disable(strict_integration, reason="Disabled while the form was open.")
+    mark = event_mark()
+
+    # when the form saves changed settings
+    services.save_integration(stale, settings={**GOOD_SETTINGS, "page_size": 7})
+
+    # then the settings are stored but the integration stays disabled, with no status event
+    stored = Integration.objects.get(pk=strict_integration.pk)
+    assert (stored.status, stored.settings["page_size"]) == (S.DISABLED, 7)
     assert [e.kind for e in new_events(strict_integration, mark)] == [EventKind.CONFIG_CHANGED]

@@ -196,7 +196,11 @@ def vault_connector(db):
         {"secret_key": "hunter2-but-much-too-long"},  # pattern + maxLength
         {"secret_key": "sk_do_not_use"},  # `not`: jsonschema's own message would quote it
         {"password": "hunter2-password"},  # enum on a secret
-        {"secret_key": "sk_fine", "username": "bob", "password": "hunter2-password"},  # too many, at object level
+        {
+            "secret_key": "sk_fine",
+            "username": "bob",
+            "password": "hunter2-password",
+        },  # too many, at object level
         {"username": "bob", "password": 1234567},  # type on a secret
     ],
     ids=["pattern", "not", "enum", "object-level", "type"],
@@ -296,7 +300,9 @@ def test_own_private_connector_is_accepted(org):
 
 @pytest.mark.parametrize("blank", ["", None])
 def test_blank_secret_on_save_keeps_the_stored_secret(strict_integration, blank):
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": blank, "page_size": 7})
+    services.save_integration(
+        strict_integration, settings={**GOOD_SETTINGS, "api_token": blank, "page_size": 7}
+    )
 
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert stored.settings == {**GOOD_SETTINGS, "page_size": 7}

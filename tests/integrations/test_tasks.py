@@ -98,7 +98,11 @@ def test_only_the_stale_ones_move_across_organizations(org, other_org, channel_c
     # given stale and fresh integrations in two organizations
     stale = [
         put(make_integration(org, channel_connector, "Acme stale"), S.CONNECTING, seconds_ago=WINDOW * 10),
-        put(make_integration(other_org, channel_connector, "Globex stale"), S.CONNECTING, seconds_ago=WINDOW + 5),
+        put(
+            make_integration(other_org, channel_connector, "Globex stale"),
+            S.CONNECTING,
+            seconds_ago=WINDOW + 5,
+        ),
     ]
     fresh = put(make_integration(org, channel_connector, "Acme fresh"), S.CONNECTING, seconds_ago=5)
 

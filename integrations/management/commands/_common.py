@@ -3,6 +3,7 @@
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.management.base import CommandError
 
+from integrations.choices import IntegrationStatus
 from integrations.models import Integration
 from organizations.models import Organization
 
@@ -22,6 +23,16 @@ def get_integration(pk: int) -> Integration:
         return Integration.objects.select_related("organization", "connector").get(pk=pk)
     except Integration.DoesNotExist:
         raise CommandError(f"No integration with id {pk}.") from None
+
+
+def check_status(value: str) -> IntegrationStatus:
+    # Checked here, not by argparse `choices`: call_command does not apply choices to keyword options.
+    try:
+        return IntegrationStatus(value)
+    except ValueError:
+        raise CommandError(
+            f"Unknown status {value!r}; one of: {', '.join(IntegrationStatus.values)}."
+        ) from None
 
 
 def describe(exc: ValidationError) -> str:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from integrations.choices import IntegrationStatus, Workflow
 from integrations.models import Integration
 
-from ._common import get_organization
+from ._common import check_status, get_organization
 
 ERROR_WIDTH = 40
 COLUMNS = ("ID", "ORG", "NAME", "CONNECTOR", "STATUS", "LAST ERROR", "LAST ACTIVITY")
@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--org", metavar="SLUG", help="Only this organization's integrations.")
         parser.add_argument(
-            "--status", choices=IntegrationStatus.values, help="Only integrations in this status."
+            "--status", help=f"Only integrations in this status: {', '.join(IntegrationStatus.values)}."
         )
         parser.add_argument("--json", action="store_true", help="JSON instead of a table.")
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         if options["org"]:
             integrations = integrations.filter(organization=get_organization(options["org"]))
         if options["status"]:
-            integrations = integrations.filter(status=options["status"])
+            integrations = integrations.filter(status=check_status(options["status"]))
         integrations = list(integrations)
 
         if options["json"]:

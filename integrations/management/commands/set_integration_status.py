@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from integrations import services
 from integrations.choices import IntegrationStatus
 
-from ._common import ACTOR, describe, get_integration
+from ._common import ACTOR, check_status, describe, get_integration
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("id", type=int, help="Integration id (see integration_status).")
-        parser.add_argument("status", choices=IntegrationStatus.values, help="The status to move to.")
+        parser.add_argument("status", help=f"The status to move to: {', '.join(IntegrationStatus.values)}.")
         parser.add_argument(
             "--reason", required=True, help="Why: stored with the status and in the event log."
         )
@@ -25,10 +25,11 @@ class Command(BaseCommand):
         reason = options["reason"].strip()
         if not reason:
             raise CommandError("--reason must not be blank.")
+        status = check_status(options["status"])
         integration = get_integration(options["id"])
         before = integration.status
         try:
-            services.transition(integration, options["status"], reason=reason, actor=ACTOR)
+            services.transition(integration, status, reason=reason, actor=ACTOR)
         except services.TransitionRefused as exc:
             raise CommandError(describe(exc)) from exc
         self.stdout.write(

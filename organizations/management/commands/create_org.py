@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError(_describe(exc)) from exc
 
         User = get_user_model()
-        user = None
+        user, created_user, made_staff = None, False, False
         if email:
             # Lower-cased whole: the username is the address, and sign-in matches usernames exactly.
             email = email.lower()
@@ -66,7 +66,6 @@ class Command(BaseCommand):
                 org.save()
                 if email:
                     created_user = user is None
-                    made_staff = False
                     if created_user:
                         user = User.objects.create_user(email, email, password, is_staff=True)
                     elif not user.is_staff:
@@ -78,7 +77,7 @@ class Command(BaseCommand):
             raise CommandError(f"An organization with slug {slug!r} already exists.") from exc
 
         self.stdout.write(f"Created organization {org.slug} ({org.name}).")
-        if user is not None and created_user:
+        if created_user:
             self.stdout.write(f"Created org admin {user.get_username()}.")
         elif user is not None:
             self.stdout.write(

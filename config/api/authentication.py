@@ -1,0 +1,49 @@
+"""`Authorization: Bearer sy_<prefix>_<secret>` for DRF, on top of tokens.services.authenticate."""
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from tokens import services
+
+
+def client_ip(request) -> str | None:
+    if settings.SECURE_PROXY_SSL_HEADER and (forwarded := request.META.get("HTTP_X_FORWARDED_FOR")):
+        # Behind our proxy the right-most entry is the address it saw; the rest is client-supplied.
+        return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR")
+
+
+class BearerKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise exceptions.NotAuthenticated()
+        try:
+            key = services.authenticate(raw.strip(), client_ip(request))
+        except services.KeyRefused as refused:
+            exc = exceptions.AuthenticationFailed if refused.status == 401 else exceptions.PermissionDenied
+            raise exc(refused.message, code=refused.code) from None
+        request._api_key = key  # read by the request log even when a later check refuses the request
+        # Org keys act as their owner; integration and global keys as no user.
+        return (key.user if key.user_id else AnonymousUser(), key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class BearerKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "config.api.authentication.BearerKeyAuthentication"
+    name = "bearerKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "sy_<prefix>_<secret>",
+            "description": "An integration, organization or global API key.",
+        }

@@ -1,0 +1,95 @@
+"""
+The base of every API view: bearer-key auth, grants, rate limit, idempotency, the request log — and, for
+model endpoints, the tenancy chokepoint. `ScopedViewSet.get_queryset` cannot be overridden: a subclass
+declares how an integration key owns rows (`integration_scope`) and the base applies it together with the
+organization filter, so an object outside the key's reach is a 404 everywhere.
+"""
+
+import time
+
+from django.db.models import Q
+from rest_framework import viewsets
+from rest_framework.views import APIView
+
+from integrations import services as integration_services
+from integrations.choices import EventKind
+from tokens.choices import KeyKind
+
+from . import idempotency, throttling
+from .authentication import client_ip
+
+
+class ApiMixin:
+    grants: dict = {}
+
+    def initial(self, request, *args, **kwargs):
+        request._started = time.monotonic()
+        super().initial(request, *args, **kwargs)
+        idempotency.begin(request)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, idempotency.Replay):
+            return exc.response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        idempotency.finish(request, response)
+        throttling.add_headers(request, response)
+        record_request(request, response)
+        return response
+
+
+def record_request(request, response):
+    """One IntegrationEvent per request made with a key: the only write a request adds."""
+    key = getattr(request, "_api_key", None)
+    if key is None or key.organization_id is None:
+        return
+    started = getattr(request, "_started", None)
+    duration = round((time.monotonic() - started) * 1000, 1) if started else None
+    integration_services.record_event(
+        key.integration if key.integration_id else None,
+        EventKind.API_REQUEST,
+        f"{request.method} {request.path} → {response.status_code}",
+        actor=f"key:{key.prefix}",
+        organization=key.organization,
+        data={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": duration,
+            "key": key.prefix,
+            "ip": client_ip(request),
+        },
+    )
+
+
+class ApiView(ApiMixin, APIView):
+    """A non-model endpoint. Declare `grants = {"GET": "x:read"}` (NO_GRANT for none)."""
+
+
+class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
+    """A model endpoint scoped to the key: integration → its own rows, org → the org's, global → all."""
+
+    organization_field = "organization"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must not override get_queryset; declare integration_scope().")
+
+    def integration_scope(self, integration) -> Q:
+        """The rows an integration key owns, as a Q (DESIGN.md, Data ownership)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no integration_scope")
+
+    def get_queryset(self):
+        key = self.request.auth
+        queryset = self.queryset.all()
+        if key is None:
+            return queryset.none()
+        if key.kind == KeyKind.GLOBAL:
+            return queryset
+        queryset = queryset.filter(**{self.organization_field: key.organization_id})
+        if key.kind == KeyKind.INTEGRATION:
+            queryset = queryset.filter(self.integration_scope(key.integration))
+        return queryset

@@ -1,0 +1,22 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from integrations.api import views as integration_views
+from tokens.api import views as token_views
+
+from .errors import not_found_view
+
+router = SimpleRouter(trailing_slash=False)
+router.register("events", integration_views.EventViewSet, basename="event")
+
+urlpatterns = [
+    path("me", token_views.MeView.as_view(), name="me"),
+    path("integration", integration_views.IntegrationView.as_view(), name="integration"),
+    path("integration/connect", integration_views.ConnectView.as_view(), name="integration-connect"),
+    path("integration/error", integration_views.ReportErrorView.as_view(), name="integration-error"),
+    *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    re_path(r"^.*$", not_found_view, name="not-found"),
+]

@@ -1,0 +1,47 @@
+from rest_framework import serializers
+
+from .. import services
+from ..models import Integration, IntegrationEvent
+
+
+class IntegrationSerializer(serializers.ModelSerializer):
+    """The integration as its own key sees it; secrets in settings are never returned."""
+
+    id = serializers.CharField(read_only=True)
+    connector = serializers.CharField(source="connector.key", read_only=True)
+    settings = serializers.SerializerMethodField()
+    workflows = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Integration
+        fields = ["id", "name", "status", "connector", "settings", "mappings", "workflows"]
+
+    def get_settings(self, obj) -> dict:
+        return services.public_settings(obj)
+
+    def get_workflows(self, obj) -> dict[str, bool]:
+        from ..choices import Workflow
+
+        return {flow.value: obj.workflow_enabled(flow) for flow in Workflow}
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.CharField()
+
+
+class ReportErrorSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=2000)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    integration = serializers.SerializerMethodField()
+
+    class Meta:
+        model = IntegrationEvent
+        fields = ["id", "kind", "message", "actor", "data", "integration", "created_at"]
+
+    def get_integration(self, obj) -> dict | None:
+        if obj.integration_id is None:
+            return None
+        return {"id": str(obj.integration_id), "name": obj.integration_name}

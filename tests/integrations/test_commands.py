@@ -1,0 +1,429 @@
+import json
+import re
+from datetime import datetime
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import CommandError, call_command
+from guardian.models import UserObjectPermission
+
+from integrations import services
+from integrations.choices import EventKind, IntegrationStatus, Workflow
+from integrations.models import Connector, Integration, IntegrationEvent
+from organizations.choices import Role
+from organizations.models import Membership, Organization
+from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
+
+Status = IntegrationStatus
+SECRET = GOOD_SETTINGS["api_token"]
+
+
+def run(command, *args, **options):
+    out = StringIO()
+    call_command(command, *args, stdout=out, **options)
+    return out.getvalue()
+
+
+@pytest.fixture
+def strict_integration(org, strict_connector, make_integration):
+    """Complete settings with a secret, some mappings and flows switched away from the defaults."""
+    integration = make_integration(org, strict_connector, "Strict shop", settings=GOOD_SETTINGS)
+    services.save_integration(
+        integration, mappings={"skus": {"EXT-1": "SKU-1"}, "shipping_methods": {"x": "y"}}
+    )
+    Integration.objects.filter(pk=integration.pk).update(flow_inventory_out=False, flow_products_in=True)
+    integration.refresh_from_db()
+    return integration
+
+
+@pytest.fixture
+def private_connector(org):
+    return Connector.objects.create(
+        organization=org,
+        key="acme-store",
+        name="Acme store (manifest)",
+        type="channel",
+        settings_schema=STRICT_SCHEMA,
+        mapping_kinds=["skus"],
+        manifest={"health": "/health", "orders": "/orders"},
+    )
+
+
+# --- integration_status ---------------------------------------------------------------------------------
+
+
+def test_integration_status_table_lists_every_integration(integration, other_integration):
+    out = run("integration_status")
+
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["ID", "ORG", "NAME"]
+    assert len(rows) == 2
+    assert "Acme web shop" in out and "Globex web shop" in out
+    assert re.search(rf"^{integration.pk}\s+acme\s+Acme web shop\s+custom-channel\s+connecting\s", out, re.M)
+
+
+def test_integration_status_truncates_the_last_error_to_one_short_line(integration):
+    services.report_error(integration, "Connection refused\nwhile calling " + "x" * 200)
+
+    out = run("integration_status")
+
+    assert "Connection refused while calling" in out
+    assert "x" * 100 not in out
+    assert "…" in out
+
+
+def test_integration_status_filters_by_org_and_status(
+    org, channel_connector, make_integration, other_integration
+):
+    make_integration(org, channel_connector, "Shop A")
+    make_integration(org, channel_connector, "Shop B", status=Status.DISABLED)
+
+    by_org = run("integration_status", org="acme")
+    by_both = run("integration_status", org="acme", status="disabled")
+
+    assert "Shop A" in by_org and "Shop B" in by_org and "Globex" not in by_org
+    assert "Shop B" in by_both and "Shop A" not in by_both
+
+
+def test_integration_status_says_so_when_nothing_matches(integration):
+    assert run("integration_status", status="error").strip() == "No integrations."
+    assert json.loads(run("integration_status", status="error", json=True)) == []
+
+
+def test_integration_status_json_has_full_fields_and_no_settings(strict_integration):
+    services.report_error(strict_integration, "HTTP 401 from the shop")
+
+    rows = json.loads(run("integration_status", json=True))
+
+    (row,) = rows
+    assert row["id"] == strict_integration.pk
+    assert (row["organization"], row["name"], row["connector"]) == ("acme", "Strict shop", "strict-shop")
+    assert (row["status"], row["last_error"]) == ("error", "HTTP 401 from the shop")
+    for field in ("status_changed_at", "last_error_at", "last_activity_at", "created_at", "updated_at"):
+        assert datetime.fromisoformat(row[field]).tzinfo is not None
+    assert row["workflows"]["products_in"] is True
+    assert "settings" not in row
+    assert SECRET not in json.dumps(rows)
+
+
+def test_integration_status_refuses_an_unknown_org(integration):
+    with pytest.raises(CommandError, match="Unknown organization 'nope'"):
+        run("integration_status", org="nope")
+
+
+def test_integration_status_refuses_an_unknown_status(integration):
+    with pytest.raises(CommandError, match="Unknown status 'broken'; one of: not_configured"):
+        run("integration_status", status="broken")
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_integration_status_runs_a_bounded_number_of_queries(
+    org, other_org, channel_connector, tpl_connector, make_integration, django_assert_max_num_queries, count
+):
+    for i in range(count):
+        make_integration(
+            org if i % 2 else other_org, channel_connector if i % 3 else tpl_connector, f"Integration {i}"
+        )
+
+    with django_assert_max_num_queries(1):
+        table = run("integration_status")
+    with django_assert_max_num_queries(1):
+        listing = json.loads(run("integration_status", json=True))
+    with django_assert_max_num_queries(2):  # the organization, then the listing
+        run("integration_status", org="acme")
+
+    assert len(table.splitlines()) == count + 1
+    assert len(listing) == count
+
+
+# --- set_integration_status -----------------------------------------------------------------------------
+
+
+def test_set_integration_status_moves_and_records_the_reason(integration):
+    out = run("set_integration_status", str(integration.pk), "disabled", reason="Shop closed for inventory")
+
+    integration.refresh_from_db()
+    assert integration.status == Status.DISABLED
+    assert integration.status_reason == "Shop closed for inventory"
+    assert out.strip().endswith("connecting → disabled")
+    event = integration.events.filter(kind=EventKind.STATUS_CHANGED).latest("pk")
+    assert (event.actor, event.data["to"]) == ("command", "disabled")
+
+
+def test_set_integration_status_refuses_an_illegal_move_with_the_services_message(
+    org, strict_connector, make_integration
+):
+    integration = make_integration(org, strict_connector, "Half set up")
+    assert integration.status == Status.NOT_CONFIGURED
+
+    with pytest.raises(CommandError, match="must pass through Connecting"):
+        run("set_integration_status", str(integration.pk), "connected", reason="Looks fine to me")
+
+    integration.refresh_from_db()
+    assert integration.status == Status.NOT_CONFIGURED
+
+
+def test_set_integration_status_refuses_the_status_it_already_has(integration):
+    with pytest.raises(CommandError, match="already there"):
+        run("set_integration_status", str(integration.pk), "connecting", reason="Again")
+
+
+def test_set_integration_status_refuses_an_unknown_id(db):
+    with pytest.raises(CommandError, match="No integration with id 999999"):
+        run("set_integration_status", "999999", "disabled", reason="Gone")
+
+
+def test_set_integration_status_refuses_an_unknown_status(integration):
+    with pytest.raises(CommandError, match="Unknown status 'paused'"):
+        run("set_integration_status", str(integration.pk), "paused", reason="Holidays")
+
+
+@pytest.mark.parametrize("options", [{}, {"reason": "   "}], ids=["missing", "blank"])
+def test_set_integration_status_needs_a_reason(integration, options):
+    with pytest.raises(CommandError, match="--reason"):
+        run("set_integration_status", str(integration.pk), "disabled", **options)
+
+    integration.refresh_from_db()
+    assert integration.status == Status.CONNECTING
+
+
+# --- export_integration / import_integration ------------------------------------------------------------
+
+
+def test_export_integration_prints_json_without_secrets(strict_integration):
+    out = run("export_integration", str(strict_integration.pk))
+
+    data = json.loads(out)
+    assert SECRET not in out
+    assert data["settings"] == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50}
+    assert data["connector"]["key"] == "strict-shop"
+    assert data["mappings"]["skus"] == {"EXT-1": "SKU-1"}
+    assert strict_integration.events.filter(kind=EventKind.EXPORTED, actor="command").exists()
+
+
+def test_export_integration_writes_to_a_file(strict_integration, tmp_path):
+    path = tmp_path / "export.json"
+
+    out = run("export_integration", str(strict_integration.pk), output=str(path))
+
+    assert json.loads(path.read_text())["name"] == "Strict shop"
+    assert SECRET not in path.read_text()
+    assert str(path) in out and "{" not in out
+
+
+def test_export_integration_refuses_an_unknown_id(db):
+    with pytest.raises(CommandError, match="No integration with id 999999"):
+        run("export_integration", "999999")
+
+
+def test_export_integration_refuses_an_unwritable_file(integration, tmp_path):
+    with pytest.raises(CommandError, match="Cannot write"):
+        run("export_integration", str(integration.pk), output=str(tmp_path / "missing-dir" / "x.json"))
+
+
+def test_export_import_round_trip_keeps_everything_but_secrets(strict_integration, other_org, tmp_path):
+    # given an export of a configured integration whose connector requires a secret
+    path = tmp_path / "export.json"
+    run("export_integration", str(strict_integration.pk), output=str(path))
+
+    # when it is imported into another organization
+    out = run("import_integration", str(path), org="globex")
+
+    # then everything but the secret came along, so it waits for the secret in not_configured
+    imported = Integration.objects.get(organization=other_org)
+    assert imported.status == Status.NOT_CONFIGURED
+    assert imported.settings == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50}
+    assert imported.mappings == strict_integration.mappings
+    assert all(imported.workflow_enabled(f) == strict_integration.workflow_enabled(f) for f in Workflow)
+    assert imported.connector == strict_integration.connector
+    assert f"Imported integration {imported.pk} 'Strict shop' into globex: not_configured" in out
+    assert "api_token" in out
+    assert imported.events.filter(kind=EventKind.IMPORTED, actor="command").exists()
+
+
+def test_import_integration_recreates_a_private_connector_in_the_target_org(
+    org, other_org, private_connector, make_integration, tmp_path
+):
+    source = make_integration(org, private_connector, "Acme store", settings=GOOD_SETTINGS)
+    path = tmp_path / "export.json"
+    run("export_integration", str(source.pk), output=str(path))
+
+    run("import_integration", str(path), org="globex")
+
+    copy = Connector.objects.get(organization=other_org, key="acme-store")
+    assert copy.pk != private_connector.pk
+    assert (copy.name, copy.type) == ("Acme store (manifest)", "channel")
+    assert (copy.manifest, copy.settings_schema) == (
+        private_connector.manifest,
+        private_connector.settings_schema,
+    )
+    imported = Integration.objects.get(organization=other_org)
+    assert (imported.connector, imported.status) == (copy, Status.NOT_CONFIGURED)
+
+
+def test_import_integration_reads_stdin_and_takes_a_new_name(strict_integration):
+    exported = run("export_integration", str(strict_integration.pk))
+
+    run("import_integration", "-", org="acme", name="Strict shop (copy)", stdin=StringIO(exported))
+
+    assert Integration.objects.get(organization__slug="acme", name="Strict shop (copy)").mappings == (
+        strict_integration.mappings
+    )
+
+
+def test_import_integration_refuses_a_duplicate_name(strict_integration):
+    exported = run("export_integration", str(strict_integration.pk))
+
+    with pytest.raises(CommandError, match="already has an integration named 'Strict shop'"):
+        run("import_integration", "-", org="acme", stdin=StringIO(exported))
+
+
+def test_import_integration_refuses_bad_json(org):
+    with pytest.raises(CommandError, match=r"standard input is not valid JSON.*line 1"):
+        run("import_integration", "-", org="acme", stdin=StringIO("{not json"))
+
+
+def test_import_integration_refuses_another_format(org, tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"format": "something/2", "name": "X"}))
+
+    with pytest.raises(CommandError, match="Not a Switchyard integration export"):
+        run("import_integration", str(path), org="acme")
+
+
+def test_import_integration_refuses_an_unknown_connector(org):
+    data = {"format": services.EXPORT_FORMAT, "name": "X", "connector": {"key": "no-such-connector"}}
+
+    with pytest.raises(CommandError, match="Unknown connector 'no-such-connector'"):
+        run("import_integration", "-", org="acme", stdin=StringIO(json.dumps(data)))
+
+    assert not Integration.objects.exists()
+
+
+def test_import_integration_refuses_invalid_settings_with_the_field(org):
+    data = {
+        "format": services.EXPORT_FORMAT,
+        "name": "X",
+        "connector": {"key": "custom-channel"},
+        "settings": {"store_url": 5},
+    }
+
+    with pytest.raises(CommandError, match="store_url: Must be text"):
+        run("import_integration", "-", org="acme", stdin=StringIO(json.dumps(data)))
+
+
+def test_import_integration_refuses_an_unknown_org(db):
+    with pytest.raises(CommandError, match="Unknown organization 'nope'"):
+        run("import_integration", "-", org="nope", stdin=StringIO("{}"))
+
+
+def test_import_integration_refuses_a_missing_file(org, tmp_path):
+    with pytest.raises(CommandError, match=r"Cannot read .*No such file"):
+        run("import_integration", str(tmp_path / "absent.json"), org="acme")
+
+
+# --- seed_demo ------------------------------------------------------------------------------------------
+
+
+def _counts():
+    return {
+        model.__name__: model.objects.count()
+        for model in (
+            Organization,
+            get_user_model(),
+            Membership,
+            Connector,
+            Integration,
+            IntegrationEvent,
+            UserObjectPermission,
+        )
+    }
+
+
+def _login(out):
+    last = out.splitlines()[-1]
+    match = re.fullmatch(r"Login: admin@demo\.example / (\S+)", last)
+    assert match, last
+    return match.group(1)
+
+
+def test_seed_demo_is_idempotent_and_prints_a_working_login_last(db):
+    first = run("seed_demo")
+    counts = _counts()
+    second = run("seed_demo")
+
+    assert _counts() == counts
+    assert counts["Integration"] == 7
+    old, new = _login(first), _login(second)
+    assert old != new
+    admin = authenticate(username="admin@demo.example", password=new)
+    assert admin is not None
+    assert authenticate(username="admin@demo.example", password=old) is None
+
+
+def test_seed_demo_builds_the_demo_as_described(db):
+    password = _login(run("seed_demo"))
+
+    demo = Organization.objects.get(slug="demo")
+    assert (demo.name, demo.notification_email) == ("Demo Outfitters", "ops@demo.example")
+    statuses = dict(demo.integrations.values_list("name", "status"))
+    assert statuses == {
+        "Web shop": Status.CONNECTED,
+        "Marketplace": Status.CONNECTING,
+        "East warehouse": Status.CONNECTED,
+        "Back office ERP": Status.DISABLED,
+        "West warehouse": Status.ERROR,
+        "Demo storefront": Status.NOT_CONFIGURED,
+    }
+    web_shop = demo.integrations.get(name="Web shop")
+    assert web_shop.settings == {"store_url": "https://shop.demo.example", "default_currency": "USD"}
+    assert demo.integrations.get(name="East warehouse").settings == {"warehouse_code": "EAST"}
+    assert "webhook deliveries failed" in demo.integrations.get(name="West warehouse").last_error
+    storefront = Connector.objects.get(organization=demo, key="demo-storefront")
+    assert storefront.type == "channel"
+    assert set(storefront.manifest) == {"health", "orders", "dispatch", "inventory"}
+    assert storefront.secret_fields == {"auth_token"}
+    assert demo.integrations.get(name="Demo storefront").connector == storefront
+
+    User = get_user_model()
+    admin = User.objects.get(username="admin@demo.example")
+    assert (admin.is_staff, admin.is_superuser) == (True, False)
+    assert Membership.objects.get(user=admin).role == Role.ADMIN
+    member = User.objects.get(username="member@demo.example")
+    assert Membership.objects.get(user=member, organization=demo).role == Role.MEMBER
+    assert member.has_perm("integrations.view_integration", web_shop)
+    assert not member.has_perm("integrations.view_integration", demo.integrations.get(name="Marketplace"))
+    assert authenticate(username="member@demo.example", password=password) == member
+
+    northwind = Organization.objects.get(slug="northwind")
+    assert northwind.name == "Northwind Goods"
+    assert northwind.integrations.count() == 1
+    northwind_admin = Membership.objects.get(organization=northwind, role=Role.ADMIN).user
+    assert not Membership.objects.filter(user=northwind_admin, organization=demo).exists()
+
+
+def test_seed_demo_uses_the_given_password(db):
+    out = run("seed_demo", password="Orbital-Lantern-77")
+
+    assert out.splitlines()[-1] == "Login: admin@demo.example / Orbital-Lantern-77"
+    assert authenticate(username="admin@demo.example", password="Orbital-Lantern-77") is not None
+
+
+def test_seed_demo_refuses_a_weak_password(db):
+    with pytest.raises(CommandError, match="too common"):
+        run("seed_demo", password="password")
+
+    assert not Organization.objects.exists()
+
+
+def test_seed_demo_leaves_integrations_it_finds_as_they_are(db):
+    # given the demo, and a demo user who then re-enabled the ERP
+    run("seed_demo")
+    erp = Integration.objects.get(name="Back office ERP")
+    services.enable(erp)
+
+    run("seed_demo")
+
+    erp.refresh_from_db()
+    assert erp.status == Status.CONNECTING

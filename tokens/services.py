@@ -1,0 +1,331 @@
+"""
+API keys: issuing, hashing, verifying, revoking, regenerating and rotating.
+
+Secrets carry 256 random bits, so a slow password hasher buys nothing (and costs ~0.3 s a check); they are
+stored as HMAC-SHA256 keyed with a server-side pepper (settings.API_KEY_PEPPERS, rotatable by id), looked
+up by their public prefix and compared in constant time.
+"""
+
+import hmac
+import ipaddress
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from integrations import services as integration_services
+from integrations.choices import EventKind, IntegrationStatus
+from organizations.models import Membership
+
+from . import grants as grant_registry
+from .choices import Expiration, KeyKind
+from .models import ApiKey
+
+KEY_PATTERN = re.compile(r"^sy_([a-z0-9]{8})_([A-Za-z0-9_-]{43,128})$")
+PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+# Verified when the prefix is unknown, so an unknown prefix costs the same as a wrong secret.
+_DUMMY_HASH = "0" * 64
+
+
+class KeyRefused(Exception):
+    """Authentication failed; `code` and `status` are the API contract's."""
+
+    def __init__(self, code, message, status=401):
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly made key: the plaintext exists only here, to be shown once."""
+
+    key: ApiKey
+    plaintext: str
+
+
+# --- hashing ------------------------------------------------------------------------------------------
+
+
+def current_pepper_id() -> int:
+    return max(settings.API_KEY_PEPPERS)
+
+
+def hash_secret(secret: str, pepper_id: int) -> str:
+    pepper = settings.API_KEY_PEPPERS[pepper_id]
+    return hmac.new(pepper.encode(), secret.encode(), "sha256").hexdigest()
+
+
+def _new_prefix() -> str:
+    while True:
+        prefix = "".join(secrets.choice(PREFIX_ALPHABET) for _ in range(8))
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            return prefix
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)  # 32 bytes = 256 bits, 43 characters
+
+
+# --- issuing ------------------------------------------------------------------------------------------
+
+
+def expires_at_for(policy, date=None, *, now=None):
+    """The expiry time for a policy of choices.Expiration (a date for DATE)."""
+    now = now or timezone.now()
+    policy = Expiration(policy)
+    if policy == Expiration.NEVER:
+        return None
+    if policy == Expiration.DATE:
+        if date is None:
+            raise ValidationError("Choose the expiry date.")
+        return date
+    return now + timedelta(days=int(policy.value))
+
+
+def validate_cidrs(ranges) -> list[str]:
+    cleaned = []
+    for item in ranges or []:
+        try:
+            cleaned.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError as exc:
+            raise ValidationError(f"Not an IP range: {item!r}.") from exc
+    return cleaned
+
+
+def issue_key(
+    *,
+    kind,
+    name,
+    organization=None,
+    integration=None,
+    user=None,
+    grants=None,
+    expires_at=None,
+    allowed_ips=(),
+    created_by=None,
+) -> IssuedKey:
+    """Make a key. Integration keys default to their connector's recommended grants."""
+    kind = KeyKind(kind)
+    if kind == KeyKind.INTEGRATION:
+        if integration is None:
+            raise ValidationError("An integration key needs an integration.")
+        organization = integration.organization
+        if grants is None:
+            grants = integration.connector.recommended_grants
+    elif kind == KeyKind.ORG:
+        if organization is None or user is None:
+            raise ValidationError("An org key needs an organization and the user who owns it.")
+        if not user.is_superuser and not Membership.objects.filter(user=user, organization=organization).exists():
+            raise ValidationError(f"{user} is not a member of {organization}.")
+    elif organization is not None or integration is not None:
+        raise ValidationError("A global key belongs to no organization.")
+    elif user is not None and not user.is_superuser:
+        raise ValidationError("Only superusers may own global keys.")
+    try:
+        normalized = grant_registry.normalize(grants or [])
+    except grant_registry.UnknownGrant as exc:
+        raise ValidationError(str(exc)) from exc
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("The expiry must be in the future.")
+
+    secret, pepper_id = _new_secret(), current_pepper_id()
+    key = ApiKey.objects.create(
+        name=name,
+        kind=kind,
+        organization=organization,
+        integration=integration,
+        user=user if kind != KeyKind.INTEGRATION else None,
+        prefix=_new_prefix(),
+        secret_hash=hash_secret(secret, pepper_id),
+        pepper_id=pepper_id,
+        grants=normalized,
+        expires_at=expires_at,
+        allowed_ips=validate_cidrs(allowed_ips),
+        created_by=created_by,
+    )
+    _record(key, f"Key {key.display} issued ({', '.join(normalized) or 'no grants'}).", created_by)
+    return IssuedKey(key, f"sy_{key.prefix}_{secret}")
+
+
+def _record(key, message, actor, **data):
+    if key.integration_id:
+        integration_services.record_event(
+            key.integration, EventKind.KEY, message, actor=actor, data={"prefix": key.prefix, **data}
+        )
+    elif key.organization_id:
+        integration_services.record_event(
+            None, EventKind.KEY, message, actor=actor, organization=key.organization, data={"prefix": key.prefix, **data}
+        )
+
+
+# --- verifying ----------------------------------------------------------------------------------------
+
+
+def authenticate(raw: str, ip: str | None, *, now=None) -> ApiKey:
+    """The ApiKey for a presented bearer string, or KeyRefused with the contract's code."""
+    now = now or timezone.now()
+    match = KEY_PATTERN.match(raw or "")
+    if not match:
+        raise KeyRefused("invalid_key", "The API key is missing or malformed.")
+    prefix, secret = match.groups()
+    key = (
+        ApiKey.objects.select_related("integration__connector", "integration__organization", "organization", "user")
+        .annotate(
+            _member=Exists(
+                Membership.objects.filter(user=OuterRef("user_id"), organization=OuterRef("organization_id"))
+            )
+        )
+        .filter(prefix=prefix)
+        .first()
+    )
+    expected = key.secret_hash if key else _DUMMY_HASH
+    pepper_id = key.pepper_id if key and key.pepper_id in settings.API_KEY_PEPPERS else current_pepper_id()
+    presented = hash_secret(secret, pepper_id)
+    if not hmac.compare_digest(presented, expected) or key is None:
+        raise KeyRefused("invalid_key", "The API key is not valid.")
+    if key.revoked_at:
+        raise KeyRefused("key_revoked", "The API key has been revoked.")
+    if key.expires_at and key.expires_at <= now:
+        raise KeyRefused("key_expired", "The API key has expired.")
+    if key.kind == KeyKind.ORG and (not key.user.is_active or not (key._member or key.user.is_superuser)):
+        raise KeyRefused("key_revoked", "The API key's owner no longer belongs to the organization.")
+    if key.allowed_ips and not ip_allowed(ip, key.allowed_ips):
+        raise KeyRefused("ip_not_allowed", "Requests with this key are not allowed from this address.", 403)
+    if key.integration_id and key.integration.status == IntegrationStatus.DISABLED:
+        raise KeyRefused("integration_disabled", "The key's integration is disabled.", 403)
+    _touch(key, ip, now, presented_secret=secret)
+    return key
+
+
+def ip_allowed(ip, ranges) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except (TypeError, ValueError):
+        return False
+    return any(address in ipaddress.ip_network(r, strict=False) for r in ranges)
+
+
+def _touch(key, ip, now, presented_secret):
+    """Write last-used at most once per API_KEY_LAST_USED_INTERVAL; re-hash under the newest pepper."""
+    updates = {}
+    interval = timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL)
+    if key.last_used_at is None or now - key.last_used_at >= interval:
+        updates.update(last_used_at=now, last_used_ip=ip)
+    if key.pepper_id != current_pepper_id():
+        updates.update(pepper_id=current_pepper_id(), secret_hash=hash_secret(presented_secret, current_pepper_id()))
+    if updates:
+        ApiKey.objects.filter(pk=key.pk).update(**updates)
+        for field, value in updates.items():
+            setattr(key, field, value)
+
+
+# --- revoking, regenerating, rotating -----------------------------------------------------------------
+
+
+def revoke(key: ApiKey, *, actor=None, reason="") -> bool:
+    """Revoke one key; False if it already was."""
+    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=integration_services.actor_label(actor), revoke_reason=reason[:300]
+    )
+    if updated:
+        key.refresh_from_db()
+        _record(key, f"Key {key.display} revoked{': ' + reason if reason else ''}.", actor)
+    return bool(updated)
+
+
+def revoke_many(queryset, *, actor=None, reason="") -> int:
+    count = 0
+    for key in queryset.filter(revoked_at__isnull=True).select_related("integration__organization", "organization"):
+        count += revoke(key, actor=actor, reason=reason)
+    return count
+
+
+def _successor(key: ApiKey, actor) -> IssuedKey:
+    return issue_key(
+        kind=key.kind,
+        name=key.name,
+        organization=key.organization,
+        integration=key.integration,
+        user=key.user,
+        grants=key.grants,
+        expires_at=key.expires_at if key.expires_at and key.expires_at > timezone.now() else None,
+        allowed_ips=key.allowed_ips,
+        created_by=actor if actor is not None and not isinstance(actor, str) else None,
+    )
+
+
+def regenerate(key: ApiKey, *, actor=None) -> IssuedKey:
+    """A new secret; the old key is dead at once."""
+    with transaction.atomic():
+        new = _successor(key, actor)
+        revoke(key, actor=actor, reason=f"regenerated as {new.key.display}")
+        ApiKey.objects.filter(pk=key.pk).update(replaced_by=new.key)
+    return new
+
+
+def rotate(key: ApiKey, *, grace: timedelta | None = None, actor=None) -> IssuedKey:
+    """A new key; the old one keeps working for `grace`, then expires."""
+    if key.revoked_at:
+        raise ValidationError("A revoked key cannot be rotated.")
+    grace = grace if grace is not None else timedelta(hours=settings.API_KEY_ROTATION_GRACE_HOURS)
+    with transaction.atomic():
+        new = _successor(key, actor)
+        ends = timezone.now() + grace
+        if key.expires_at is None or key.expires_at > ends:
+            key.expires_at = ends
+        key.replaced_by = new.key
+        key.save(update_fields=["expires_at", "replaced_by"])
+        _record(key, f"Key {key.display} rotated to {new.key.display}; valid until {key.expires_at:%Y-%m-%d %H:%M} UTC.", actor)
+    return new
+
+
+# --- expiry -------------------------------------------------------------------------------------------
+
+
+def notify_expiring(now=None) -> int:
+    """E-mail each integration's address about keys expiring within the warning window; once per key."""
+    from django.core.mail import send_mail
+
+    now = now or timezone.now()
+    horizon = now + timedelta(days=settings.API_KEY_EXPIRY_WARNING_DAYS)
+    due = ApiKey.objects.filter(
+        revoked_at__isnull=True, replaced_by__isnull=True, expires_at__gt=now, expires_at__lte=horizon,
+        expiry_notified_at__isnull=True,
+    ).select_related("integration__organization", "organization", "user")
+    sent = 0
+    for key in due.iterator(chunk_size=200):
+        address = (
+            key.integration.notify_address if key.integration_id
+            else (key.user.email if key.user_id else "") or (key.organization.notification_email if key.organization_id else "")
+        )
+        if address:
+            owner = key.integration.name if key.integration_id else (key.organization or "the platform")
+            send_mail(
+                f"Switchyard: API key {key.display} expires on {key.expires_at:%Y-%m-%d}",
+                f"The API key “{key.name}” ({key.display}) of {owner} expires on {key.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+                "Rotate it in the Switchyard admin before then so its connector keeps working.",
+                None,
+                [address],
+            )
+            sent += 1
+        ApiKey.objects.filter(pk=key.pk).update(expiry_notified_at=now)
+    return sent
+
+
+def record_expired(now=None) -> int:
+    """Audit the keys that expired since the last sweep (expiry itself is enforced at every request)."""
+    now = now or timezone.now()
+    expired = ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=now, expiry_recorded_at__isnull=True)
+    count = 0
+    for key in expired.select_related("integration__organization", "organization").iterator(chunk_size=200):
+        ApiKey.objects.filter(pk=key.pk).update(expiry_recorded_at=now)
+        _record(key, f"Key {key.display} expired.", None)
+        count += 1
+    return count
