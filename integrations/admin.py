@@ -363,7 +363,7 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
                         for item in items
                     ]
             except ValidationError as exc:
-                form.add_error(None, exc)
+                form.add_error(None, exc.messages)
             else:
                 for integration in created:
                     self.message_user(

@@ -197,13 +197,23 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
         )
     to_status = Status(to_status)
     with transaction.atomic():
-        locked = Integration.objects.select_for_update().get(pk=integration.pk)
+        locked = (
+            Integration.objects.select_for_update(of=("self",))
+            .select_related("connector")
+            .get(pk=integration.pk)
+        )
         current = Status(locked.status)
         if to_status not in ALLOWED_TRANSITIONS[current]:
             raise TransitionRefused(
                 f"Cannot move {locked.name!r} from {current.label} to {to_status.label}"
                 + (": it is already there." if current == to_status else ".")
                 + _hint(current, to_status),
+                code="transition_refused",
+            )
+        missing = missing_required(locked.connector, locked.settings or {})
+        if to_status in (Status.CONNECTING, Status.CONNECTED) and missing:
+            raise TransitionRefused(
+                f"Cannot move {locked.name!r} to {to_status.label}: required settings missing ({', '.join(missing)}).",
                 code="transition_refused",
             )
         now = timezone.now()
@@ -477,22 +487,75 @@ def export_configuration(integration: Integration) -> dict:
     return data
 
 
+_TEXT = {"type": "string"}
+# The shape of an export, checked before anything is created (a hand-edited file must fail cleanly).
+EXPORT_SCHEMA = {
+    "type": "object",
+    "required": ["format", "name", "connector"],
+    "properties": {
+        "format": {"const": EXPORT_FORMAT},
+        "name": {"type": "string", "minLength": 1, "maxLength": 120},
+        "notification_email": {
+            "anyOf": [{"const": ""}, {"type": "string", "format": "email", "maxLength": 254}]
+        },
+        "settings": {"type": "object"},
+        "mappings": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": _TEXT},
+        },
+        "workflows": {
+            "type": "object",
+            "propertyNames": {"enum": list(Workflow.values)},
+            "additionalProperties": {"type": "boolean"},
+        },
+        "connector": {
+            "type": "object",
+            "required": ["key"],
+            "properties": {
+                "key": {"type": "string", "pattern": "^[-a-zA-Z0-9_]{1,80}$"},
+                "private": {"type": "boolean"},
+                "name": {"type": "string", "maxLength": 120},
+                "type": {"enum": list(ConnectorType.values)},
+                "version": {"type": "string", "maxLength": 20},
+                "description": _TEXT,
+                "recommended_grants": {"type": "array", "items": _TEXT},
+                "settings_schema": {"type": "object"},
+                "mapping_kinds": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "manifest": {"type": ["object", "null"], "additionalProperties": _TEXT},
+            },
+            "if": {"properties": {"private": {"const": True}}, "required": ["private"]},
+            "then": {"required": ["key", "type"]},
+        },
+    },
+}
+
+
 def import_configuration(data: dict, organization, *, name: str | None = None, actor=None) -> Integration:
     """Create an integration from `export_configuration` data; secrets must be entered again."""
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise ValidationError(f"Not a Switchyard integration export (expected format {EXPORT_FORMAT!r}).")
-    spec = data.get("connector") or {}
-    key = spec.get("key")
-    if not key:
-        raise ValidationError("The export names no connector.")
+    problems = sorted(
+        Draft202012Validator(EXPORT_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER).iter_errors(
+            data
+        ),
+        key=lambda e: list(e.absolute_path),
+    )
+    if problems:
+        by_section: dict[str, list[str]] = {}
+        for e in problems[:10]:
+            path = [str(p) for p in e.absolute_path]
+            by_section.setdefault(path[0] if path else "__all__", []).append(
+                f"{'.'.join(path) or 'file'}: {e.message}"
+            )
+        raise ValidationError(by_section)
+    spec = data["connector"]
+    key = spec["key"]
     with transaction.atomic():
         if spec.get("private"):
             connector = Connector.objects.filter(organization=organization, key=key).first()
             if connector is None:
                 schema = spec.get("settings_schema") or {}
                 check_settings_schema(schema)
-                if spec.get("type") not in ConnectorType.values:
-                    raise ValidationError(f"Unknown connector type {spec.get('type')!r}.")
                 connector = Connector.objects.create(
                     organization=organization,
                     key=key,
@@ -509,15 +572,12 @@ def import_configuration(data: dict, organization, *, name: str | None = None, a
             connector = Connector.objects.filter(organization__isnull=True, key=key).first()
             if connector is None:
                 raise ValidationError(f"Unknown connector {key!r}.")
-        name = name or data.get("name")
-        if not name:
-            raise ValidationError("The export names no integration.")
+        name = name or data["name"]
+        if len(name) > 120:
+            raise ValidationError("The name is longer than 120 characters.")
         if Integration.objects.filter(organization=organization, name=name).exists():
             raise ValidationError(f"{organization} already has an integration named {name!r}.")
         workflows = data.get("workflows") or {}
-        unknown = set(workflows) - set(Workflow.values)
-        if unknown:
-            raise ValidationError(f"Unknown workflows: {', '.join(sorted(unknown))}.")
         integration = create_integration(
             organization,
             connector,
