@@ -214,14 +214,43 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
             )
         )
         if obj is not None:
+            fieldsets.append(("API keys", {"fields": ["api_keys"]}))
             fieldsets.append(("Recent events", {"fields": ["recent_events"]}))
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        fields = ["connector_display", *STATUS_FIELDS, "recent_events"]
+        fields = ["connector_display", *STATUS_FIELDS, "recent_events", "api_keys"]
         if obj is not None:
             fields.append("organization")  # an integration never moves between organizations
         return fields
+
+    @admin.display(description="API keys")
+    def api_keys(self, obj):
+        keys = obj.api_keys.order_by("-created_at")[:20]
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:tokens_apikey_change", args=[k.pk]),
+                    k.display,
+                    k.name,
+                    k.state().label,
+                    timezone.localtime(k.expires_at).strftime("%Y-%m-%d") if k.expires_at else "never",
+                    timezone.localtime(k.last_used_at).strftime("%Y-%m-%d %H:%M")
+                    if k.last_used_at
+                    else "never used",
+                )
+                for k in keys
+            ),
+        )
+        issue = reverse("admin:tokens_apikey_add") + f"?integration={obj.pk}"
+        return format_html(
+            '<table class="sy-events"><thead><tr><th>Key</th><th>Name</th><th>State</th><th>Expires</th>'
+            '<th>Last used</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">Issue a key</a></p>',
+            rows or format_html('<tr><td colspan="5">No keys.</td></tr>'),
+            issue,
+        )
 
     @admin.display(description="connector")
     def connector_display(self, obj):

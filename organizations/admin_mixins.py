@@ -19,7 +19,8 @@ from django.http import Http404
 from .models import Organization
 from .scoping import scope_for
 
-ACTIONS = ("view", "add", "change", "delete")
+# Object permissions a member may hold on an integration (django-guardian).
+MEMBER_PERMS = ("view_integration", "change_integration", "manage_keys_integration")
 
 
 class OrganizationScopedMixin:
@@ -31,6 +32,9 @@ class OrganizationScopedMixin:
     # Lookup path to an Integration through which members' object permissions grant access
     # ("" for Integration itself); None: members never see this model.
     member_access_field: str | None = None
+    # The guardian permissions (on that integration) that let a member view / change these rows.
+    member_view_perms: tuple[str, ...] = MEMBER_PERMS
+    member_change_perm = "change_integration"
 
     # --- queryset -----------------------------------------------------------------------------------
     def get_queryset(self, request):
@@ -48,7 +52,8 @@ class OrganizationScopedMixin:
             allowed |= Q(**{self._path("isnull"): True})
         if self.member_access_field is not None and scope.member_org_ids:
             prefix = f"{self.member_access_field}__" if self.member_access_field else ""
-            allowed |= Q(**{f"{prefix}pk__in": granted_integrations(request.user, scope).values("pk")})
+            granted = granted_integrations(request.user, scope, self.member_view_perms)
+            allowed |= Q(**{f"{prefix}pk__in": granted.values("pk")})
         return queryset.filter(allowed)
 
     def get_object(self, request, object_id, from_field=None):
@@ -103,8 +108,10 @@ class OrganizationScopedMixin:
         if integration is None or org_id not in scope.member_org_ids or action not in ("view", "change"):
             return False
         if action == "view":
-            return any(request.user.has_perm(f"integrations.{p}", integration) for p in MEMBER_PERMS)
-        return request.user.has_perm("integrations.change_integration", integration)
+            return any(
+                request.user.has_perm(f"integrations.{p}", integration) for p in self.member_view_perms
+            )
+        return request.user.has_perm(f"integrations.{self.member_change_perm}", integration)
 
     def has_module_permission(self, request):
         return self.role_allows(request, "view")
@@ -172,11 +179,8 @@ class OrganizationScopedInline(OrganizationScopedMixin, admin.TabularInline):
         )
 
 
-MEMBER_PERMS = ("view_integration", "change_integration", "manage_keys_integration")
-
-
-def granted_integrations(user, scope=None):
-    """Integrations in the user's member organizations on which they hold any object permission."""
+def granted_integrations(user, scope=None, perms=MEMBER_PERMS):
+    """Integrations in the user's member organizations on which they hold any of `perms`."""
     from guardian.shortcuts import get_objects_for_user
 
     from integrations.models import Integration
@@ -184,7 +188,7 @@ def granted_integrations(user, scope=None):
     scope = scope or scope_for(user)
     return get_objects_for_user(
         user,
-        [f"integrations.{p}" for p in MEMBER_PERMS],
+        [f"integrations.{p}" for p in perms],
         klass=Integration.objects.filter(organization__in=scope.member_org_ids),
         any_perm=True,
         with_superuser=False,

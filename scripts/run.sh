@@ -36,11 +36,15 @@ say "manage.py migrate"
 "$PY" manage.py migrate --noinput
 
 say "manage.py seed_demo"
-"$PY" manage.py seed_demo 2>&1 | tee "$LOG_DIR/seed_demo.log" ||
-    die "manage.py seed_demo failed (its output is above and in $LOG_DIR/seed_demo.log)"
-login="$(grep -m 1 -o 'Login: .*' "$LOG_DIR/seed_demo.log" || true)"
+# Captured in memory, not in a log file: its last line carries the demo password.
+seed_output="$("$PY" manage.py seed_demo 2>&1)" || {
+    printf '%s\n' "$seed_output" >&2
+    die "manage.py seed_demo failed (its output is above)"
+}
+printf '%s\n' "$seed_output" | sed '/^Login: /d'
+login="$(printf '%s\n' "$seed_output" | grep -m 1 -o 'Login: .*' || true)"
 login="${login#Login: }"
-[[ -n "$login" ]] || login="(seed_demo printed no 'Login:' line: see $LOG_DIR/seed_demo.log)"
+[[ -n "$login" ]] || die "seed_demo printed no 'Login:' line"
 
 # --- the three processes; stopped by their own PIDs on any exit
 declare -A NAME=() # pid -> name

@@ -23,4 +23,9 @@ class KeyState(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
 
 
-BADGE = {KeyState.ACTIVE: "green", KeyState.ROTATING: "amber", KeyState.EXPIRED: "grey", KeyState.REVOKED: "red"}
+BADGE = {
+    KeyState.ACTIVE: "green",
+    KeyState.ROTATING: "amber",
+    KeyState.EXPIRED: "grey",
+    KeyState.REVOKED: "red",
+}

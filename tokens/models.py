@@ -43,7 +43,11 @@ class ApiKey(models.Model):
     revoked_by = models.CharField(max_length=200, blank=True)
     revoke_reason = models.CharField(max_length=300, blank=True)
     replaced_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replaces",
         help_text="The key that rotation or regeneration made in this one's place.",
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -63,14 +67,21 @@ class ApiKey(models.Model):
                 name="apikey_kind_owner_consistent",
                 condition=(
                     Q(kind=KeyKind.INTEGRATION, integration__isnull=False, organization__isnull=False)
-                    | Q(kind=KeyKind.ORG, integration__isnull=True, organization__isnull=False, user__isnull=False)
+                    | Q(
+                        kind=KeyKind.ORG,
+                        integration__isnull=True,
+                        organization__isnull=False,
+                        user__isnull=False,
+                    )
                     | Q(kind=KeyKind.GLOBAL, integration__isnull=True, organization__isnull=True)
                 ),
             ),
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="apikey_org_recent_idx"),
-            models.Index(fields=["expires_at"], name="apikey_expires_idx", condition=Q(revoked_at__isnull=True)),
+            models.Index(
+                fields=["expires_at"], name="apikey_expires_idx", condition=Q(revoked_at__isnull=True)
+            ),
         ]
 
     def __str__(self):
@@ -97,7 +108,9 @@ class IdempotencyRecord(models.Model):
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and canonical body.")
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while in progress.")
+    status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Empty while in progress."
+    )
     response_body = models.JSONField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

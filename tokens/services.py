@@ -122,7 +122,10 @@ def issue_key(
     elif kind == KeyKind.ORG:
         if organization is None or user is None:
             raise ValidationError("An org key needs an organization and the user who owns it.")
-        if not user.is_superuser and not Membership.objects.filter(user=user, organization=organization).exists():
+        if (
+            not user.is_superuser
+            and not Membership.objects.filter(user=user, organization=organization).exists()
+        ):
             raise ValidationError(f"{user} is not a member of {organization}.")
     elif organization is not None or integration is not None:
         raise ValidationError("A global key belongs to no organization.")
@@ -161,7 +164,12 @@ def _record(key, message, actor, **data):
         )
     elif key.organization_id:
         integration_services.record_event(
-            None, EventKind.KEY, message, actor=actor, organization=key.organization, data={"prefix": key.prefix, **data}
+            None,
+            EventKind.KEY,
+            message,
+            actor=actor,
+            organization=key.organization,
+            data={"prefix": key.prefix, **data},
         )
 
 
@@ -176,7 +184,9 @@ def authenticate(raw: str, ip: str | None, *, now=None) -> ApiKey:
         raise KeyRefused("invalid_key", "The API key is missing or malformed.")
     prefix, secret = match.groups()
     key = (
-        ApiKey.objects.select_related("integration__connector", "integration__organization", "organization", "user")
+        ApiKey.objects.select_related(
+            "integration__connector", "integration__organization", "organization", "user"
+        )
         .annotate(
             _member=Exists(
                 Membership.objects.filter(user=OuterRef("user_id"), organization=OuterRef("organization_id"))
@@ -219,7 +229,9 @@ def _touch(key, ip, now, presented_secret):
     if key.last_used_at is None or now - key.last_used_at >= interval:
         updates.update(last_used_at=now, last_used_ip=ip)
     if key.pepper_id != current_pepper_id():
-        updates.update(pepper_id=current_pepper_id(), secret_hash=hash_secret(presented_secret, current_pepper_id()))
+        updates.update(
+            pepper_id=current_pepper_id(), secret_hash=hash_secret(presented_secret, current_pepper_id())
+        )
     if updates:
         ApiKey.objects.filter(pk=key.pk).update(**updates)
         for field, value in updates.items():
@@ -232,7 +244,9 @@ def _touch(key, ip, now, presented_secret):
 def revoke(key: ApiKey, *, actor=None, reason="") -> bool:
     """Revoke one key; False if it already was."""
     updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_by=integration_services.actor_label(actor), revoke_reason=reason[:300]
+        revoked_at=timezone.now(),
+        revoked_by=integration_services.actor_label(actor),
+        revoke_reason=reason[:300],
     )
     if updated:
         key.refresh_from_db()
@@ -242,7 +256,9 @@ def revoke(key: ApiKey, *, actor=None, reason="") -> bool:
 
 def revoke_many(queryset, *, actor=None, reason="") -> int:
     count = 0
-    for key in queryset.filter(revoked_at__isnull=True).select_related("integration__organization", "organization"):
+    for key in queryset.filter(revoked_at__isnull=True).select_related(
+        "integration__organization", "organization"
+    ):
         count += revoke(key, actor=actor, reason=reason)
     return count
 
@@ -282,7 +298,11 @@ def rotate(key: ApiKey, *, grace: timedelta | None = None, actor=None) -> Issued
             key.expires_at = ends
         key.replaced_by = new.key
         key.save(update_fields=["expires_at", "replaced_by"])
-        _record(key, f"Key {key.display} rotated to {new.key.display}; valid until {key.expires_at:%Y-%m-%d %H:%M} UTC.", actor)
+        _record(
+            key,
+            f"Key {key.display} rotated to {new.key.display}; valid until {key.expires_at:%Y-%m-%d %H:%M} UTC.",
+            actor,
+        )
     return new
 
 
@@ -296,14 +316,19 @@ def notify_expiring(now=None) -> int:
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.API_KEY_EXPIRY_WARNING_DAYS)
     due = ApiKey.objects.filter(
-        revoked_at__isnull=True, replaced_by__isnull=True, expires_at__gt=now, expires_at__lte=horizon,
+        revoked_at__isnull=True,
+        replaced_by__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=horizon,
         expiry_notified_at__isnull=True,
     ).select_related("integration__organization", "organization", "user")
     sent = 0
     for key in due.iterator(chunk_size=200):
         address = (
-            key.integration.notify_address if key.integration_id
-            else (key.user.email if key.user_id else "") or (key.organization.notification_email if key.organization_id else "")
+            key.integration.notify_address
+            if key.integration_id
+            else (key.user.email if key.user_id else "")
+            or (key.organization.notification_email if key.organization_id else "")
         )
         if address:
             owner = key.integration.name if key.integration_id else (key.organization or "the platform")
@@ -322,10 +347,70 @@ def notify_expiring(now=None) -> int:
 def record_expired(now=None) -> int:
     """Audit the keys that expired since the last sweep (expiry itself is enforced at every request)."""
     now = now or timezone.now()
-    expired = ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=now, expiry_recorded_at__isnull=True)
+    expired = ApiKey.objects.filter(
+        revoked_at__isnull=True, expires_at__lte=now, expiry_recorded_at__isnull=True
+    )
     count = 0
     for key in expired.select_related("integration__organization", "organization").iterator(chunk_size=200):
         ApiKey.objects.filter(pk=key.pk).update(expiry_recorded_at=now)
         _record(key, f"Key {key.display} expired.", None)
         count += 1
     return count
+
+
+# --- registering a custom integration -----------------------------------------------------------------
+
+
+def register_custom_integration(
+    organization,
+    *,
+    connector_type,
+    name,
+    grants,
+    expires_at=None,
+    notification_email="",
+    allowed_ips=(),
+    actor=None,
+) -> IssuedKey:
+    """
+    The admin's "Register custom integration": a private connector for the organization (modelled on the
+    built-in custom connector of that type), its integration, and the first integration key.
+    """
+    from django.utils.text import slugify
+
+    from integrations.models import Connector
+
+    template = Connector.objects.get(organization__isnull=True, key=f"custom-{connector_type}")
+    base_key = f"custom-{slugify(name)[:60] or 'integration'}"
+    key, n = base_key, 1
+    while Connector.objects.filter(organization=organization, key=key).exists():
+        n += 1
+        key = f"{base_key}-{n}"
+    try:
+        normalized = grant_registry.normalize(grants)
+    except grant_registry.UnknownGrant as exc:
+        raise ValidationError(str(exc)) from exc
+    with transaction.atomic():
+        connector = Connector.objects.create(
+            organization=organization,
+            key=key,
+            name=name,
+            type=template.type,
+            description=f"Custom {template.get_type_display()} registered by {integration_services.actor_label(actor)}.",
+            version=template.version,
+            recommended_grants=normalized,
+            settings_schema=template.settings_schema,
+            mapping_kinds=template.mapping_kinds,
+        )
+        integration = integration_services.create_integration(
+            organization, connector, name, notification_email=notification_email, actor=actor
+        )
+        return issue_key(
+            kind=KeyKind.INTEGRATION,
+            name=f"{name} key",
+            integration=integration,
+            grants=normalized,
+            expires_at=expires_at,
+            allowed_ips=allowed_ips,
+            created_by=actor if actor is not None and not isinstance(actor, str) else None,
+        )

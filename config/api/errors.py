@@ -108,7 +108,13 @@ def _translate(exc):
         details = getattr(exc, "details", {})
         return 403, code if code in CODES else "missing_grant", str(exc.detail), details, {}
     if isinstance(exc, exceptions.APIException):
-        return exc.status_code, "validation_error" if exc.status_code == 400 else "internal_error", str(exc.detail), {}, {}
+        return (
+            exc.status_code,
+            "validation_error" if exc.status_code == 400 else "internal_error",
+            str(exc.detail),
+            {},
+            {},
+        )
     return None
 
 
@@ -141,7 +147,9 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("internal_error", "Something went wrong on our side; it has been logged."), status=500)
+        return JsonResponse(
+            error_body("internal_error", "Something went wrong on our side; it has been logged."), status=500
+        )
     from django.views.defaults import server_error
 
     return server_error(request)

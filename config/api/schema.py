@@ -6,7 +6,9 @@ from rest_framework import serializers
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. validation_error, missing_grant.")
+    code = serializers.CharField(
+        help_text="Stable machine-readable code, e.g. validation_error, missing_grant."
+    )
     message = serializers.CharField()
     details = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
@@ -42,6 +44,8 @@ class AutoSchema(SpectacularAutoSchema):
             }.items():
                 responses.setdefault(
                     status_code,
-                    self._get_response_for_code(OpenApiResponse(ErrorSerializer, description=description), status_code),
+                    self._get_response_for_code(
+                        OpenApiResponse(ErrorSerializer, description=description), status_code
+                    ),
                 )
         return responses

@@ -51,7 +51,9 @@ class ReportErrorView(ApiView):
 
     grants = {"POST": NO_GRANT}
 
-    @extend_schema(request=ReportErrorSerializer, responses=StatusSerializer, operation_id="integration_error")
+    @extend_schema(
+        request=ReportErrorSerializer, responses=StatusSerializer, operation_id="integration_error"
+    )
     def post(self, request):
         integration = own_integration(request)
         body = ReportErrorSerializer(data=request.data)

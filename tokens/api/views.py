@@ -8,7 +8,9 @@ from config.api.permissions import NO_GRANT
 
 class MeSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["integration", "org", "global"])
-    organization = inline_serializer("MeOrganization", {"id": serializers.CharField(), "name": serializers.CharField()}, allow_null=True)
+    organization = inline_serializer(
+        "MeOrganization", {"id": serializers.CharField(), "name": serializers.CharField()}, allow_null=True
+    )
     integration = inline_serializer(
         "MeIntegration",
         {

@@ -7,79 +7,196 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('integrations', '0003_beat_schedule'),
-        ('organizations', '0001_initial'),
+        ("integrations", "0003_beat_schedule"),
+        ("organizations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('kind', models.CharField(choices=[('integration', 'Integration key'), ('org', 'Organization key'), ('global', 'Global key')], max_length=20)),
-                ('prefix', models.CharField(help_text='Public part shown in the admin.', max_length=8, unique=True)),
-                ('secret_hash', models.CharField(help_text='HMAC-SHA256 of the secret, hex.', max_length=64)),
-                ('pepper_id', models.PositiveSmallIntegerField(help_text='Which API_KEY_PEPPERS entry keyed the hash.')),
-                ('grants', models.JSONField(blank=True, default=list)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('allowed_ips', models.JSONField(blank=True, default=list, help_text='CIDR ranges the key may be used from; empty: anywhere.')),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_by', models.CharField(blank=True, max_length=200)),
-                ('revoke_reason', models.CharField(blank=True, max_length=300)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('expiry_notified_at', models.DateTimeField(blank=True, null=True)),
-                ('expiry_recorded_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('integration', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='integrations.integration')),
-                ('organization', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='organizations.organization')),
-                ('replaced_by', models.ForeignKey(blank=True, help_text="The key that rotation or regeneration made in this one's place.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replaces', to='tokens.apikey')),
-                ('user', models.ForeignKey(blank=True, help_text='Owner of an org key; its actions are recorded as this user.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("integration", "Integration key"),
+                            ("org", "Organization key"),
+                            ("global", "Global key"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(help_text="Public part shown in the admin.", max_length=8, unique=True),
+                ),
+                ("secret_hash", models.CharField(help_text="HMAC-SHA256 of the secret, hex.", max_length=64)),
+                (
+                    "pepper_id",
+                    models.PositiveSmallIntegerField(help_text="Which API_KEY_PEPPERS entry keyed the hash."),
+                ),
+                ("grants", models.JSONField(blank=True, default=list)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "allowed_ips",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="CIDR ranges the key may be used from; empty: anywhere.",
+                    ),
+                ),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_by", models.CharField(blank=True, max_length=200)),
+                ("revoke_reason", models.CharField(blank=True, max_length=300)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("expiry_notified_at", models.DateTimeField(blank=True, null=True)),
+                ("expiry_recorded_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="integrations.integration",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="organizations.organization",
+                    ),
+                ),
+                (
+                    "replaced_by",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The key that rotation or regeneration made in this one's place.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="replaces",
+                        to="tokens.apikey",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Owner of an org key; its actions are recorded as this user.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name": "API key",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('fingerprint', models.CharField(help_text='SHA-256 of method, path and canonical body.', max_length=64)),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, help_text='Empty while in progress.', null=True)),
-                ('response_body', models.JSONField(blank=True, null=True)),
-                ('response_headers', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tokens.apikey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                (
+                    "fingerprint",
+                    models.CharField(help_text="SHA-256 of method, path and canonical body.", max_length=64),
+                ),
+                (
+                    "status_code",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="Empty while in progress.", null=True
+                    ),
+                ),
+                ("response_body", models.JSONField(blank=True, null=True)),
+                ("response_headers", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tokens.apikey"
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='apikey',
-            index=models.Index(fields=['organization', '-created_at'], name='apikey_org_recent_idx'),
+            model_name="apikey",
+            index=models.Index(fields=["organization", "-created_at"], name="apikey_org_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='apikey',
-            index=models.Index(condition=models.Q(('revoked_at__isnull', True)), fields=['expires_at'], name='apikey_expires_idx'),
+            model_name="apikey",
+            index=models.Index(
+                condition=models.Q(("revoked_at__isnull", True)),
+                fields=["expires_at"],
+                name="apikey_expires_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='apikey',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('integration__isnull', False), ('kind', 'integration'), ('organization__isnull', False)), models.Q(('integration__isnull', True), ('kind', 'org'), ('organization__isnull', False), ('user__isnull', False)), models.Q(('integration__isnull', True), ('kind', 'global'), ('organization__isnull', True)), _connector='OR'), name='apikey_kind_owner_consistent'),
+            model_name="apikey",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("integration__isnull", False),
+                        ("kind", "integration"),
+                        ("organization__isnull", False),
+                    ),
+                    models.Q(
+                        ("integration__isnull", True),
+                        ("kind", "org"),
+                        ("organization__isnull", False),
+                        ("user__isnull", False),
+                    ),
+                    models.Q(
+                        ("integration__isnull", True), ("kind", "global"), ("organization__isnull", True)
+                    ),
+                    _connector="OR",
+                ),
+                name="apikey_kind_owner_consistent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='idempotencyrecord',
-            index=models.Index(fields=['expires_at'], name='idempotency_expires_idx'),
+            model_name="idempotencyrecord",
+            index=models.Index(fields=["expires_at"], name="idempotency_expires_idx"),
         ),
         migrations.AddConstraint(
-            model_name='idempotencyrecord',
-            constraint=models.UniqueConstraint(fields=('api_key', 'key'), name='idempotency_unique_key_per_api_key'),
+            model_name="idempotencyrecord",
+            constraint=models.UniqueConstraint(
+                fields=("api_key", "key"), name="idempotency_unique_key_per_api_key"
+            ),
         ),
     ]
