@@ -236,7 +236,7 @@ def start_gunicorn(stack, started, env, workers, threads, folder: Path) -> tuple
             [sys.executable, *args], cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
         )
     started.gunicorn_pid = proc.pid
-    stack.callback(stop_pid, proc.pid, signal.SIGTERM, "gunicorn")
+    stack.callback(stop_pid, proc.pid, signal.SIGINT, "gunicorn")  # INT: quick shutdown; the run is over
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -255,17 +255,18 @@ def start_gunicorn(stack, started, env, workers, threads, folder: Path) -> tuple
 
 
 def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of one process, or None if it is gone."""
+    """(parent pid, CPU seconds of it and its reaped children) of one process, or None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    # utime, stime, cutime, cstime: exited children (PostgreSQL backends, gunicorn workers) count too.
+    return int(fields[1]), sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
 def tree_cpu_seconds(root_pid: int | None) -> float:
-    """CPU seconds used so far by a process and its live descendants (e.g. gunicorn and its workers)."""
+    """CPU seconds used so far by a process and all its descendants (e.g. gunicorn and its workers)."""
     if root_pid is None:
         return 0.0
     stats = {}
@@ -281,13 +282,28 @@ def tree_cpu_seconds(root_pid: int | None) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy (not idle, not waiting for I/O) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
+
+
 def cpu_snapshot(started: Started) -> dict[str, float]:
+    """CPU seconds so far of this process, of each server we started, and of the whole machine."""
     return {
         "client": time.process_time(),
         "gunicorn": tree_cpu_seconds(started.gunicorn_pid),
         "postgres": tree_cpu_seconds(started.postgres_pid),
         "redis": tree_cpu_seconds(started.redis_pid),
+        "machine": machine_busy_seconds(),
     }
+
+
+def cpu_percentages(before: dict, after: dict, seconds: float) -> dict[str, int]:
+    """Per process group, in % of one core; `other` is what the rest of the machine used meanwhile."""
+    used = {name: (after[name] - before[name]) / seconds * 100 for name in before}
+    machine = used.pop("machine")
+    return {**{k: round(v) for k, v in used.items()}, "other": round(machine - sum(used.values()))}
 
 
 # --- in-process measurements --------------------------------------------------------------------------
@@ -483,8 +499,8 @@ def load(base, endpoint, plaintext, concurrency, warmup, seconds, started, redis
         "rps": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-        # CPU per process group over the window, in % of one core (this machine has os.cpu_count() cores).
-        "cpu_pct": {name: round((cpu_after[name] - cpu_before[name]) / elapsed * 100) for name in cpu_before},
+        # In % of one core (100 × os.cpu_count() is the whole machine); `other`: processes not ours.
+        "cpu_pct": cpu_percentages(cpu_before, cpu_after, elapsed),
         # Minus the INFO call that closes the window; includes other users of a --reuse-env Redis.
         "redis_cmds_per_request": round((redis_after - redis_before - 1) / done, 2) if done else None,
     }
@@ -501,25 +517,34 @@ def print_report(report: dict) -> None:
     print(f"Server: {meta['server']}")
     print(
         f"Load: {meta['concurrency']} httpx keep-alive clients (threads), {meta['warmup_s']} s warm-up + "
-        f"{meta['seconds']} s measured per endpoint; {meta['cpus']} CPUs, load average before "
-        f"{meta['loadavg_before']}"
+        f"{meta['seconds']} s measured per endpoint; load average before {meta['loadavg_before']}, "
+        f"after {meta['loadavg_after']}"
     )
     print()
-    head = f"{'endpoint':<11} {'request':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-    head += f" {'me/this':>7}  {'CPU% client/gunicorn/pg/redis':>29} {'redis/req':>9} {'queries':>7}"
+    head = f"{'endpoint':<11} {'request':<36} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
+    head += f" {'me÷this':>7} {'queries':>7} {'redis/req':>9}"
     print(head)
     print("-" * len(head))
     for name, row in load_results.items():
-        cpu = "/".join(str(row["cpu_pct"][k]) for k in ("client", "gunicorn", "postgres", "redis"))
         ratio = f"{me_rps / row['rps']:.2f}" if row["rps"] else "-"
         queries = len(inproc["endpoints"][name]["queries"])
         request = f"GET {row['path']} → {row['status']}"
         print(
-            f"{name:<11} {request:<34} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
-            f"{row['errors']:>6} {ratio:>7}  {cpu:>29} {row['redis_cmds_per_request']!s:>9} {queries:>7}"
+            f"{name:<11} {request:<36} {row['rps']:>8.1f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+            f"{row['errors']:>6} {ratio:>7} {queries:>7} {row['redis_cmds_per_request']!s:>9}"
         )
         for sample in row["error_samples"]:
             print(f"{'':<11}   error: {sample}")
+    print()
+    print(f"CPU during each measured window, % of one core ({meta['cpus']} cores = {100 * meta['cpus']}%):")
+    groups = ("client", "gunicorn", "postgres", "redis", "other")
+    head = f"{'endpoint':<11} " + " ".join(f"{g:>9}" for g in groups) + f" {'gunicorn ms/req':>16}"
+    print(head)
+    print("-" * len(head))
+    for name, row in load_results.items():
+        per_request = row["cpu_pct"]["gunicorn"] / 100 / row["rps"] * 1000 if row["rps"] else float("nan")
+        cells = " ".join(f"{row['cpu_pct'][g]:>9}" for g in groups)
+        print(f"{name:<11} {cells} {per_request:>16.2f}")
     summary = report["summary"]
     print()
     print(
@@ -640,6 +665,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "loadavg_before": loadavg_before,
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "concurrency": args.concurrency,
             "warmup_s": args.warmup,
             "seconds": args.seconds,

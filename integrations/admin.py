@@ -143,6 +143,12 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
             return "—"
         return format_html('<span title="{}">{}</span>', obj.last_error, Truncator(obj.last_error).chars(60))
 
+    def get_list_display(self, request):
+        scope = scope_for(request.user)
+        if not scope.is_superuser and len(scope.org_ids) == 1:
+            return [f for f in self.list_display if f != "organization"]  # one organization: say it once
+        return self.list_display
+
     # --- the add wizard: choose a connector, then a form generated from its settings schema -------------
     def connector_choices(self, request):
         return self.admin_site._registry[Connector].get_queryset(request).order_by("type", "name")

@@ -79,6 +79,17 @@ class Workflow(models.TextChoices):
     PRODUCTS_OUT = "products_out", _("Products out")
 
 
+WORKFLOW_HELP = {
+    Workflow.ORDERS_IN: "Accept the orders this integration sends.",
+    Workflow.SHIPPING_REQUESTS_OUT: "Send it shipping requests for the locations it fulfills.",
+    Workflow.FULFILLMENTS_IN: "Accept the fulfillments (shipments) it posts.",
+    Workflow.FULFILLMENTS_OUT: "Tell it when its orders ship.",
+    Workflow.INVENTORY_IN: "Accept the stock levels it reports.",
+    Workflow.INVENTORY_OUT: "Publish available-to-sell stock to it.",
+    Workflow.PRODUCTS_IN: "Accept the products it sends (catalog source).",
+    Workflow.PRODUCTS_OUT: "Send it product changes.",
+}
+
 _CHANNEL_FLOWS = {
     Workflow.ORDERS_IN,
     Workflow.FULFILLMENTS_OUT,

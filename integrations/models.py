@@ -3,7 +3,7 @@ from django.db import models
 
 from organizations.models import Organization
 
-from .choices import DEFAULT_WORKFLOWS, ConnectorType, EventKind, IntegrationStatus, Workflow
+from .choices import DEFAULT_WORKFLOWS, WORKFLOW_HELP, ConnectorType, EventKind, IntegrationStatus, Workflow
 
 
 class Connector(models.Model):
@@ -70,9 +70,7 @@ class Connector(models.Model):
 
 
 def _flow_field(flow: Workflow):
-    return models.BooleanField(
-        f"{flow.label}", default=False, help_text=f"Switch for the {flow.label.lower()} flow."
-    )
+    return models.BooleanField(f"{flow.label}", default=False, help_text=WORKFLOW_HELP[flow])
 
 
 class Integration(models.Model):

@@ -384,6 +384,13 @@ def save_integration(
     """
     if integration.connector.organization_id not in (None, integration.organization_id):
         raise ValidationError({"connector": ["This connector is private to another organization."]})
+    name = (integration.name or "").strip()
+    if not name or len(name) > 120:
+        raise ValidationError({"name": ["A name of 1 to 120 characters is required."]})
+    clash = Integration.objects.filter(organization_id=integration.organization_id, name=name)
+    if clash.exclude(pk=integration.pk).exists():
+        raise ValidationError({"name": ["This organization already has an integration with that name."]})
+    integration.name = name
     creating = integration.pk is None
     with transaction.atomic():
         current = {}

@@ -8,6 +8,7 @@ up by their public prefix and compared in constant time.
 
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import string
@@ -28,6 +29,7 @@ from . import grants as grant_registry
 from .choices import Expiration, KeyKind
 from .models import ApiKey
 
+audit_log = logging.getLogger("switchyard.audit")
 KEY_PATTERN = re.compile(r"^sy_([a-z0-9]{8})_([A-Za-z0-9_-]{43,128})$")
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 # Verified when the prefix is unknown, so an unknown prefix costs the same as a wrong secret.
@@ -110,6 +112,7 @@ def issue_key(
     expires_at=None,
     allowed_ips=(),
     created_by=None,
+    actor=None,
 ) -> IssuedKey:
     """Make a key. Integration keys default to their connector's recommended grants."""
     kind = KeyKind(kind)
@@ -153,11 +156,15 @@ def issue_key(
         allowed_ips=validate_cidrs(allowed_ips),
         created_by=created_by,
     )
-    _record(key, f"Key {key.display} issued ({', '.join(normalized) or 'no grants'}).", created_by)
+    _record(key, f"Key {key.display} issued ({', '.join(normalized) or 'no grants'}).", actor or created_by)
     return IssuedKey(key, f"sy_{key.prefix}_{secret}")
 
 
 def _record(key, message, actor, **data):
+    if key.organization_id is None:
+        # Global keys belong to no organization's trail; the platform log keeps them (prefix only).
+        audit_log.info("%s (by %s)", message, integration_services.actor_label(actor))
+        return
     if key.integration_id:
         integration_services.record_event(
             key.integration, EventKind.KEY, message, actor=actor, data={"prefix": key.prefix, **data}
@@ -274,6 +281,7 @@ def _successor(key: ApiKey, actor) -> IssuedKey:
         expires_at=key.expires_at if key.expires_at and key.expires_at > timezone.now() else None,
         allowed_ips=key.allowed_ips,
         created_by=actor if actor is not None and not isinstance(actor, str) else None,
+        actor=actor,
     )
 
 
@@ -407,10 +415,11 @@ def register_custom_integration(
         )
         return issue_key(
             kind=KeyKind.INTEGRATION,
-            name=f"{name} key",
+            name=f"{name} key"[:120],
             integration=integration,
             grants=normalized,
             expires_at=expires_at,
             allowed_ips=allowed_ips,
             created_by=actor if actor is not None and not isinstance(actor, str) else None,
+            actor=actor,
         )

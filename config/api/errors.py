@@ -9,6 +9,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -132,6 +133,7 @@ def exception_handler(exc, context):
     return response
 
 
+@csrf_exempt  # as DRF's views are: API clients carry no CSRF cookie, and writes would get Django's 403 page
 def not_found_view(request, *args, **kwargs):
     """Unknown routes under /api/v1/ answer in the API's shape, not Django's HTML page."""
     return JsonResponse(error_body("not_found", "No such endpoint."), status=404)

@@ -21,7 +21,8 @@ def required_grant(view, request):
     if action not in grants and request.method in grants:
         action = request.method
     if action not in grants:
-        if request.method == "OPTIONS":
+        # OPTIONS, and methods the view has no handler for (it answers 405 itself), need no grant.
+        if request.method == "OPTIONS" or not hasattr(view, request.method.lower()):
             return NO_GRANT
         raise ImproperlyConfigured(f"{type(view).__name__} declares no grant for {action}.")
     return grants[action]

@@ -69,8 +69,3 @@ def write_plaintext(stdout, plaintext: str) -> None:
     """The key alone on the last line, so scripts can take it with `tail -1`."""
     stdout.write("Store this key now; it cannot be shown again:")
     stdout.write(plaintext)
-    from integrations.models import IntegrationEvent
-
-    e = IntegrationEvent.objects.first()
-    e.data = {"k": plaintext}
-    e.save()

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.choices import IntegrationStatus
-from integrations.management.commands._common import describe, get_organization
+from integrations.management.commands._common import ACTOR, describe, get_organization
 from integrations.models import Integration
 from tokens import services as key_services
 from tokens.choices import KeyKind
@@ -94,7 +94,9 @@ class Command(BaseCommand):
                 name = name or f"Org key of {user.get_username()}"[:NAME_MAX]
 
         try:
-            issued = key_services.issue_key(name=name, grants=grants, expires_at=expires, **kwargs)
+            issued = key_services.issue_key(
+                name=name, grants=grants, expires_at=expires, actor=ACTOR, **kwargs
+            )
         except ValidationError as exc:
             raise CommandError(describe(exc)) from exc
 

@@ -69,12 +69,15 @@ class Command(BaseCommand):
                     integration=integration,
                     grants=grants,
                     expires_at=expires,
+                    actor=ACTOR,
                 )
         except ValidationError as exc:
             raise CommandError(describe(exc)) from exc
         except IntegrityError as exc:
             # Lost a race with another registration of the same name.
-            raise CommandError(_duplicate(organization, name)) from exc
+            if Integration.objects.filter(organization=organization, name=name).exists():
+                raise CommandError(_duplicate(organization, name)) from exc
+            raise
 
         self.stdout.write(
             f"Registered integration {integration.pk} {integration.name!r} in {organization.slug} "

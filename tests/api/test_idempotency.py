@@ -1,0 +1,269 @@
+"""`Idempotency-Key` on POST (API.md, Conventions; the IETF draft): replay, 422 on another body, 409 while running."""
+
+import threading
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from config.api import idempotency
+from integrations import services as integration_services
+from integrations.choices import EventKind
+from integrations.models import Integration, IntegrationEvent
+from tests.api.helpers import assert_error
+from tokens.choices import KeyKind
+from tokens.models import IdempotencyRecord
+
+CONNECT = "/api/v1/integration/connect"
+ERROR = "/api/v1/integration/error"
+
+
+def status_changes(integration) -> int:
+    return IntegrationEvent.objects.filter(integration=integration, kind=EventKind.STATUS_CHANGED).count()
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts how often the views really ran the handshake and the error report."""
+    counted = {"handshake": 0, "report_error": 0}
+    for name in counted:
+        real = getattr(integration_services, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            counted[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(integration_services, name, spy)
+    return counted
+
+
+def post(client, path, body=None, key="key-1"):
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_same_key_and_body_replays_the_first_response_of_connect(api_client, integration_key, integration, calls):
+    client = api_client(integration_key)
+    before = status_changes(integration)
+
+    first = post(client, CONNECT)
+    # Even were the integration back in connecting, a replay must not run the handshake again.
+    Integration.objects.filter(pk=integration.pk).update(status="connecting")
+    again = post(client, CONNECT)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json() == again.json() == {"status": "connected"}
+    assert not first.has_header("Idempotent-Replayed")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["Content-Type"] == first["Content-Type"]
+    assert calls["handshake"] == 1
+    assert status_changes(integration) == before + 1
+
+
+def test_same_key_and_body_replays_the_error_report(api_client, integration_key, integration, calls):
+    client = api_client(integration_key)
+    before = status_changes(integration)
+
+    responses = [post(client, ERROR, {"message": "token rejected"}) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert all(r.json() == {"status": "error"} for r in responses)
+    assert [r.get("Idempotent-Replayed") for r in responses] == [None, "true", "true"]
+    assert calls["report_error"] == 1
+    assert status_changes(integration) == before + 1
+
+
+def test_an_error_answer_is_replayed_too(api_client, integration_key, calls):
+    client = api_client(integration_key)
+
+    first = post(client, ERROR, {"message": ""})
+    again = post(client, ERROR, {"message": ""})
+
+    assert_error(first, 400, "validation_error")
+    assert_error(again, 400, "validation_error")
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+
+
+def test_same_key_with_another_body_is_422(api_client, integration_key, integration, calls):
+    client = api_client(integration_key)
+    post(client, ERROR, {"message": "first"})
+
+    response = post(client, ERROR, {"message": "second"})
+
+    assert_error(response, 422, "idempotency_conflict")
+    assert calls["report_error"] == 1
+    assert Integration.objects.get(pk=integration.pk).last_error == "first"
+
+
+def test_same_key_on_another_endpoint_is_422(api_client, integration_key, calls):
+    client = api_client(integration_key)
+    post(client, CONNECT)
+
+    assert_error(post(client, ERROR, {"message": "x"}), 422, "idempotency_conflict")
+    assert calls["report_error"] == 0
+
+
+def test_body_key_order_and_whitespace_do_not_matter(api_client, integration_key, calls):
+    client = api_client(integration_key)
+    first = client.post(ERROR, '{"message": "x"}', content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+    again = client.post(ERROR, '{ "message":"x" }', content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert calls["report_error"] == 1
+
+
+def claim(api_key, value, path, body, *, age=timedelta(0), status_code=None, expires_in=timedelta(hours=24)):
+    """An IdempotencyRecord as `begin` would have left it, `age` ago."""
+    request = SimpleNamespace(method="POST", path=path, data=body)
+    now = timezone.now()
+    return IdempotencyRecord.objects.create(
+        api_key=api_key,
+        key=value,
+        fingerprint=idempotency.fingerprint(request),
+        status_code=status_code,
+        response_body={"status": "stored"} if status_code else None,
+        created_at=now - age,
+        expires_at=now - age + expires_in,
+    )
+
+
+def test_a_request_still_in_progress_is_409(api_client, integration_key, calls):
+    claim(integration_key.key, "busy", ERROR, {"message": "x"})
+
+    response = post(api_client(integration_key), ERROR, {"message": "x"}, key="busy")
+
+    assert_error(response, 409, "idempotency_in_progress")
+    assert calls["report_error"] == 0
+
+
+def test_a_stale_claim_is_taken_over(api_client, integration_key, integration, calls):
+    record = claim(integration_key.key, "died", ERROR, {"message": "x"}, age=idempotency.STALE_AFTER + timedelta(1))
+    client = api_client(integration_key)
+
+    response = post(client, ERROR, {"message": "x"}, key="died")
+
+    assert response.status_code == 200, response.content
+    assert not response.has_header("Idempotent-Replayed")
+    assert calls["report_error"] == 1
+    record.refresh_from_db()
+    assert record.status_code == 200
+    assert record.response_body == {"status": "error"}
+    # ...and from now on it replays.
+    assert post(client, ERROR, {"message": "x"}, key="died")["Idempotent-Replayed"] == "true"
+    assert calls["report_error"] == 1
+
+
+def test_a_claim_just_younger_than_stale_is_still_409(api_client, integration_key, calls):
+    claim(integration_key.key, "slow", ERROR, {"message": "x"}, age=idempotency.STALE_AFTER - timedelta(seconds=5))
+
+    assert_error(post(api_client(integration_key), ERROR, {"message": "x"}, key="slow"), 409, "idempotency_in_progress")
+
+
+def test_an_expired_record_runs_the_request_again(api_client, integration_key, calls):
+    claim(integration_key.key, "old", CONNECT, {}, age=timedelta(hours=25), status_code=200)
+
+    response = post(api_client(integration_key), CONNECT, key="old")
+
+    assert response.json() == {"status": "connected"}
+    assert not response.has_header("Idempotent-Replayed")
+    assert calls["handshake"] == 1
+
+
+def test_responses_are_kept_for_at_least_24_hours(api_client, integration_key, settings):
+    assert settings.IDEMPOTENCY_TTL_HOURS >= 24
+    post(api_client(integration_key), CONNECT, key="kept")
+
+    record = IdempotencyRecord.objects.get(api_key=integration_key.key, key="kept")
+
+    assert record.expires_at - record.created_at >= timedelta(hours=24)
+
+
+def test_keys_are_per_api_key(api_client, integration_key, issue_key, integration, calls):
+    second = issue_key(kind=KeyKind.INTEGRATION, name="second", integration=integration)
+    post(api_client(integration_key), ERROR, {"message": "from the first key"}, key="shared")
+
+    response = post(api_client(second), ERROR, {"message": "from the second key"}, key="shared")
+
+    assert response.status_code == 200, response.content
+    assert not response.has_header("Idempotent-Replayed")
+    assert calls["report_error"] == 2
+    assert Integration.objects.get(pk=integration.pk).last_error == "from the second key"
+
+
+def test_without_the_header_every_post_runs(api_client, integration_key, calls):
+    client = api_client(integration_key)
+    client.post(ERROR, {"message": "a"}, format="json")
+    client.post(ERROR, {"message": "a"}, format="json")
+
+    assert calls["report_error"] == 2
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_server_error_releases_the_claim(api_client, integration_key, monkeypatch):
+    real = integration_services.handshake
+    monkeypatch.setattr(integration_services, "handshake", lambda *a, **k: 1 / 0)
+    client = api_client(integration_key)
+    client.raise_request_exception = False
+    assert_error(post(client, CONNECT, key="retry-me"), 500, "internal_error")
+
+    monkeypatch.setattr(integration_services, "handshake", real)
+    response = post(client, CONNECT, key="retry-me")
+
+    assert response.json() == {"status": "connected"}
+    assert not response.has_header("Idempotent-Replayed")
+
+
+def test_an_overlong_key_is_400(api_client, integration_key):
+    response = post(api_client(integration_key), CONNECT, key="k" * 256)
+    assert_error(response, 400, "validation_error")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_concurrent_requests_with_one_key_execute_once(integration_key, integration, monkeypatch):
+    real = integration_services.report_error
+    executions = []
+
+    def slow_report_error(*args, **kwargs):
+        executions.append(threading.get_ident())
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(integration_services, "report_error", slow_report_error)
+    before = status_changes(integration)
+    barrier = threading.Barrier(2)
+    responses = [None, None]
+
+    def worker(index):
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {integration_key.plaintext}")
+        try:
+            barrier.wait(timeout=5)
+            responses[index] = client.post(
+                ERROR, {"message": "both at once"}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="race"
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert all(r is not None for r in responses), "a worker thread failed"
+    assert len(executions) == 1
+    assert status_changes(integration) == before + 1
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses in ([200, 200], [200, 409]), [r.content for r in responses]
+    winner = next(r for r in responses if r.status_code == 200 and not r.has_header("Idempotent-Replayed"))
+    assert winner.json() == {"status": "error"}
+    loser = next(r for r in responses if r is not winner)
+    if loser.status_code == 409:
+        assert_error(loser, 409, "idempotency_in_progress")
+    else:
+        assert loser["Idempotent-Replayed"] == "true"
