@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     "organizations",
     "integrations",
     "tokens",
+    "inventory",
+    "orders",
+    "automations",
 ]
 
 MIDDLEWARE = [

@@ -111,3 +111,18 @@ DEFAULT_WORKFLOWS = {
     ConnectorType.WMS: _FULFILLER_FLOWS,
     ConnectorType.ERP: {Workflow.PRODUCTS_IN, Workflow.INVENTORY_IN},
 }
+
+
+class EventType(models.TextChoices):
+    """Domain event types of API.md (webhook subscriptions name these)."""
+
+    ORDER_CREATED = "order.created"
+    ORDER_UPDATED = "order.updated"
+    ORDER_CANCELED = "order.canceled"
+    SHIPPING_REQUEST_CREATED = "shipping_request.created"
+    SHIPPING_REQUEST_CANCELED = "shipping_request.canceled"
+    FULFILLMENT_CREATED = "fulfillment.created"
+    INVENTORY_UPDATED = "inventory.updated"
+    PRODUCT_CREATED = "product.created"
+    PRODUCT_UPDATED = "product.updated"
+    INTEGRATION_STATUS_CHANGED = "integration.status_changed"

@@ -164,3 +164,33 @@ class IntegrationEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.message[:60]}"
+
+
+class OutboxEvent(models.Model):
+    """
+    A domain event written in the same transaction as the change it describes (the transactional outbox):
+    the webhooks issue delivers these to subscribers, so no committed change goes untold and no rolled-back
+    one is told.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="outbox_events")
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_events",
+        help_text="The integration the event concerns (the order's channel, the request's 3PL), if one.",
+    )
+    type = models.CharField(max_length=60, help_text="e.g. order.created, fulfillment.created.")
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(fields=["id"], name="outbox_undispatched_idx", condition=models.Q(dispatched_at__isnull=True)),
+            models.Index(fields=["organization", "type", "-created_at"], name="outbox_org_type_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.object_type}:{self.object_id}"

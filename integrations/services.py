@@ -13,8 +13,8 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, IntegrationStatus, Workflow
-from .models import Connector, Integration, IntegrationEvent
+from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, EventType, IntegrationStatus, Workflow
+from .models import Connector, Integration, IntegrationEvent, OutboxEvent
 
 Status = IntegrationStatus
 EXPORT_FORMAT = "switchyard.integration/1"
@@ -53,6 +53,40 @@ def record_event(integration, kind, message, *, actor=None, data=None, organizat
         actor=actor_label(actor),
         message=message,
         data=data or {},
+    )
+
+
+# --- outbox -------------------------------------------------------------------------------------------
+
+
+def emit(organization, event_type, obj_type, obj_id, payload, *, integration=None):
+    """Record a domain event in the current transaction (the outbox); delivery is the webhooks' job."""
+    return OutboxEvent.objects.create(
+        organization_id=organization if isinstance(organization, int) else organization.pk,
+        integration=integration,
+        type=EventType(event_type).value,
+        object_type=obj_type,
+        object_id=str(obj_id),
+        payload=payload,
+    )
+
+
+def emit_many(organization, events, *, integration=None):
+    """Record many domain events in one INSERT: events are (type, object type, object id, payload)."""
+    org_id = organization if isinstance(organization, int) else organization.pk
+    return OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                organization_id=org_id,
+                integration=integration,
+                type=EventType(event_type).value,
+                object_type=obj_type,
+                object_id=str(obj_id),
+                payload=payload,
+            )
+            for event_type, obj_type, obj_id, payload in events
+        ],
+        batch_size=1000,
     )
 
 
@@ -230,6 +264,15 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
             f"{current.label} → {to_status.label}: {reason}",
             actor=actor,
             data={"from": current.value, "to": to_status.value, "reason": reason},
+        )
+        emit(
+            locked.organization_id,
+            EventType.INTEGRATION_STATUS_CHANGED,
+            "integration",
+            locked.pk,
+            {"id": str(locked.pk), "name": locked.name, "status": to_status.value, "previous": current.value,
+             "reason": reason},
+            integration=locked,
         )
     for field in (
         "status",

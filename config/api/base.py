@@ -27,6 +27,15 @@ class ApiMixin:
         super().initial(request, *args, **kwargs)
         idempotency.begin(request)
 
+    def check_permissions(self, request):
+        # The rate limit comes before the grant check (DRF has it after), so that refused requests
+        # count against it too and their answers carry the RateLimit-* headers.
+        super().check_throttles(request)
+        super().check_permissions(request)
+
+    def check_throttles(self, request):
+        """Done in check_permissions."""
+
     def handle_exception(self, exc):
         if isinstance(exc, idempotency.Replay):
             return exc.response

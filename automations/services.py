@@ -1,0 +1,47 @@
+"""Raising and resolving exceptions (the exceptions engine's records)."""
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .choices import ExceptionStatus
+from .models import SyncException
+
+
+def raise_exception(
+    organization, kind, message, *, integration=None, entity_type="", entity_id="", data=None
+):
+    """Open an exception, or count another occurrence of the open one with the same cause."""
+    cause = {
+        "organization_id": organization if isinstance(organization, int) else organization.pk,
+        "integration": integration,
+        "kind": kind,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "status": ExceptionStatus.OPEN,
+    }
+    now = timezone.now()
+    for _ in range(2):
+        updated = SyncException.objects.filter(**cause).update(
+            occurrences=F("occurrences") + 1, last_seen=now, message=message, data=data or {}
+        )
+        if updated:
+            return SyncException.objects.filter(**cause).first()
+        try:
+            with transaction.atomic():
+                return SyncException.objects.create(**cause, message=message, data=data or {})
+        except IntegrityError:
+            continue  # raised concurrently: count it on the row that won
+    return SyncException.objects.filter(**cause).first()
+
+
+def resolve(organization, kind, *, integration=None, entity_type="", entity_id="") -> int:
+    """Auto-resolve the open exception of a cause that cleared; returns how many were resolved."""
+    return SyncException.objects.filter(
+        organization=organization,
+        integration=integration,
+        kind=kind,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        status=ExceptionStatus.OPEN,
+    ).update(status=ExceptionStatus.RESOLVED, resolved_at=timezone.now())

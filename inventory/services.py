@@ -1,0 +1,292 @@
+"""
+Catalog and stock rules: SKU translation both ways, product upserts, absolute stock pushes in bulk,
+commitments, and what a channel may sell (available to sell, after buffers).
+"""
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from automations import services as exceptions
+from automations.choices import ExceptionKind
+from integrations import services as integration_services
+from integrations.choices import EventType
+
+from .models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
+
+PRODUCT_FIELDS = ("name", "barcode", "price", "weight", "active")
+
+
+# --- SKU translation ----------------------------------------------------------------------------------
+
+
+def resolve_skus(organization, integration, skus) -> dict[str, Product]:
+    """{sku as the integration sent it: Product}: its own mapping first, else the hub SKU. Two queries at most."""
+    wanted = set(skus)
+    found: dict[str, Product] = {}
+    if integration is not None and wanted:
+        for mapping in SkuMapping.objects.filter(
+            integration=integration, external_sku__in=wanted
+        ).select_related("product"):
+            if mapping.product.organization_id == organization.pk:
+                found[mapping.external_sku] = mapping.product
+    rest = wanted - set(found)
+    if rest:
+        for product in Product.objects.filter(organization=organization, sku__in=rest):
+            found[product.sku] = product
+    return found
+
+
+def external_skus(integration, product_ids) -> dict[int, str]:
+    """{product id: the integration's own SKU} for products it has a mapping for (one query)."""
+    if integration is None:
+        return {}
+    return dict(
+        SkuMapping.objects.filter(integration=integration, product_id__in=set(product_ids)).values_list(
+            "product_id", "external_sku"
+        )
+    )
+
+
+# --- products -----------------------------------------------------------------------------------------
+
+
+def _product_payload(product):
+    return {
+        "id": str(product.pk),
+        "sku": product.sku,
+        "name": product.name,
+        "barcode": product.barcode,
+        "price": str(product.price) if product.price is not None else None,
+        "weight": str(product.weight) if product.weight is not None else None,
+        "active": product.active,
+        "updated_at": product.updated_at.isoformat() if product.updated_at else None,
+    }
+
+
+def upsert_products(organization, items, *, integration=None) -> tuple[int, int, list[Product]]:
+    """
+    Create or update products by SKU in a bounded number of queries (lock, bulk insert, bulk update,
+    outbox); returns (created, updated, products in input order). Unchanged products are not touched.
+    """
+    by_sku = {}
+    for item in items:
+        by_sku[item["sku"]] = item  # the last occurrence of a repeated SKU wins
+    with transaction.atomic():
+        existing = {
+            p.sku: p
+            for p in Product.objects.select_for_update()
+            .filter(organization=organization, sku__in=list(by_sku))
+            .order_by("pk")
+        }
+        now = timezone.now()
+        to_create, to_update = [], []
+        for sku, item in by_sku.items():
+            product = existing.get(sku)
+            if product is None:
+                values = {f: item[f] for f in PRODUCT_FIELDS if f in item}
+                to_create.append(Product(organization=organization, sku=sku, **values))
+                continue
+            changed = [f for f in PRODUCT_FIELDS if f in item and _differs(getattr(product, f), item[f])]
+            if changed:
+                for f in changed:
+                    setattr(product, f, item[f])
+                product.updated_at = now
+                to_update.append(product)
+        created = Product.objects.bulk_create(to_create)
+        if to_update:
+            Product.objects.bulk_update(to_update, [*PRODUCT_FIELDS, "updated_at"], batch_size=500)
+        events = [(EventType.PRODUCT_CREATED, p) for p in created] + [
+            (EventType.PRODUCT_UPDATED, p) for p in to_update
+        ]
+        integration_services.emit_many(
+            organization,
+            [(t, "product", p.pk, _product_payload(p)) for t, p in events],
+            integration=integration,
+        )
+    products = {p.sku: p for p in [*created, *existing.values()]}
+    return len(created), len(to_update), [products[sku] for sku in by_sku]
+
+
+def _differs(current, new) -> bool:
+    if isinstance(current, Decimal) and new is not None:
+        return current != Decimal(str(new))
+    return current != new
+
+
+# --- stock --------------------------------------------------------------------------------------------
+
+
+def set_stock(location: Location, items, *, integration=None) -> tuple[int, list[dict]]:
+    """
+    Absolute on-hand counts at one location (POST /inventory): known SKUs applied in one transaction with a
+    bounded number of queries; unknown ones reported and raised as one exception. Returns (updated, errors).
+    """
+    organization = location.organization
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item["sku"]] = item["on_hand"]
+    products = resolve_skus(organization, integration, counts)
+    unknown = sorted(set(counts) - set(products))
+    wanted = {products[sku].pk: on_hand for sku, on_hand in counts.items() if sku in products}
+    with transaction.atomic():
+        # Lock what exists in a fixed order (product id) so concurrent pushes and commitments never deadlock.
+        current = {
+            level.product_id: level
+            for level in InventoryLevel.objects.select_for_update()
+            .filter(location=location, product_id__in=list(wanted))
+            .order_by("product_id")
+        }
+        now = timezone.now()
+        changed = [
+            pid for pid, on_hand in wanted.items() if pid not in current or current[pid].on_hand != on_hand
+        ]
+        if changed:
+            # One INSERT … ON CONFLICT DO UPDATE for new and changed rows alike.
+            InventoryLevel.objects.bulk_create(
+                [
+                    InventoryLevel(product_id=pid, location=location, on_hand=wanted[pid], updated_at=now)
+                    for pid in changed
+                ],
+                update_conflicts=True,
+                unique_fields=["product", "location"],
+                update_fields=["on_hand", "updated_at"],
+                batch_size=1000,
+            )
+            sku_of = {p.pk: p.sku for p in products.values()}
+            integration_services.emit_many(
+                organization,
+                [
+                    (
+                        EventType.INVENTORY_UPDATED,
+                        "inventory_level",
+                        f"{pid}:{location.pk}",
+                        {
+                            "sku": sku_of[pid],
+                            "location": str(location.pk),
+                            "on_hand": wanted[pid],
+                            "committed": current[pid].committed if pid in current else 0,
+                            "previous_on_hand": current[pid].on_hand if pid in current else None,
+                        },
+                    )
+                    for pid in changed
+                ],
+                integration=integration,
+            )
+        if unknown:
+            exceptions.raise_exception(
+                organization,
+                ExceptionKind.UNKNOWN_SKU,
+                f"Stock push to {location} named {len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}"
+                + ("…" if len(unknown) > 20 else ""),
+                integration=integration,
+                entity_type="location",
+                entity_id=location.pk,
+                data={"skus": unknown[:1000]},
+            )
+    return len(wanted), [{"sku": sku, "code": "unknown_sku"} for sku in unknown]
+
+
+def _level_for_update(product_id, location_id):
+    level, _ = InventoryLevel.objects.get_or_create(product_id=product_id, location_id=location_id)
+    return level
+
+
+def commit_stock(location_id, quantities: dict[int, int]):
+    """Reserve stock for a shipping request: committed += quantity, per product, in product order."""
+    for product_id in sorted(quantities):
+        _level_for_update(product_id, location_id)
+        InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
+            committed=F("committed") + quantities[product_id], updated_at=timezone.now()
+        )
+
+
+def release_stock(location_id, quantities: dict[int, int]):
+    """Give back a reservation (cancel): committed −= quantity, never below zero."""
+    for product_id in sorted(quantities):
+        InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
+            committed=Greatest(F("committed") - quantities[product_id], 0), updated_at=timezone.now()
+        )
+
+
+def ship_stock(location_id, quantities: dict[int, int]):
+    """Stock leaves the building (fulfillment): the reservation is released and on hand goes down."""
+    for product_id in sorted(quantities):
+        qty = quantities[product_id]
+        InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
+            committed=Greatest(F("committed") - qty, 0),
+            on_hand=Greatest(F("on_hand") - qty, 0),
+            updated_at=timezone.now(),
+        )
+
+
+# --- what a channel may sell --------------------------------------------------------------------------
+
+
+def channel_locations(channel):
+    """The locations a channel sells from: its explicit links, else every active selling location."""
+    linked = ChannelLocation.objects.filter(channel=channel).values("location_id")
+    explicit = Location.objects.filter(pk__in=linked, active=True, sells=True)
+    if explicit.exists():
+        return explicit
+    return Location.objects.filter(organization_id=channel.organization_id, active=True, sells=True)
+
+
+def pick_buffer(buffers, *, location_id=None, product_id=None, channel_id=None, with_location: bool):
+    """The most specific buffer that matches (None fields are wildcards)."""
+    best = None
+    for b in buffers:
+        if (b.location_id is not None) != with_location:
+            continue
+        if with_location and b.location_id != location_id:
+            continue
+        if b.product_id not in (None, product_id) or b.channel_id not in (None, channel_id):
+            continue
+        if best is None or b.specificity > best.specificity:
+            best = b
+    return best
+
+
+def availability(channel, product_ids=None, *, include_incoming=None) -> dict[int, int]:
+    """
+    {product id: units the channel may sell}: per location, on hand − committed (+ incoming when the channel
+    sells incoming stock) less that location's buffer; summed; less the most specific location-less buffer
+    (product, channel or org-wide); floored at 0 at each step.
+    """
+    if include_incoming is None:
+        include_incoming = bool((channel.settings or {}).get("sell_incoming_stock"))
+    levels = InventoryLevel.objects.filter(location__in=channel_locations(channel))
+    if product_ids is not None:
+        levels = levels.filter(product_id__in=product_ids)
+    rows = levels.values("product_id", "location_id").annotate(
+        on_hand=Sum("on_hand"), committed=Sum("committed"), incoming=Sum("incoming")
+    )
+    buffers = list(
+        InventoryBuffer.objects.filter(organization_id=channel.organization_id).filter(
+            Q(channel__isnull=True) | Q(channel=channel)
+        )
+    )
+    totals: dict[int, int] = defaultdict(int)
+    for row in rows:
+        free = row["on_hand"] - row["committed"] + (row["incoming"] if include_incoming else 0)
+        buffer = pick_buffer(
+            buffers,
+            location_id=row["location_id"],
+            product_id=row["product_id"],
+            channel_id=channel.pk,
+            with_location=True,
+        )
+        free = max(free - (buffer.held_back(free) if buffer else 0), 0)
+        totals[row["product_id"]] += free
+    if product_ids is not None:
+        for pid in product_ids:
+            totals.setdefault(pid, 0)
+    result = {}
+    for pid, free in totals.items():
+        buffer = pick_buffer(buffers, product_id=pid, channel_id=channel.pk, with_location=False)
+        result[pid] = max(free - (buffer.held_back(free) if buffer else 0), 0)
+    return result

@@ -1,0 +1,65 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class OrderStatus(models.TextChoices):
+    NEW = "new", _("New")
+    ON_HOLD = "on_hold", _("On hold")
+    READY = "ready", _("Ready")
+    SENT_TO_FULFILLMENT = "sent_to_fulfillment", _("Sent to fulfillment")
+    PARTIALLY_FULFILLED = "partially_fulfilled", _("Partially fulfilled")
+    FULFILLED = "fulfilled", _("Fulfilled")
+    CANCELED = "canceled", _("Canceled")
+
+
+ORDER_BADGE = {
+    OrderStatus.NEW: "grey",
+    OrderStatus.ON_HOLD: "amber",
+    OrderStatus.READY: "blue",
+    OrderStatus.SENT_TO_FULFILLMENT: "blue",
+    OrderStatus.PARTIALLY_FULFILLED: "amber",
+    OrderStatus.FULFILLED: "green",
+    OrderStatus.CANCELED: "black",
+}
+
+# The order state machine: every legal move (orders/services.py applies it).
+ORDER_TRANSITIONS = {
+    OrderStatus.NEW: {OrderStatus.ON_HOLD, OrderStatus.READY, OrderStatus.CANCELED},
+    OrderStatus.ON_HOLD: {OrderStatus.READY, OrderStatus.CANCELED},
+    OrderStatus.READY: {OrderStatus.ON_HOLD, OrderStatus.SENT_TO_FULFILLMENT, OrderStatus.CANCELED},
+    OrderStatus.SENT_TO_FULFILLMENT: {
+        OrderStatus.PARTIALLY_FULFILLED,
+        OrderStatus.FULFILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.ON_HOLD,  # its requests were canceled before anything shipped: held to be routed again
+    },
+    OrderStatus.PARTIALLY_FULFILLED: {OrderStatus.FULFILLED},
+    OrderStatus.FULFILLED: set(),
+    OrderStatus.CANCELED: set(),
+}
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    AUTHORIZED = "authorized", _("Authorized")
+    PAID = "paid", _("Paid")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+    REFUNDED = "refunded", _("Refunded")
+    VOIDED = "voided", _("Voided")
+
+
+class ShippingRequestStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+    PARTIALLY_FULFILLED = "partially_fulfilled", _("Partially fulfilled")
+    FULFILLED = "fulfilled", _("Fulfilled")
+    CANCELED = "canceled", _("Canceled")
+
+
+REQUEST_BADGE = {
+    ShippingRequestStatus.PENDING: "grey",
+    ShippingRequestStatus.ACKNOWLEDGED: "blue",
+    ShippingRequestStatus.PARTIALLY_FULFILLED: "amber",
+    ShippingRequestStatus.FULFILLED: "green",
+    ShippingRequestStatus.CANCELED: "black",
+}

@@ -1,0 +1,339 @@
+"""The endpoints of API.md so far: GET /me, GET /integration, the handshake, error reports, /events, the schema."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from integrations import services as integration_services
+from integrations.choices import EventKind
+from integrations.models import Integration, IntegrationEvent
+from tests.api.helpers import api_routes, assert_error
+from tests.fixtures.integrations import GOOD_SETTINGS
+from tokens.choices import KeyKind
+
+# --- GET /me ------------------------------------------------------------------------------------------
+
+
+def test_me_with_an_integration_key(api_client, issue_key, integration, org):
+    expires = timezone.now() + timedelta(days=30, microseconds=123)
+    issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration, expires_at=expires)
+
+    response = api_client(issued).get("/api/v1/me")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body == {
+        "kind": "integration",
+        "organization": {"id": str(org.pk), "name": "Acme Outfitters"},
+        "integration": {
+            "id": str(integration.pk),
+            "name": "Acme web shop",
+            "status": "connecting",
+            "connector": "custom-channel",
+        },
+        "grants": issued.key.grants,
+        "expires_at": body["expires_at"],
+    }
+    assert "orders:read" in body["grants"]
+    assert body["expires_at"].endswith("Z")  # ISO 8601, in UTC
+    assert parse_datetime(body["expires_at"]) == expires
+
+
+def test_me_with_an_org_key(api_client, org_key, org):
+    body = api_client(org_key).get("/api/v1/me").json()
+
+    assert body == {
+        "kind": "org",
+        "organization": {"id": str(org.pk), "name": "Acme Outfitters"},
+        "integration": None,
+        "grants": ["orders:read", "events:read"],
+        "expires_at": None,
+    }
+
+
+def test_me_with_a_global_key(api_client, global_key):
+    body = api_client(global_key).get("/api/v1/me").json()
+
+    # A global key belongs to no organization (API.md's shape has no case for it: null).
+    assert body == {
+        "kind": "global",
+        "organization": None,
+        "integration": None,
+        "grants": ["events:read"],
+        "expires_at": None,
+    }
+
+
+# --- GET /integration ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def strict_integration(org, strict_connector):
+    return integration_services.create_integration(
+        org,
+        strict_connector,
+        "Strict shop",
+        settings=GOOD_SETTINGS,
+        mappings={"shipping_methods": {"express": "ups-next-day"}, "skus": {"EXT-1": "TSHIRT-S"}},
+    )
+
+
+def test_integration_returns_settings_without_secrets_and_mappings(api_client, issue_key, strict_integration):
+    issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=strict_integration)
+
+    response = api_client(issued).get("/api/v1/integration")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert {"id", "name", "status", "connector", "settings", "mappings"} <= set(body)
+    assert body["id"] == str(strict_integration.pk)
+    assert (body["name"], body["status"], body["connector"]) == ("Strict shop", "connecting", "strict-shop")
+    assert body["settings"] == {"base_url": "https://shop.example.test", "page_size": 50}
+    assert body["mappings"] == {"shipping_methods": {"express": "ups-next-day"}, "skus": {"EXT-1": "TSHIRT-S"}}
+    assert GOOD_SETTINGS["api_token"] not in response.content.decode()
+
+
+@pytest.mark.parametrize("key", ["org_key", "global_key"])
+def test_integration_is_404_for_keys_without_an_integration(api_client, request, key):
+    response = api_client(request.getfixturevalue(key)).get("/api/v1/integration")
+    assert_error(response, 404, "not_found")
+
+
+# --- POST /integration/connect ------------------------------------------------------------------------
+
+
+def status_events(integration):
+    return list(
+        IntegrationEvent.objects.filter(integration=integration, kind=EventKind.STATUS_CHANGED)
+        .order_by("pk")
+        .values_list("data__from", "data__to", "actor")
+    )
+
+
+def test_connect_from_connecting(api_client, integration_key, integration):
+    before = status_events(integration)
+
+    response = api_client(integration_key).post("/api/v1/integration/connect")
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "connected"}
+    assert Integration.objects.get(pk=integration.pk).status == "connected"
+    actor = f"key:{integration_key.key.prefix}"
+    assert status_events(integration)[len(before) :] == [("connecting", "connected", actor)]
+
+
+def test_connect_when_connected_is_a_no_op(api_client, integration_key, integration):
+    client = api_client(integration_key)
+    client.post("/api/v1/integration/connect")
+    before = status_events(integration)
+
+    response = client.post("/api/v1/integration/connect")
+
+    assert response.json() == {"status": "connected"}
+    assert status_events(integration) == before
+
+
+def test_connect_from_error_passes_through_connecting(api_client, integration_key, integration):
+    integration_services.report_error(integration, "boom")
+    before = status_events(integration)
+
+    response = api_client(integration_key).post("/api/v1/integration/connect")
+
+    assert response.json() == {"status": "connected"}
+    assert [(f, t) for f, t, _ in status_events(integration)[len(before) :]] == [
+        ("error", "connecting"),
+        ("connecting", "connected"),
+    ]
+
+
+def test_connect_from_not_configured_is_409_conflict(api_client, issue_key, org, strict_connector, make_integration):
+    incomplete = make_integration(org, strict_connector, "Incomplete shop")
+    assert incomplete.status == "not_configured"
+    issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=incomplete)
+
+    response = api_client(issued).post("/api/v1/integration/connect")
+
+    assert_error(response, 409, "conflict")
+    assert Integration.objects.get(pk=incomplete.pk).status == "not_configured"
+
+
+def test_connect_when_disabled_is_403(api_client, integration_key, integration):
+    integration_services.disable(integration)
+
+    response = api_client(integration_key).post("/api/v1/integration/connect")
+
+    assert_error(response, 403, "integration_disabled")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/integration/connect", "/api/v1/integration/error"])
+def test_integration_writes_are_404_for_org_keys(api_client, org_key, path):
+    assert_error(api_client(org_key).post(path, {"message": "x"}, format="json"), 404, "not_found")
+
+
+# --- POST /integration/error --------------------------------------------------------------------------
+
+
+def test_error_report_moves_the_integration_to_error(api_client, integration_key, integration):
+    response = api_client(integration_key).post(
+        "/api/v1/integration/error", {"message": "Shop API token rejected"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "error"}
+    integration.refresh_from_db()
+    assert (integration.status, integration.last_error) == ("error", "Shop API token rejected")
+    assert integration.last_error_at is not None
+
+
+def test_a_second_error_report_updates_last_error(api_client, integration_key, integration):
+    client = api_client(integration_key)
+    client.post("/api/v1/integration/error", {"message": "first"}, format="json")
+
+    response = client.post("/api/v1/integration/error", {"message": "second"}, format="json")
+
+    assert response.json() == {"status": "error"}
+    assert Integration.objects.get(pk=integration.pk).last_error == "second"
+
+
+@pytest.mark.parametrize("body", [{}, {"message": ""}, {"message": None}, {"message": "x" * 2001}, {"msg": "x"}])
+def test_error_report_needs_a_message(api_client, integration_key, integration, body):
+    response = api_client(integration_key).post("/api/v1/integration/error", body, format="json")
+
+    details = assert_error(response, 400, "validation_error")
+    assert list(details) == ["message"]
+    assert Integration.objects.get(pk=integration.pk).status == "connecting"
+
+
+def test_error_report_from_not_configured_is_409(api_client, issue_key, org, strict_connector, make_integration):
+    incomplete = make_integration(org, strict_connector, "Incomplete shop")
+    issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=incomplete)
+
+    response = api_client(issued).post("/api/v1/integration/error", {"message": "x"}, format="json")
+
+    assert_error(response, 409, "conflict")
+
+
+# --- GET /events --------------------------------------------------------------------------------------
+
+
+def add_events(integration, count, *, at=None):
+    events = [
+        integration_services.record_event(integration, EventKind.CONFIG_CHANGED, f"event {i}") for i in range(count)
+    ]
+    if at is not None:
+        IntegrationEvent.objects.filter(pk__in=[e.pk for e in events]).update(created_at=at)
+    return events
+
+
+def visible_event_ids(integration) -> list[str]:
+    return [str(pk) for pk in IntegrationEvent.objects.filter(integration=integration).values_list("pk", flat=True)]
+
+
+def follow(client, url, params=None):
+    pages, response = [], client.get(url, params)
+    while True:
+        assert response.status_code == 200, response.content
+        pages.append(response.json())
+        if response.json()["next"] is None:
+            return pages
+        response = client.get(response.json()["next"])
+
+
+def test_events_paginate_newest_first_without_duplicates(api_client, integration_key, integration):
+    add_events(integration, 5)
+    add_events(integration, 4, at=timezone.now() - timedelta(hours=1))  # ties on created_at
+    expected = visible_event_ids(integration)
+
+    pages = follow(api_client(integration_key), "/api/v1/events", {"limit": 2})
+
+    assert all(len(page["results"]) <= 2 for page in pages)
+    rows = [row for page in pages for row in page["results"]]
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(expected)  # the request log written meanwhile is newer: not in these pages
+    times = [parse_datetime(row["created_at"]) for row in rows]
+    assert times == sorted(times, reverse=True)
+    assert set(rows[0]) == {"id", "kind", "message", "actor", "data", "integration", "created_at"}
+
+
+def test_events_page_size_defaults_to_100_and_is_capped_at_500(api_client, integration_key, integration):
+    IntegrationEvent.objects.bulk_create(
+        IntegrationEvent(organization=integration.organization, integration=integration, kind="config_changed")
+        for _ in range(510)
+    )
+    client = api_client(integration_key)
+
+    default = client.get("/api/v1/events").json()
+    capped = client.get("/api/v1/events", {"limit": 1000}).json()
+
+    assert len(default["results"]) == 100
+    assert len(capped["results"]) == 500
+    assert capped["next"]
+
+
+def test_events_updated_since(api_client, integration_key, integration):
+    old = add_events(integration, 3, at=timezone.now() - timedelta(days=2))
+    since = timezone.now() - timedelta(days=1)
+    new = {str(pk) for pk in IntegrationEvent.objects.filter(created_at__gte=since).values_list("pk", flat=True)}
+
+    pages = follow(api_client(integration_key), "/api/v1/events", {"updated_since": since.isoformat(), "limit": 1})
+
+    ids = {row["id"] for page in pages for row in page["results"]}
+    assert ids == new
+    assert not ids & {str(e.pk) for e in old}
+
+
+def test_events_list_costs_the_same_queries_for_any_number_of_rows(api_client, integration_key, integration):
+    client = api_client(integration_key)
+    client.get("/api/v1/events")  # first use writes last_used_at
+
+    add_events(integration, 2)
+    with CaptureQueriesContext(connection) as few:
+        client.get("/api/v1/events")
+    add_events(integration, 40)
+    with CaptureQueriesContext(connection) as many:
+        client.get("/api/v1/events")
+
+    assert len(few) == len(many)
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------------
+
+
+def test_schema_is_openapi_3_with_the_bearer_scheme_and_the_error_shape(client, db):
+    response = client.get("/api/v1/schema/", {"format": "json"})
+
+    assert response.status_code == 200, response.content
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    schemes = schema["components"]["securitySchemes"]
+    assert {"type": "http", "scheme": "bearer"}.items() <= schemes["bearerKey"].items()
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    detail = schema["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["required"]) == {"code", "message", "details"}
+
+
+def test_schema_describes_every_route(client, db):
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+
+    for route in api_routes():
+        path = route.url(**{p: "{" + p + "}" for p in route.params})
+        assert path in schema["paths"], path
+        for method in route.methods:
+            operation = schema["paths"][path][method.lower()]
+            assert operation["security"] == [{"bearerKey": []}], (path, method)
+            for status in ("401", "403", "429"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/Error"}, (path, method, status)
+
+
+def test_docs_answer_without_a_key(client, db):
+    response = client.get("/api/v1/docs/")
+
+    assert response.status_code == 200
+    assert b"/api/v1/schema/" in response.content
