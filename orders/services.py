@@ -93,7 +93,7 @@ def move(order: Order, to_status, *, reason="") -> Order:
         )
     order.status = to_status
     fields = ["status", "updated_at"]
-    if to_status != OrderStatus.ON_HOLD and order.hold_reason:
+    if to_status != OrderStatus.ON_HOLD and (order.hold_reason or order.hold_until):
         order.hold_reason, order.hold_until = "", None
         fields += ["hold_reason", "hold_until"]
     if to_status == OrderStatus.CANCELED:
@@ -114,6 +114,9 @@ def _locked(order) -> Order:
 def hold(order: Order, reason: str, *, until=None) -> Order:
     with transaction.atomic():
         order = _locked(order)
+        if order.shipping_requests.filter(status__in=OPEN_REQUEST).exists():
+            # Its stock is committed and the 3PL may ship it: a held order could not follow the fulfillment.
+            raise OrderConflict(f"Order {order} has open shipping requests; cancel them before holding it.")
         if order.status != OrderStatus.ON_HOLD:
             move(order, OrderStatus.ON_HOLD)
         order.hold_reason, order.hold_until = reason[:300], until
@@ -279,26 +282,38 @@ def _check_mappings(order, integration, lines, *, created):
         move(order, OrderStatus.READY)
 
 
+def _line_key(line):
+    return (line.external_sku, line.quantity, line.unit_price, line.tax, line.discount)
+
+
 def _update_order(order, integration, data) -> Order:
     _apply_header(order, data)
     new_lines = _map_lines(integration, data["lines"])
-    current = [(line.external_sku, line.quantity, line.unit_price) for line in order.lines.all()]
-    proposed = [(line.external_sku, line.quantity, line.unit_price) for line in new_lines]
-    lines_changed = current != proposed
+    current = list(order.lines.all())
+    lines_changed = [_line_key(line) for line in current] != [_line_key(line) for line in new_lines]
     code = data.get("shipping_method") or ""
-    if lines_changed or code != order.shipping_method_code:
-        if order.status not in EDITABLE:
-            raise OrderConflict(
-                f"Order {order} is {order.get_status_display().lower()}: its lines and shipping method can no longer change."
-            )
+    if (lines_changed or code != order.shipping_method_code) and order.status not in EDITABLE:
+        raise OrderConflict(
+            f"Order {order} is {order.get_status_display().lower()}: its lines and shipping method can no longer change."
+        )
+    if order.status in EDITABLE:
+        # Mapped again on every push: a SKU or method mapping added since the last one releases the order.
         order.shipping_method_code = code
         order.shipping_method = _map_method(integration, code)
+    lines = current
     if lines_changed:
         order.lines.all().delete()
         for line in new_lines:
             line.order = order
         OrderLine.objects.bulk_create(new_lines)
-    lines = new_lines if lines_changed else list(order.lines.all())
+        lines = new_lines
+    elif order.status in EDITABLE:
+        remapped = []
+        for line, new in zip(current, new_lines, strict=True):
+            if line.product_id != new.product_id:
+                line.product, line.sku = new.product, new.sku
+                remapped.append(line)
+        OrderLine.objects.bulk_update(remapped, ["product", "sku"])
     _totals(order, lines, data)
     order.save()
     if order.status in EDITABLE:

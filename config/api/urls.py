@@ -3,18 +3,27 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from integrations.api import views as integration_views
+from inventory.api import views as inventory_views
+from orders.api import views as order_views
 from tokens.api import views as token_views
 
 from .errors import not_found_view
 
 router = SimpleRouter(trailing_slash=False)
 router.register("events", integration_views.EventViewSet, basename="event")
+router.register("products", inventory_views.ProductViewSet, basename="product")
+router.register("locations", inventory_views.LocationViewSet, basename="location")
+router.register("orders", order_views.OrderViewSet, basename="order")
+router.register("shipping-requests", order_views.ShippingRequestViewSet, basename="shipping-request")
+router.register("fulfillments", order_views.FulfillmentViewSet, basename="fulfillment")
 
 urlpatterns = [
     path("me", token_views.MeView.as_view(), name="me"),
     path("integration", integration_views.IntegrationView.as_view(), name="integration"),
     path("integration/connect", integration_views.ConnectView.as_view(), name="integration-connect"),
     path("integration/error", integration_views.ReportErrorView.as_view(), name="integration-error"),
+    path("inventory", inventory_views.InventoryView.as_view(), name="inventory"),
+    path("availability", inventory_views.AvailabilityView.as_view(), name="availability"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

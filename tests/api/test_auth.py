@@ -7,8 +7,10 @@ import secrets
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations import services as integration_services
@@ -95,9 +97,8 @@ def test_unknown_prefix_and_wrong_secret_do_the_same_work(api_client, integratio
     work = {}
     for name, raw in (("unknown", unknown), ("wrong", wrong)):
         calls.clear()
-        with CaptureQueriesContext(connection) as queries:
-            with pytest.raises(services.KeyRefused) as refused:
-                services.authenticate(raw, "127.0.0.1")
+        with CaptureQueriesContext(connection) as queries, pytest.raises(services.KeyRefused) as refused:
+            services.authenticate(raw, "127.0.0.1")
         work[name] = (refused.value.code, len(calls), len(queries))
 
     assert work["unknown"] == work["wrong"] == ("invalid_key", 1, 1)
@@ -110,7 +111,10 @@ def test_expired_key_is_401_key_expired(api_client, integration_key):
 
 def test_key_works_until_its_expiry(api_client, issue_key, integration):
     issued = issue_key(
-        kind=KeyKind.INTEGRATION, name="k", integration=integration, expires_at=timezone.now() + timedelta(hours=1)
+        kind=KeyKind.INTEGRATION,
+        name="k",
+        integration=integration,
+        expires_at=timezone.now() + timedelta(hours=1),
     )
     assert get_me(api_client, issued).status_code == 200
     with pytest.raises(services.KeyRefused) as refused:
@@ -170,7 +174,10 @@ def test_org_key_of_a_deactivated_user_is_refused(api_client, org_key, org_admin
 @pytest.fixture
 def office_key(issue_key, integration):
     return issue_key(
-        kind=KeyKind.INTEGRATION, name="office", integration=integration, allowed_ips=["10.1.0.0/16", "2001:db8::/32"]
+        kind=KeyKind.INTEGRATION,
+        name="office",
+        integration=integration,
+        allowed_ips=["10.1.0.0/16", "2001:db8::/32"],
     )
 
 
@@ -217,7 +224,9 @@ def call_every_endpoint(client):
             yield route.name, method, getattr(client, method.lower())(route.url(), body, format="json")
 
 
-def test_disabled_integration_key_is_403_on_every_endpoint_until_enabled(api_client, integration_key, integration):
+def test_disabled_integration_key_is_403_on_every_endpoint_until_enabled(
+    api_client, integration_key, integration
+):
     client = api_client(integration_key)
     integration_services.disable(integration, reason="paused")
 
@@ -243,7 +252,9 @@ def test_missing_grant_is_403_naming_the_grant(api_client, issue_key, integratio
 
 
 def test_org_key_without_the_grant_is_403(api_client, issue_key, org, org_admin):
-    issued = issue_key(kind=KeyKind.ORG, name="orders only", organization=org, user=org_admin, grants=["orders:read"])
+    issued = issue_key(
+        kind=KeyKind.ORG, name="orders only", organization=org, user=org_admin, grants=["orders:read"]
+    )
 
     details = assert_error(api_client(issued).get("/api/v1/events"), 403, "missing_grant")
 
@@ -311,6 +322,29 @@ def test_the_secret_is_nowhere_in_the_database_logs_or_answers(api_client, integ
     for response in answers:
         assert secret not in response.content.decode(), response.content
     assert secret not in dump_database()
+
+
+def test_the_secret_is_on_no_admin_page(api_client, integration, superuser, admin_client_for):
+    """Only the shown-once page (right after issuing in the admin) may show it: not lists, forms or trails."""
+    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    api_client(issued).get("/api/v1/me")
+    client = admin_client_for(superuser)
+    pages = [reverse("admin:index")]
+    for model in admin.site._registry:
+        opts = model._meta
+        pages.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    pages += [
+        reverse("admin:tokens_apikey_change", args=[issued.key.pk]),
+        reverse("admin:integrations_integration_change", args=[integration.pk]),
+    ]
+    secret = secret_of(issued)
+
+    answers = {page: client.get(page) for page in pages}
+
+    for page, response in answers.items():
+        assert secret not in response.content.decode(), page
+    assert answers[pages[-2]].status_code == 200  # the key's own page was really looked at
+    assert issued.key.prefix in answers[pages[-2]].content.decode()
 
 
 def test_pepper_rotation_keeps_old_keys_working_and_rehashes_them(api_client, integration, settings):

@@ -98,7 +98,9 @@ def test_validation_errors_name_each_field(api_client, integration_key):
     assert all(isinstance(m, str) for m in details["message"])
 
 
-def test_unhandled_exception_is_500_internal_error_without_the_traceback(integration_key, monkeypatch, caplog):
+def test_unhandled_exception_is_500_internal_error_without_the_traceback(
+    integration_key, monkeypatch, caplog
+):
     def explode(*args, **kwargs):
         raise RuntimeError("db password is hunter2")
 

@@ -45,7 +45,9 @@ def post(client, path, body=None, key="key-1"):
     return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
-def test_same_key_and_body_replays_the_first_response_of_connect(api_client, integration_key, integration, calls):
+def test_same_key_and_body_replays_the_first_response_of_connect(
+    api_client, integration_key, integration, calls
+):
     client = api_client(integration_key)
     before = status_changes(integration)
 
@@ -142,7 +144,13 @@ def test_a_request_still_in_progress_is_409(api_client, integration_key, calls):
 
 
 def test_a_stale_claim_is_taken_over(api_client, integration_key, integration, calls):
-    record = claim(integration_key.key, "died", ERROR, {"message": "x"}, age=idempotency.STALE_AFTER + timedelta(seconds=1))
+    record = claim(
+        integration_key.key,
+        "died",
+        ERROR,
+        {"message": "x"},
+        age=idempotency.STALE_AFTER + timedelta(seconds=1),
+    )
     client = api_client(integration_key)
 
     response = post(client, ERROR, {"message": "x"}, key="died")
@@ -159,9 +167,17 @@ def test_a_stale_claim_is_taken_over(api_client, integration_key, integration, c
 
 
 def test_a_claim_just_younger_than_stale_is_still_409(api_client, integration_key, calls):
-    claim(integration_key.key, "slow", ERROR, {"message": "x"}, age=idempotency.STALE_AFTER - timedelta(seconds=5))
+    claim(
+        integration_key.key,
+        "slow",
+        ERROR,
+        {"message": "x"},
+        age=idempotency.STALE_AFTER - timedelta(seconds=5),
+    )
 
-    assert_error(post(api_client(integration_key), ERROR, {"message": "x"}, key="slow"), 409, "idempotency_in_progress")
+    assert_error(
+        post(api_client(integration_key), ERROR, {"message": "x"}, key="slow"), 409, "idempotency_in_progress"
+    )
 
 
 def test_an_expired_record_runs_the_request_again(api_client, integration_key, calls):
@@ -245,7 +261,10 @@ def test_two_concurrent_requests_with_one_key_execute_once(integration_key, inte
         try:
             barrier.wait(timeout=5)
             responses[index] = client.post(
-                ERROR, {"message": "both at once"}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="race"
+                ERROR,
+                {"message": "both at once"},
+                content_type="application/json",
+                HTTP_IDEMPOTENCY_KEY="race",
             )
         finally:
             connection.close()

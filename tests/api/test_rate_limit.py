@@ -69,7 +69,9 @@ def test_error_answers_carry_the_headers_too(api_client, integration_key, limite
 
 def test_requests_refused_for_a_missing_grant_count_too(api_client, issue_key, integration, limited):
     """Otherwise a key could call what it may not without limit (each call still writes the request log)."""
-    client = api_client(issue_key(kind=KeyKind.INTEGRATION, name="no grants", integration=integration, grants=[]))
+    client = api_client(
+        issue_key(kind=KeyKind.INTEGRATION, name="no grants", integration=integration, grants=[])
+    )
 
     responses = [client.get("/api/v1/events") for _ in range(6)]
 
@@ -78,7 +80,9 @@ def test_requests_refused_for_a_missing_grant_count_too(api_client, issue_key, i
     assert_error(responses[5], 429, "rate_limited")
 
 
-def test_limits_are_per_key(api_client, integration_key, issue_key, integration, other_integration_key, limited):
+def test_limits_are_per_key(
+    api_client, integration_key, issue_key, integration, other_integration_key, limited
+):
     same_integration = issue_key(kind=KeyKind.INTEGRATION, name="second", integration=integration)
     for _ in range(6):
         api_client(integration_key).get("/api/v1/me")

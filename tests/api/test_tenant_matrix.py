@@ -72,14 +72,18 @@ ROUTES = api_routes()
 
 
 @pytest.fixture
-def world(org, other_org, org_admin, other_admin, integration, other_integration, tpl_connector, make_integration):
+def world(
+    org, other_org, org_admin, other_admin, integration, other_integration, tpl_connector, make_integration
+):
     sibling = make_integration(org, tpl_connector, "Acme 3PL")
     integration_services.save_integration(
         integration,
         mappings={"skus": {"CANARY-A-SKU": "SKU-1"}, "shipping_methods": {"CANARY-A-SHIP": "ground"}},
         settings={"order_number_prefix": "CANARYA"},
     )
-    integration_services.record_event(integration, EventKind.EXCEPTION, "CANARY-A event", data={"x": "CANARY-A"})
+    integration_services.record_event(
+        integration, EventKind.EXCEPTION, "CANARY-A event", data={"x": "CANARY-A"}
+    )
     integration_services.record_event(None, EventKind.KEY, "CANARY-ORG-A event", organization=org)
     integration_services.record_event(sibling, EventKind.EXCEPTION, "CANARY-SIBLING event")
     integration_services.record_event(other_integration, EventKind.EXCEPTION, "Globex event")
@@ -96,7 +100,11 @@ def world(org, other_org, org_admin, other_admin, integration, other_integration
         "sibling-integration-key": integration_key(sibling),
         "other-org-integration-key": integration_key(other_integration),
         "other-org-org-key": key_services.issue_key(
-            kind=KeyKind.ORG, name="Globex org key", organization=other_org, user=other_admin, grants=["events:read"]
+            kind=KeyKind.ORG,
+            name="Globex org key",
+            organization=other_org,
+            user=other_admin,
+            grants=["events:read"],
         ),
     }
     a_prefixes = [keys["a-integration-key"].key.prefix, keys["a-org-key"].key.prefix]

@@ -1,0 +1,286 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import F
+from django.utils.html import format_html
+from import_export.admin import ImportExportMixin
+from import_export.formats import base_formats
+from import_export.forms import ConfirmImportForm, ImportForm
+
+from organizations.admin_mixins import OrganizationScopedAdmin
+from organizations.models import Organization
+from organizations.scoping import scope_for
+
+from . import services
+from .models import (
+    ChannelInventory,
+    ChannelLocation,
+    InventoryBuffer,
+    InventoryLevel,
+    Location,
+    Product,
+    SkuMapping,
+)
+from .resources import ProductResource, StockResource
+
+# --- helpers shared by the commerce admins (orders, automations) ----------------------------------------
+
+
+def badge(colours, status, label):
+    """A coloured status badge (CSS in templates/admin/base_site.html)."""
+    return format_html(
+        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>', colours.get(status, "grey"), status, label
+    )
+
+
+class SameOrganizationForm(forms.ModelForm):
+    """Refuses to link rows of different organizations (FK choices span every organization a user administers)."""
+
+    same_organization: tuple[str, ...] = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        orgs = set()
+        for name in self.same_organization:
+            value = cleaned.get(name) if name in self.fields else getattr(self.instance, name, None)
+            if value is not None:
+                orgs.add(value.pk if isinstance(value, Organization) else value.organization_id)
+        if len(orgs) > 1:
+            labels = ", ".join(self.instance._meta.get_field(n).verbose_name for n in self.same_organization)
+            raise ValidationError(f"The {labels} must all belong to the same organization.")
+        return cleaned
+
+
+def same_organization_form(*names):
+    return type("SameOrganizationForm", (SameOrganizationForm,), {"same_organization": names})
+
+
+class OrganizationColumnMixin:
+    """`organization` in list_display is shown only to users who see more than one organization."""
+
+    def get_list_display(self, request):
+        scope = scope_for(request.user)
+        if not scope.is_superuser and len(scope.org_ids) == 1:
+            return [f for f in super().get_list_display(request) if f != "organization"]
+        return super().get_list_display(request)
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by the flows (API, engines, services): viewed, never added, edited or deleted here."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- CSV import/export bound to one organization ----------------------------------------------------------
+
+
+class OrganizationImportForm(ImportForm):
+    organization = forms.ModelChoiceField(
+        queryset=Organization.objects.none(),
+        empty_label=None,
+        help_text="Rows are matched and created in this organization only.",
+    )
+    field_order = ["organization", "resource", "import_file", "format"]
+
+
+class OrganizationConfirmImportForm(ConfirmImportForm):
+    # Posted again on confirmation: validated against the user's organizations a second time.
+    organization = forms.ModelChoiceField(queryset=Organization.objects.none(), widget=forms.HiddenInput)
+
+
+class OrganizationImportExportMixin(ImportExportMixin):
+    """CSV import into one organization the user administers; export of the scoped (filtered) changelist."""
+
+    import_form_class = OrganizationImportForm
+    confirm_form_class = OrganizationConfirmImportForm
+    formats = [base_formats.CSV]
+
+    def import_organizations(self, request):
+        scope = scope_for(request.user)
+        orgs = Organization.objects.order_by("name")
+        return orgs if scope.is_superuser else orgs.filter(pk__in=scope.admin_org_ids)
+
+    def has_import_permission(self, request):
+        scope = scope_for(request.user)
+        return scope.is_superuser or bool(scope.admin_org_ids)
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
+
+    def create_import_form(self, request):
+        form = super().create_import_form(request)
+        form.fields["organization"].queryset = self.import_organizations(request)
+        return form
+
+    def create_confirm_form(self, request, import_form=None):
+        form = super().create_confirm_form(request, import_form)
+        form.fields["organization"].queryset = self.import_organizations(request)
+        return form
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None:
+            initial["organization"] = import_form.cleaned_data["organization"].pk
+        return initial
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        form = kwargs.get("form")
+        cleaned = getattr(form, "cleaned_data", None) or {}
+        return {"organization": cleaned.get("organization")}
+
+
+# --- catalog --------------------------------------------------------------------------------------------
+
+
+@admin.register(Product)
+class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
+    """The catalog; CSV import/export by SKU. Saves go through the product upsert (outbox events)."""
+
+    resource_classes = [ProductResource]
+    list_display = ["sku", "name", "price", "active", "updated_at", "organization"]
+    list_filter = ["active"]
+    list_select_related = ["organization"]
+    search_fields = ["sku", "name", "barcode"]
+    fields = ["organization", "sku", "name", "barcode", "price", "weight", "active", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["created_at", "updated_at"]
+        # The SKU is the product's identity (order lines and mappings name it); it does not move orgs either.
+        return [*fixed, "organization", "sku"] if obj is not None else fixed
+
+    def save_model(self, request, obj, form, change):
+        item = {"sku": obj.sku, **{f: getattr(obj, f) for f in services.PRODUCT_FIELDS}}
+        _, _, [product] = services.upsert_products(obj.organization, [item])
+        obj.pk = product.pk
+
+
+@admin.register(SkuMapping)
+class SkuMappingAdmin(OrganizationScopedAdmin):
+    organization_field = "integration__organization"
+    member_access_field = "integration"
+    form = same_organization_form("integration", "product")
+    list_display = ["external_sku", "integration", "product"]
+    list_filter = ["integration"]
+    list_select_related = ["integration", "product"]
+    search_fields = ["external_sku", "product__sku", "product__name"]
+    autocomplete_fields = ["product"]
+
+
+# --- locations and stock --------------------------------------------------------------------------------
+
+
+@admin.register(Location)
+class LocationAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+    member_access_field = "managed_by"
+    form = same_organization_form("organization", "managed_by")
+    list_display = ["name", "active_badge", "kind", "managed_by", "priority", "ships", "sells", "organization"]
+    list_filter = ["active", "kind", "managed_by"]
+    list_select_related = ["managed_by", "organization"]
+    search_fields = ["name"]
+
+    @admin.display(description="active", ordering="active")
+    def active_badge(self, obj):
+        return badge({True: "green", False: "grey"}, obj.active, "Active" if obj.active else "Inactive")
+
+
+@admin.register(InventoryLevel)
+class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin):
+    """Stock per product and location; hand edits and CSV imports set on hand through set_stock."""
+
+    organization_field = "product__organization"
+    member_access_field = "location__managed_by"
+    resource_classes = [StockResource]
+    import_template_name = "admin/inventory/inventorylevel/import.html"
+    skip_admin_log = True  # set_stock records every change as an outbox event
+    form = same_organization_form("product", "location")
+    list_display = ["sku", "location", "on_hand", "committed", "available", "incoming", "updated_at"]
+    list_filter = ["location", "location__managed_by"]
+    list_select_related = ["product", "location"]
+    search_fields = ["product__sku", "product__name"]
+    autocomplete_fields = ["product"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_available=F("on_hand") - F("committed"))
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["product", "location", "on_hand"]
+        return ["product", "location", "on_hand", "committed", "available", "incoming", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # committed follows shipping requests; incoming has no hand-edit rule yet.
+        return [] if obj is None else ["product", "location", "committed", "available", "incoming", "updated_at"]
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj):
+        return obj.product.sku
+
+    @admin.display(description="available", ordering="_available")
+    def available(self, obj):
+        return obj.available
+
+    def save_model(self, request, obj, form, change):
+        _, errors = services.set_stock(obj.location, [{"sku": obj.product.sku, "on_hand": obj.on_hand}])
+        if errors:  # cannot happen for a product of the location's organization; say so if it does
+            self.message_user(request, f"Unknown SKU {obj.product.sku}.", messages.ERROR)
+        if obj.pk is None:
+            obj.pk = InventoryLevel.objects.get(product=obj.product, location=obj.location).pk
+
+    def add_success_message(self, result, request):
+        super().add_success_message(result, request)
+        unknown = getattr(result, "unknown_skus", [])
+        if unknown:
+            shown = ", ".join(unknown[:20]) + ("…" if len(unknown) > 20 else "")
+            self.message_user(
+                request,
+                f"{len(unknown)} unknown SKU(s) skipped and raised as an exception: {shown}",
+                messages.WARNING,
+            )
+
+
+@admin.register(InventoryBuffer)
+class InventoryBufferAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+    """Stock held back from channels; the most specific matching buffer wins."""
+
+    member_access_field = "channel"
+    form = same_organization_form("organization", "location", "product", "channel")
+    list_display = ["__str__", "quantity", "percent", "location", "product", "channel", "organization"]
+    list_filter = ["location", "channel"]
+    list_select_related = ["location", "product", "channel", "organization"]
+    search_fields = ["product__sku", "location__name", "channel__name"]
+    autocomplete_fields = ["product"]
+
+
+@admin.register(ChannelLocation)
+class ChannelLocationAdmin(OrganizationScopedAdmin):
+    """Which locations a channel sells from (none: every selling location)."""
+
+    organization_field = "channel__organization"
+    member_access_field = "channel"
+    form = same_organization_form("channel", "location")
+    list_display = ["channel", "location"]
+    list_filter = ["channel", "location"]
+    list_select_related = ["channel", "location"]
+
+
+@admin.register(ChannelInventory)
+class ChannelInventoryAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+    """What each channel was last told it may sell (written by the inventory engine)."""
+
+    organization_field = "channel__organization"
+    member_access_field = "channel"
+    list_display = ["sku", "channel", "available", "published_at", "updated_at"]
+    list_filter = ["channel"]
+    list_select_related = ["product", "channel"]
+    search_fields = ["product__sku", "product__name"]
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj):
+        return obj.product.sku

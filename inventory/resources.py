@@ -1,0 +1,150 @@
+"""
+CSV import/export of the catalog and of stock (django-import-export). Both are bound to one organization,
+the importing user's choice among those they administer: rows are matched and created there and nowhere
+else. Writes go through inventory.services, so outbox events and exceptions happen as through the API.
+"""
+
+from collections import defaultdict
+from copy import copy
+
+from django.core.exceptions import ValidationError
+from import_export import fields, resources, widgets
+from import_export.instance_loaders import CachedInstanceLoader
+from import_export.results import RowResult
+
+from . import services
+from .models import InventoryLevel, Location, Product
+
+
+class OrganizationBoundResource(resources.ModelResource):
+    """A resource that reads and writes one organization's rows; without one it sees nothing (fails closed)."""
+
+    def __init__(self, organization=None, **kwargs):
+        super().__init__(**kwargs)
+        self.organization = organization
+
+    def before_import(self, dataset, **kwargs):
+        if self.organization is None:
+            raise ValueError("Choose the organization to import into.")
+
+
+class ProductResource(OrganizationBoundResource):
+    """Products by SKU: an existing SKU of the organization is updated, a new one created."""
+
+    class Meta:
+        model = Product
+        name = "Products by SKU"
+        fields = ("sku", "name", "barcode", "price", "weight", "active")
+        import_id_fields = ("sku",)
+        instance_loader_class = CachedInstanceLoader
+        clean_model_instances = True
+        skip_unchanged = True
+        report_skipped = True
+
+    def get_queryset(self):
+        if self.organization is None:
+            return Product.objects.none()
+        return Product.objects.filter(organization=self.organization)
+
+    def init_instance(self, row=None):
+        return Product(organization=self.organization)
+
+    def do_instance_save(self, instance, is_create):
+        item = {"sku": instance.sku, **{f: getattr(instance, f) for f in services.PRODUCT_FIELDS}}
+        _, _, [product] = services.upsert_products(self.organization, [item])
+        instance.pk = product.pk
+
+
+class StockResource(OrganizationBoundResource):
+    """
+    Stock by SKU and location name. Import sets absolute on-hand counts per location through
+    `services.set_stock`: known SKUs are applied, unknown ones skipped, reported and raised as one exception.
+    """
+
+    sku = fields.Field(attribute="product__sku", column_name="sku")
+    location = fields.Field(attribute="location__name", column_name="location")
+    on_hand = fields.Field(attribute="on_hand", column_name="on_hand", widget=widgets.IntegerWidget())
+    committed = fields.Field(attribute="committed", column_name="committed", readonly=True)
+    incoming = fields.Field(attribute="incoming", column_name="incoming", readonly=True)
+    available = fields.Field(attribute="available", column_name="available", readonly=True)
+
+    class Meta:
+        model = InventoryLevel
+        name = "Stock by SKU and location"
+        fields = ("sku", "location", "on_hand", "committed", "incoming", "available")
+        import_id_fields = ("sku", "location")
+        report_skipped = True
+
+    def get_queryset(self):
+        if self.organization is None:
+            return InventoryLevel.objects.none()
+        return InventoryLevel.objects.filter(product__organization=self.organization).select_related(
+            "product", "location"
+        )
+
+    def before_import(self, dataset, **kwargs):
+        super().before_import(dataset, **kwargs)
+        skus = {str(v).strip() for v in dataset["sku"]} if "sku" in dataset.headers else set()
+        self.locations = {loc.name: loc for loc in Location.objects.filter(organization=self.organization)}
+        self.products = {p.sku: p for p in Product.objects.filter(organization=self.organization, sku__in=skus)}
+        self.levels = {
+            (level.product_id, level.location_id): level
+            for level in InventoryLevel.objects.filter(
+                product__in=list(self.products.values()), location__in=list(self.locations.values())
+            )
+        }
+        self.pending = defaultdict(dict)  # location → {sku: on_hand}, in file order; the last row wins
+        self.unknown_skus = set()
+
+    def import_row(self, row, instance_loader, **kwargs):
+        # Rows are checked here and applied per location in after_import, so set_stock sees a whole push.
+        result = self.get_row_result_class()()
+        sku = str(row.get("sku") or "").strip()
+        name = str(row.get("location") or "").strip()
+        errors = {}
+        if not sku:
+            errors["sku"] = ["Required."]
+        location = self.locations.get(name)
+        if location is None:
+            errors["location"] = [f"No location named “{name}” in {self.organization}."]
+        try:
+            on_hand = int(str(row.get("on_hand")).strip())
+            if on_hand < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors["on_hand"] = ["A whole number, 0 or more."]
+        if errors:
+            result.import_type = RowResult.IMPORT_TYPE_INVALID
+            result.validation_error = ValidationError(errors)
+            return result
+
+        self.pending[location][sku] = on_hand
+        product = self.products.get(sku)
+        if product is None:
+            self.unknown_skus.add(sku)
+            result.import_type = RowResult.IMPORT_TYPE_SKIP
+            result.diff = [f"{sku} (unknown SKU)", name, on_hand, "", "", ""]  # autoescaped by the template
+            return result
+        level = self.levels.get((product.pk, location.pk))
+        before = level or InventoryLevel(product=product, location=location)
+        after = copy(before)
+        after.on_hand = on_hand
+        if level is None:
+            result.import_type = RowResult.IMPORT_TYPE_NEW
+        elif level.on_hand == on_hand:
+            result.import_type = RowResult.IMPORT_TYPE_SKIP
+        else:
+            result.import_type = RowResult.IMPORT_TYPE_UPDATE
+        diff = self.get_diff_class()(self, before, level is None)
+        diff.compare_with(self, after)
+        result.diff = diff.as_html()
+        result.instance = after
+        return result
+
+    def after_import(self, dataset, result, **kwargs):
+        # Deliberately not ModelResource.after_import: set_stock writes the rows, no sequences to reset.
+        result.unknown_skus = sorted(self.unknown_skus)
+        if self._is_dry_run(kwargs):
+            return
+        for location, counts in self.pending.items():
+            services.set_stock(location, [{"sku": sku, "on_hand": n} for sku, n in counts.items()])
