@@ -23,7 +23,7 @@ def raise_exception(
     now = timezone.now()
     for _ in range(2):
         updated = SyncException.objects.filter(**cause).update(
-            occurrences=F("occurrences") + 1, last_seen=now, message=message, data=data or {}
+            occurrences=F("occurrences") + 1, last_seen=now, message=message, data=data or {}, updated_at=now
         )
         if updated:
             return SyncException.objects.filter(**cause).first()
@@ -37,6 +37,8 @@ def raise_exception(
 
 def resolve(organization, kind, *, integration=None, entity_type="", entity_id="") -> int:
     """Auto-resolve the open exception of a cause that cleared; returns how many were resolved."""
+    # updated_at set by hand (.update() skips auto_now): `updated_since` lists must see the resolution.
+    now = timezone.now()
     return SyncException.objects.filter(
         organization=organization,
         integration=integration,
@@ -44,4 +46,4 @@ def resolve(organization, kind, *, integration=None, entity_type="", entity_id="
         entity_type=entity_type,
         entity_id=str(entity_id),
         status=ExceptionStatus.OPEN,
-    ).update(status=ExceptionStatus.RESOLVED, resolved_at=timezone.now())
+    ).update(status=ExceptionStatus.RESOLVED, resolved_at=now, updated_at=now)

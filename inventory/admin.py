@@ -29,7 +29,10 @@ from .resources import ProductResource, StockResource
 def badge(colours, status, label):
     """A coloured status badge (CSS in templates/admin/base_site.html)."""
     return format_html(
-        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>', colours.get(status, "grey"), status, label
+        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>',
+        colours.get(status, "grey"),
+        status,
+        label,
     )
 
 
@@ -130,6 +133,10 @@ class OrganizationImportExportMixin(ImportExportMixin):
             initial["organization"] = import_form.cleaned_data["organization"].pk
         return initial
 
+    def get_valid_export_item_pks(self, request):
+        # Rows picked for export from the changelist: only those the user may see.
+        return self.get_queryset(request).values_list("pk", flat=True)
+
     def get_import_resource_kwargs(self, request, **kwargs):
         form = kwargs.get("form")
         cleaned = getattr(form, "cleaned_data", None) or {}
@@ -148,7 +155,17 @@ class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, Organ
     list_filter = ["active"]
     list_select_related = ["organization"]
     search_fields = ["sku", "name", "barcode"]
-    fields = ["organization", "sku", "name", "barcode", "price", "weight", "active", "created_at", "updated_at"]
+    fields = [
+        "organization",
+        "sku",
+        "name",
+        "barcode",
+        "price",
+        "weight",
+        "active",
+        "created_at",
+        "updated_at",
+    ]
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["created_at", "updated_at"]
@@ -180,7 +197,16 @@ class SkuMappingAdmin(OrganizationScopedAdmin):
 class LocationAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
     member_access_field = "managed_by"
     form = same_organization_form("organization", "managed_by")
-    list_display = ["name", "active_badge", "kind", "managed_by", "priority", "ships", "sells", "organization"]
+    list_display = [
+        "name",
+        "active_badge",
+        "kind",
+        "managed_by",
+        "priority",
+        "ships",
+        "sells",
+        "organization",
+    ]
     list_filter = ["active", "kind", "managed_by"]
     list_select_related = ["managed_by", "organization"]
     search_fields = ["name"]
@@ -216,7 +242,9 @@ class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin
 
     def get_readonly_fields(self, request, obj=None):
         # committed follows shipping requests; incoming has no hand-edit rule yet.
-        return [] if obj is None else ["product", "location", "committed", "available", "incoming", "updated_at"]
+        return (
+            [] if obj is None else ["product", "location", "committed", "available", "incoming", "updated_at"]
+        )
 
     @admin.display(description="SKU", ordering="product__sku")
     def sku(self, obj):

@@ -1,3 +1,5 @@
+import math
+
 from django.db import models
 from django.db.models import Q
 
@@ -180,7 +182,7 @@ class InventoryBuffer(models.Model):
             return 0
         if self.quantity is not None:
             return self.quantity
-        return int((available * self.percent + 99) // 100)  # round up: never oversell by a fraction
+        return math.ceil(available * self.percent / 100)  # round up: never oversell by a fraction
 
 
 class ChannelInventory(models.Model):

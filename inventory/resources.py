@@ -82,11 +82,17 @@ class StockResource(OrganizationBoundResource):
             "product", "location"
         )
 
+    def get_import_fields(self):
+        # committed, incoming and available are exported for reading; an import sets on hand only.
+        return [f for f in super().get_import_fields() if not f.readonly]
+
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
         skus = {str(v).strip() for v in dataset["sku"]} if "sku" in dataset.headers else set()
         self.locations = {loc.name: loc for loc in Location.objects.filter(organization=self.organization)}
-        self.products = {p.sku: p for p in Product.objects.filter(organization=self.organization, sku__in=skus)}
+        self.products = {
+            p.sku: p for p in Product.objects.filter(organization=self.organization, sku__in=skus)
+        }
         self.levels = {
             (level.product_id, level.location_id): level
             for level in InventoryLevel.objects.filter(
@@ -123,7 +129,7 @@ class StockResource(OrganizationBoundResource):
         if product is None:
             self.unknown_skus.add(sku)
             result.import_type = RowResult.IMPORT_TYPE_SKIP
-            result.diff = [f"{sku} (unknown SKU)", name, on_hand, "", "", ""]  # autoescaped by the template
+            result.diff = [f"{sku} (unknown SKU)", name, on_hand]  # autoescaped by the template
             return result
         level = self.levels.get((product.pk, location.pk))
         before = level or InventoryLevel(product=product, location=location)

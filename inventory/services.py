@@ -142,9 +142,10 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
             .order_by("product_id")
         }
         now = timezone.now()
-        changed = [
+        # Sorted too: new rows are inserted (and so locked) in this order, which must match the lock order.
+        changed = sorted(
             pid for pid, on_hand in wanted.items() if pid not in current or current[pid].on_hand != on_hand
-        ]
+        )
         if changed:
             # One INSERT … ON CONFLICT DO UPDATE for new and changed rows alike.
             InventoryLevel.objects.bulk_create(
@@ -229,33 +230,36 @@ def ship_stock(location_id, quantities: dict[int, int]):
 
 def channel_locations(channel):
     """The locations a channel sells from: its explicit links, else every active selling location."""
-    linked = ChannelLocation.objects.filter(channel=channel).values("location_id")
-    explicit = Location.objects.filter(pk__in=linked, active=True, sells=True)
-    if explicit.exists():
-        return explicit
+    linked = ChannelLocation.objects.filter(channel=channel)
+    if linked.exists():
+        # Links restrict even when every linked location is switched off: then it sells nothing.
+        return Location.objects.filter(pk__in=linked.values("location_id"), active=True, sells=True)
     return Location.objects.filter(organization_id=channel.organization_id, active=True, sells=True)
 
 
-def pick_buffer(buffers, *, location_id=None, product_id=None, channel_id=None, with_location: bool):
-    """The most specific buffer that matches (None fields are wildcards)."""
-    best = None
+def pick_buffer(buffers, *, location_id=None, product_id=None, channel_id=None):
+    """
+    The most specific buffer matching a location, product and channel (a buffer's empty fields match
+    anything): the most fields set wins; on a tie, product beats channel beats location.
+    """
+    best, best_rank = None, None
     for b in buffers:
-        if (b.location_id is not None) != with_location:
+        if b.location_id not in (None, location_id) or b.product_id not in (None, product_id):
             continue
-        if with_location and b.location_id != location_id:
+        if b.channel_id not in (None, channel_id):
             continue
-        if b.product_id not in (None, product_id) or b.channel_id not in (None, channel_id):
-            continue
-        if best is None or b.specificity > best.specificity:
-            best = b
+        rank = (b.specificity, b.product_id is not None, b.channel_id is not None, b.location_id is not None)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = b, rank
     return best
 
 
 def availability(channel, product_ids=None, *, include_incoming=None) -> dict[int, int]:
     """
-    {product id: units the channel may sell}: per location, on hand − committed (+ incoming when the channel
-    sells incoming stock) less that location's buffer; summed; less the most specific location-less buffer
-    (product, channel or org-wide); floored at 0 at each step.
+    {product id: units the channel may sell}. Per location: on hand − committed (+ incoming when the
+    channel sells incoming stock). One buffer applies to each location's stock, the most specific that
+    matches: a location's own buffer is taken off that location's stock; a buffer without a location
+    (product, channel or org-wide) is taken once off the sum of the locations it wins for. Never below 0.
     """
     if include_incoming is None:
         include_incoming = bool((channel.settings or {}).get("sell_incoming_stock"))
@@ -270,23 +274,19 @@ def availability(channel, product_ids=None, *, include_incoming=None) -> dict[in
             Q(channel__isnull=True) | Q(channel=channel)
         )
     )
-    totals: dict[int, int] = defaultdict(int)
+    located: dict[int, int] = defaultdict(int)  # stock whose winning buffer is a location's own
+    pooled: dict[int, int] = defaultdict(int)  # stock whose winning buffer has no location (or none wins)
     for row in rows:
-        free = row["on_hand"] - row["committed"] + (row["incoming"] if include_incoming else 0)
-        buffer = pick_buffer(
-            buffers,
-            location_id=row["location_id"],
-            product_id=row["product_id"],
-            channel_id=channel.pk,
-            with_location=True,
-        )
-        free = max(free - (buffer.held_back(free) if buffer else 0), 0)
-        totals[row["product_id"]] += free
-    if product_ids is not None:
-        for pid in product_ids:
-            totals.setdefault(pid, 0)
-    result = {}
-    for pid, free in totals.items():
-        buffer = pick_buffer(buffers, product_id=pid, channel_id=channel.pk, with_location=False)
-        result[pid] = max(free - (buffer.held_back(free) if buffer else 0), 0)
+        free = max(row["on_hand"] - row["committed"] + (row["incoming"] if include_incoming else 0), 0)
+        pid = row["product_id"]
+        buffer = pick_buffer(buffers, location_id=row["location_id"], product_id=pid, channel_id=channel.pk)
+        if buffer is not None and buffer.location_id is not None:
+            located[pid] += max(free - buffer.held_back(free), 0)
+        else:
+            pooled[pid] += free
+    result = {pid: 0 for pid in product_ids or ()}
+    for pid in set(located) | set(pooled):
+        buffer = pick_buffer(buffers, location_id=None, product_id=pid, channel_id=channel.pk)
+        pool = pooled.get(pid, 0)
+        result[pid] = located.get(pid, 0) + max(pool - (buffer.held_back(pool) if buffer else 0), 0)
     return result

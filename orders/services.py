@@ -49,6 +49,9 @@ HEADER_FIELDS = (
 )
 
 
+MAPPING_REASON = "unmapped "
+
+
 class OrderConflict(Exception):
     """The order's state forbids the change (API: 409 conflict)."""
 
@@ -270,16 +273,21 @@ def _check_mappings(order, integration, lines, *, created):
             exceptions.resolve(
                 order.organization_id, kind, integration=integration, entity_type="order", entity_id=order.pk
             )
+    # A hold for another reason (review, a rule) is kept beside the mapping reasons and outlives them.
+    other = [p for p in order.hold_reason.split("; ") if p and not p.startswith(MAPPING_REASON)]
     if reasons:
         if order.status != OrderStatus.ON_HOLD:
             move(order, OrderStatus.ON_HOLD)
-        order.hold_reason = "; ".join(reasons)[:300]
+        order.hold_reason = "; ".join(other + reasons)[:300]
         order.save(update_fields=["hold_reason", "updated_at"])
     elif created:
         # Nothing holds it: ready to be routed (the hold engine may hold it later).
         move(order, OrderStatus.READY)
-    elif order.status == OrderStatus.ON_HOLD and order.hold_reason.startswith("unmapped"):
+    elif order.status == OrderStatus.ON_HOLD and order.hold_reason.startswith(MAPPING_REASON) and not other:
         move(order, OrderStatus.READY)
+    elif order.status == OrderStatus.ON_HOLD and other and "; ".join(other) != order.hold_reason:
+        order.hold_reason = "; ".join(other)
+        order.save(update_fields=["hold_reason", "updated_at"])
 
 
 def _line_key(line):
@@ -336,7 +344,22 @@ def create_shipping_request(order: Order, location, lines=None) -> ShippingReque
             raise OrderConflict(f"Order {order} is {order.get_status_display().lower()}, not ready to ship.")
         if location.organization_id != order.organization_id or not location.ships or not location.active:
             raise ValidationError(f"{location} cannot ship this order.")
-        lines = lines if lines is not None else [(line, line.quantity) for line in order.lines.all()]
+        # What other (not canceled) requests already cover is not routed twice: that would commit it twice.
+        routed = defaultdict(int)
+        for rl in ShippingRequestLine.objects.filter(request__order=order).exclude(
+            request__status=ShippingRequestStatus.CANCELED
+        ):
+            routed[rl.order_line_id] += rl.quantity
+        if lines is None:
+            lines = [(line, line.quantity - routed[line.pk]) for line in order.lines.all()]
+            lines = [(line, qty) for line, qty in lines if qty > 0]
+        errors = {}
+        for index, (line, qty) in enumerate(lines):
+            routed[line.pk] += qty
+            if routed[line.pk] > line.quantity:
+                errors[f"lines.{index}.quantity"] = [f"Routes {routed[line.pk]} of {line.quantity} ordered."]
+        if errors or not lines:
+            raise ValidationError(errors or f"Order {order} has nothing left to route.")
         if any(line.product_id is None for line, _ in lines):
             raise OrderConflict(f"Order {order} has unmapped lines.")
         request = ShippingRequest.objects.create(
@@ -402,6 +425,9 @@ def create_fulfillment(
     """
     external_id = data.get("external_id") or ""
     with transaction.atomic():
+        # The order first, then the request: the lock order of cancel_order, so a cancel racing a
+        # fulfillment waits instead of deadlocking.
+        _locked(Order(pk=ShippingRequest.objects.values_list("order_id", flat=True).get(pk=request.pk)))
         request = (
             ShippingRequest.objects.select_for_update().select_related("order", "location").get(pk=request.pk)
         )
@@ -414,11 +440,13 @@ def create_fulfillment(
         if request.status not in OPEN_REQUEST:
             raise OrderConflict(f"The shipping request is {request.get_status_display().lower()}.")
         request_lines = list(request.lines.select_for_update().order_by("pk"))
-        wanted = defaultdict(int)
-        for product_id, qty in data["lines"]:
+        wanted, first_index = defaultdict(int), {}
+        for index, (product_id, qty) in enumerate(data["lines"]):
             wanted[product_id] += qty
+            first_index.setdefault(product_id, index)  # errors name the caller's line, not the merged one
         allocations, errors = [], {}
-        for index, (product_id, qty) in enumerate(wanted.items()):
+        for product_id, qty in wanted.items():
+            index = first_index[product_id]
             open_lines = [rl for rl in request_lines if rl.product_id == product_id]
             remaining = sum(rl.quantity - rl.fulfilled_quantity for rl in open_lines)
             if not open_lines:

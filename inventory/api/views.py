@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from rest_framework.utils.urls import replace_query_param
 from config.api.base import ScopedViewSet
 from config.api.errors import ApiError
 from config.api.pagination import CursorPagination
+from config.api.schema import ErrorSerializer
 from integrations import services as integration_services
 from integrations.choices import ConnectorType, Workflow
 
@@ -41,6 +42,8 @@ from .serializers import (
 MAX_BULK_PRODUCTS = 1000
 MAX_STOCK_ITEMS = 5000
 CHANNEL_TYPES = {ConnectorType.CHANNEL, ConnectorType.MARKETPLACE}
+TOO_LARGE = OpenApiResponse(ErrorSerializer, description="payload_too_large")
+OPAQUE_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The object's id (opaque).")
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -53,7 +56,9 @@ def key_integration(request):
 def key_organization(request):
     """The organization a write goes to; a global key belongs to none (404, as /integration for org keys)."""
     if request.auth.organization_id is None:
-        raise ApiError("not_found", "A global key belongs to no organization; write with an org or integration key.")
+        raise ApiError(
+            "not_found", "A global key belongs to no organization; write with an org or integration key."
+        )
     return request.auth.organization
 
 
@@ -144,6 +149,7 @@ class PlainPathViewSet(ScopedViewSet):
 # --- products -----------------------------------------------------------------------------------------
 
 
+@extend_schema_view(retrieve=extend_schema(parameters=[OPAQUE_ID]))
 class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """
     The organization's catalog: every key of the organization reads it (DESIGN.md, Data ownership); writes
@@ -179,10 +185,10 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         )
         return Response(ProductSerializer(product).data, status=201 if created else 200)
 
-    @extend_schema(request=ProductUpdateSerializer, responses=ProductSerializer)
+    @extend_schema(request=ProductUpdateSerializer, responses=ProductSerializer, parameters=[OPAQUE_ID])
     def partial_update(self, request, pk=None):
+        product = self.get_object()  # first: another tenant's product is a 404 whatever the switches say
         integration = require_inbound(request, Workflow.PRODUCTS_IN)
-        product = self.get_object()
         body = ProductUpdateSerializer(product, data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         _, _, (product,) = services.upsert_products(
@@ -192,7 +198,7 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 
     @extend_schema(
         request=BulkProductsSerializer,
-        responses=BulkResultSerializer,
+        responses={200: BulkResultSerializer, 413: TOO_LARGE},
         description=f"Upserts up to {MAX_BULK_PRODUCTS} products by SKU; more answers 413.",
     )
     @action(detail=False, methods=["post"])
@@ -211,6 +217,7 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 # --- locations ----------------------------------------------------------------------------------------
 
 
+@extend_schema_view(retrieve=extend_schema(parameters=[OPAQUE_ID]))
 class LocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """
     Where stock sits. An integration key sees (and may push stock to) the locations it manages — those it
@@ -273,7 +280,7 @@ class InventoryView(PlainPathViewSet):
     @extend_schema(
         operation_id="inventory_set",
         request=StockPushSerializer,
-        responses=StockPushResultSerializer,
+        responses={200: StockPushResultSerializer, 413: TOO_LARGE},
         description=(
             f"Sets absolute on-hand counts (up to {MAX_STOCK_ITEMS} items; more answers 413). Known SKUs "
             "are applied in one transaction; unknown ones are listed in `errors` and raised as one exception."
@@ -285,8 +292,10 @@ class InventoryView(PlainPathViewSet):
         body = StockPushSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            location = scoped(LocationViewSet, request).select_related("organization").get(
-                pk=body.validated_data["location"]
+            location = (
+                scoped(LocationViewSet, request)
+                .select_related("organization")
+                .get(pk=body.validated_data["location"])
             )
         except (Location.DoesNotExist, ValueError):
             raise ApiError("not_found", "No such location for this key.") from None

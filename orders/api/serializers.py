@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from inventory import services as inventory_services
 
-from ..choices import OrderStatus, PaymentStatus
+from ..choices import OrderStatus, PaymentStatus, ShippingRequestStatus
 from ..models import Fulfillment, Order, OrderLine, ShippingRequest
 
 MAX_LINES = 500  # lines in one order or fulfillment body
@@ -68,9 +68,7 @@ class OrderInputSerializer(serializers.Serializer):
     lines = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
     payment_status = serializers.ChoiceField(choices=PaymentStatus.choices, required=False)
     notes = serializers.CharField(max_length=5000, required=False, allow_blank=True)
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=100), max_length=100, required=False
-    )
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), max_length=100, required=False)
     totals = OrderTotalsInputSerializer(required=False)
 
     def validate_currency(self, value):
@@ -119,9 +117,17 @@ class HoldSerializer(serializers.Serializer):
     until = serializers.DateTimeField(allow_null=True)
 
 
+@extend_schema_field(
+    {"type": "string", "enum": ShippingRequestStatus.values}, component_name="ShippingRequestStatus"
+)
+class ShippingRequestStatusField(serializers.CharField):
+    """A request's status: one named schema component for its full and brief forms."""
+
+
 class ShippingRequestBriefSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     location = serializers.CharField(source="location_id", read_only=True)
+    status = ShippingRequestStatusField(read_only=True)
 
     class Meta:
         model = ShippingRequest
@@ -140,7 +146,9 @@ class OrderSerializer(serializers.ModelSerializer):
     """An order as API.md returns it: the body as sent plus its state, requests and shipments."""
 
     id = serializers.CharField(read_only=True)
-    shipping_method = serializers.CharField(source="shipping_method_code", help_text="As the channel sent it.")
+    shipping_method = serializers.CharField(
+        source="shipping_method_code", help_text="As the channel sent it."
+    )
     lines = OrderLineSerializer(many=True)
     totals = OrderTotalsSerializer(source="*")
     hold = serializers.SerializerMethodField()
@@ -233,6 +241,7 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
         help_text="The fulfiller's code for the method where mapped, else the hub's code."
     )
     lines = serializers.SerializerMethodField()
+    status = ShippingRequestStatusField(read_only=True)
 
     class Meta:
         model = ShippingRequest
@@ -297,7 +306,10 @@ class FulfillmentInputSerializer(serializers.Serializer):
 
     shipping_request = serializers.CharField(max_length=40, help_text="The shipping request's id.")
     external_id = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, help_text="The 3PL's id: a repeat is not recorded twice."
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="The 3PL's id: a repeat is not recorded twice.",
     )
     carrier = serializers.CharField(max_length=100, required=False, allow_blank=True)
     tracking_number = serializers.CharField(max_length=200, required=False, allow_blank=True)

@@ -6,7 +6,7 @@ Thin: the services hold the rules; the base viewset scopes every queryset to the
 from contextlib import contextmanager
 
 from django.db.models import OuterRef, Prefetch, Q, Subquery
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -37,9 +37,10 @@ from .serializers import (
     ShippingRequestSerializer,
 )
 
+OPAQUE_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The object's id (opaque).")
 INTEGRATION_KEYS_ONLY = (
     " Only an integration key may call this: org and global keys have no integration to record as the "
-    "sender, and get 403 `missing_grant` with `details.key_kind = [\"integration\"]`."
+    'sender, and get 403 `missing_grant` with `details.key_kind = ["integration"]`.'
 )
 
 
@@ -80,7 +81,7 @@ def scoped(viewset_class, request):
 
 @extend_schema_view(
     list=extend_schema(summary="Orders this key may see, newest first"),
-    retrieve=extend_schema(summary="One order"),
+    retrieve=extend_schema(summary="One order", parameters=[OPAQUE_ID]),
 )
 class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Orders: those the key's integration sent, and those with a shipping request routed to it."""
@@ -134,6 +135,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         "409 `conflict` once anything of it has shipped.",
         request=CancelSerializer,
         responses=OrderSerializer,
+        parameters=[OPAQUE_ID],
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -150,7 +152,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
 
 @extend_schema_view(
     list=extend_schema(summary="Shipping requests routed to this 3PL, newest first"),
-    retrieve=extend_schema(summary="One shipping request"),
+    retrieve=extend_schema(summary="One shipping request", parameters=[OPAQUE_ID]),
 )
 class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """What a 3PL must ship, in its own shipping-method code and SKUs where they are mapped."""
@@ -184,6 +186,7 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         description="pending → acknowledged (again: no change); 409 `conflict` from any other status.",
         request=None,
         responses=ShippingRequestSerializer,
+        parameters=[OPAQUE_ID],
     )
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
@@ -199,7 +202,7 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
 
 @extend_schema_view(
     list=extend_schema(summary="Fulfillments this key may see, newest first"),
-    retrieve=extend_schema(summary="One fulfillment"),
+    retrieve=extend_schema(summary="One fulfillment", parameters=[OPAQUE_ID]),
 )
 class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Shipments: a 3PL sees those it posted, a channel those of its orders (to mark them dispatched)."""
@@ -253,7 +256,9 @@ class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             raise ApiError("validation_error", "Invalid input.", details=unknown)
         data["lines"] = [(products[line["sku"]].pk, line["quantity"]) for line in lines]
         with service_errors():
-            fulfillment, created = services.create_fulfillment(shipping_request, data, integration=integration)
+            fulfillment, created = services.create_fulfillment(
+                shipping_request, data, integration=integration
+            )
         fulfillment = self.get_queryset().get(pk=fulfillment.pk)
         return Response(
             self.get_serializer(fulfillment).data,

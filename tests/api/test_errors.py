@@ -163,3 +163,13 @@ def test_nested_validation_details_are_flattened_to_dotted_paths():
         "__all__": ["bad order"],
         "customer.email": ["not an e-mail"],
     }
+
+
+def test_options_on_every_route_answers_without_error(api_client, integration_key, issue_key, integration):
+    # DRF's OPTIONS answer checks the write actions too: with and without their grants.
+    no_grants = issue_key(kind="integration", name="none", integration=integration, grants=[])
+    for key in (integration_key, no_grants):
+        client = api_client(key)
+        for route in api_routes():
+            response = client.options(route.url())
+            assert response.status_code == 200, (route.name, response.content)

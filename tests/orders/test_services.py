@@ -67,7 +67,9 @@ def test_ingest_creates_then_updates_one_order(ingest, order_body, products, sta
     assert again.lines.count() == 2
 
 
-def test_another_channel_may_reuse_the_external_id(ingest, order_body, products, standard_method, second_channel):
+def test_another_channel_may_reuse_the_external_id(
+    ingest, order_body, products, standard_method, second_channel
+):
     ShippingMethodMapping.objects.create(
         integration=second_channel, external_code="shopify-std", method=standard_method
     )
@@ -146,7 +148,9 @@ def test_repeated_unmapped_push_counts_occurrences(ingest, order_body, products,
     assert Order.objects.get().status == OrderStatus.ON_HOLD
 
 
-def test_repush_after_the_product_exists_releases_the_order(ingest, order_body, products, standard_method, org):
+def test_repush_after_the_product_exists_releases_the_order(
+    ingest, order_body, products, standard_method, org
+):
     # given an order held for an unknown SKU
     order_body["lines"][0]["sku"] = "TSHIRT-XXL"
     order, _ = ingest(order_body)
@@ -164,12 +168,16 @@ def test_repush_after_the_product_exists_releases_the_order(ingest, order_body, 
     assert SyncException.objects.get().status == ExceptionStatus.RESOLVED
 
 
-def test_repush_after_a_sku_mapping_exists_releases_the_order(ingest, order_body, products, standard_method, integration):
+def test_repush_after_a_sku_mapping_exists_releases_the_order(
+    ingest, order_body, products, standard_method, integration
+):
     order_body["lines"][0]["sku"] = "SHOP-TEE-S"
     order, _ = ingest(order_body)
     assert order.status == OrderStatus.ON_HOLD
 
-    SkuMapping.objects.create(integration=integration, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"])
+    SkuMapping.objects.create(
+        integration=integration, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"]
+    )
     order, _ = ingest(order_body)
 
     order.refresh_from_db()
@@ -178,7 +186,9 @@ def test_repush_after_a_sku_mapping_exists_releases_the_order(ingest, order_body
     assert SyncException.objects.get().status == ExceptionStatus.RESOLVED
 
 
-def test_unmapped_shipping_method_holds_then_a_repush_releases(ingest, order_body, products, standard_method, integration):
+def test_unmapped_shipping_method_holds_then_a_repush_releases(
+    ingest, order_body, products, standard_method, integration
+):
     # given a channel code nobody mapped
     order_body["shipping_method"] = "shopify-express"
     order, _ = ingest(order_body)
@@ -199,7 +209,9 @@ def test_unmapped_shipping_method_holds_then_a_repush_releases(ingest, order_bod
     assert SyncException.objects.get().status == ExceptionStatus.RESOLVED
 
 
-def test_a_resolved_cause_that_recurs_opens_a_new_exception(ingest, order_body, products, standard_method, org):
+def test_a_resolved_cause_that_recurs_opens_a_new_exception(
+    ingest, order_body, products, standard_method, org
+):
     order_body["lines"][0]["sku"] = "LATER"
     ingest(order_body)
     Product.objects.create(organization=org, sku="LATER", name="Later")
@@ -212,7 +224,9 @@ def test_a_resolved_cause_that_recurs_opens_a_new_exception(ingest, order_body, 
 
 
 def test_channel_sku_mapping_translates_in(ingest, order_body, products, standard_method, integration):
-    SkuMapping.objects.create(integration=integration, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"])
+    SkuMapping.objects.create(
+        integration=integration, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"]
+    )
     order_body["lines"][0]["sku"] = "SHOP-TEE-S"
 
     order, _ = ingest(order_body)
@@ -222,8 +236,12 @@ def test_channel_sku_mapping_translates_in(ingest, order_body, products, standar
     assert order.status == OrderStatus.READY
 
 
-def test_another_channels_sku_mapping_is_not_used(ingest, order_body, products, standard_method, second_channel):
-    SkuMapping.objects.create(integration=second_channel, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"])
+def test_another_channels_sku_mapping_is_not_used(
+    ingest, order_body, products, standard_method, second_channel
+):
+    SkuMapping.objects.create(
+        integration=second_channel, external_sku="SHOP-TEE-S", product=products["TSHIRT-S"]
+    )
     order_body["lines"][0]["sku"] = "SHOP-TEE-S"
 
     order, _ = ingest(order_body)
@@ -266,11 +284,15 @@ def test_orders_in_switched_off_refuses(ingest, order_body, products, integratio
     assert not OutboxEvent.objects.filter(object_type="order").exists()
 
 
-def test_ingest_writes_outbox_events_for_the_channel(ingest, order_body, products, standard_method, integration):
+def test_ingest_writes_outbox_events_for_the_channel(
+    ingest, order_body, products, standard_method, integration
+):
     order, _ = ingest(order_body)
     ingest(order_body)
 
-    events = list(OutboxEvent.objects.filter(object_type="order").values_list("type", "integration_id", "object_id"))
+    events = list(
+        OutboxEvent.objects.filter(object_type="order").values_list("type", "integration_id", "object_id")
+    )
     assert events == [
         ("order.created", integration.pk, str(order.pk)),
         ("order.updated", integration.pk, str(order.pk)),
@@ -334,6 +356,24 @@ def test_routing_more_than_ordered_is_refused(ready_order, warehouse, west, prod
 
     assert not InventoryLevel.objects.filter(location=west).exists()
     assert ready_order.shipping_requests.count() == 1
+
+
+def test_a_line_split_across_locations_is_never_routed_past_its_quantity(
+    ready_order, warehouse, west, products
+):
+    # given one of the two T-shirts routed to East
+    tee_line = lines_of(ready_order)["TSHIRT-S"]
+    services.create_shipping_request(ready_order, warehouse, [(tee_line, 1)])
+
+    # when West is asked for two more, then that is refused, naming the line
+    with pytest.raises(ValidationError) as caught:
+        services.create_shipping_request(ready_order, west, [(tee_line, 2)])
+    assert set(caught.value.message_dict) == {"lines.0.quantity"}
+
+    # and routing "the rest" to West routes exactly what is left
+    rest = services.create_shipping_request(ready_order, west)
+    assert sorted(rest.lines.values_list("product__sku", "quantity")) == [("MUG", 1), ("TSHIRT-S", 1)]
+    assert (counts(products["TSHIRT-S"], warehouse), counts(products["TSHIRT-S"], west)) == ((10, 1), (0, 1))
 
 
 def test_partial_fulfillment_releases_exactly_what_shipped(ready_order, warehouse, products):
@@ -401,7 +441,9 @@ def test_cancel_releases_commitments_and_cancels_open_requests(
 
     assert counts(products["TSHIRT-S"], warehouse) == (10, 0)
     assert counts(products["MUG"], west) == (0, 0)
-    assert set(ready_order.shipping_requests.values_list("status", flat=True)) == {ShippingRequestStatus.CANCELED}
+    assert set(ready_order.shipping_requests.values_list("status", flat=True)) == {
+        ShippingRequestStatus.CANCELED
+    }
     canceled = OutboxEvent.objects.filter(type="shipping_request.canceled")
     assert canceled.count() == 2
     assert set(canceled.values_list("integration_id", flat=True)) == {warehouse_integration.pk}
@@ -473,7 +515,9 @@ def test_shipping_a_product_not_requested_is_refused(ready_order, warehouse, pro
     assert counts(products["TSHIRT-M"], warehouse) == (10, 0)
 
 
-def test_fulfillment_external_id_repeat_returns_the_first(ready_order, warehouse, products, warehouse_integration):
+def test_fulfillment_external_id_repeat_returns_the_first(
+    ready_order, warehouse, products, warehouse_integration
+):
     request = services.create_shipping_request(ready_order, warehouse)
     body = {"external_id": "SHIP-1", "tracking_number": "1Z", "lines": [(products["TSHIRT-S"].pk, 1)]}
     first, created = services.create_fulfillment(request, body, integration=warehouse_integration)
@@ -496,3 +540,19 @@ def test_fulfillment_on_a_canceled_request_conflicts(ready_order, warehouse, pro
         services.create_fulfillment(request, {"lines": [(products["TSHIRT-S"].pk, 1)]})
 
     assert counts(products["TSHIRT-S"], warehouse) == (10, 0)
+
+
+def test_a_review_hold_survives_an_unmapped_sku_and_its_fix(ingest, order_body, products, standard_method):
+    # Given an order held for review
+    order, _ = ingest(order_body)
+    services.hold(order, "review: high value")
+
+    # When a re-push names an unknown SKU, then the SKU is fixed by a later push
+    body = {**order_body, "lines": [{"sku": "NOPE", "quantity": 1, "unit_price": "1.00"}]}
+    held, _ = ingest(body)
+    assert held.hold_reason == "review: high value; unmapped SKU NOPE"
+    fixed, _ = ingest(order_body)
+
+    # Then the review hold is still there: only a person releases it
+    assert fixed.status == OrderStatus.ON_HOLD
+    assert fixed.hold_reason == "review: high value"

@@ -140,7 +140,7 @@ def test_hold_refused_while_shipping_requests_are_open(ingest, order_body, stock
 
     order.refresh_from_db()
     assert order.status == S.SENT_TO_FULFILLMENT
-    fulfillment, _ = services.create_fulfillment(
+    services.create_fulfillment(
         request, {"lines": [(line.product_id, line.quantity) for line in order.lines.all()]}
     )
     order.refresh_from_db()

@@ -1,0 +1,103 @@
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from inventory.admin import OrganizationColumnMixin, ReadOnlyAdminMixin, badge
+from organizations.admin_mixins import OrganizationScopedAdmin
+
+from .choices import EXCEPTION_BADGE, ExceptionStatus
+from .models import SyncException
+
+# Where an exception's entity opens in the admin.
+ENTITY_PAGES = {
+    "order": "admin:orders_order_change",
+    "location": "admin:inventory_location_change",
+    "product": "admin:inventory_product_change",
+    "shipping_request": "admin:orders_shippingrequest_change",
+    "fulfillment": "admin:orders_fulfillment_change",
+}
+
+
+@admin.register(SyncException)
+class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
+    """What could not flow: raised and auto-resolved by the engines; a person resolves or dismisses the rest."""
+
+    member_access_field = "integration"
+    list_display = [
+        "kind",
+        "status_badge",
+        "integration",
+        "entity",
+        "occurrences",
+        "first_seen",
+        "last_seen",
+        "message_excerpt",
+        "organization",
+    ]
+    list_filter = ["status", "kind", "integration"]
+    list_select_related = ["integration", "organization"]
+    search_fields = ["message", "entity_id"]
+    actions = ["resolve_selected", "dismiss_selected"]
+    fields = [
+        "organization",
+        "integration",
+        "kind",
+        "status_badge",
+        "entity",
+        "message",
+        "data",
+        "occurrences",
+        "first_seen",
+        "last_seen",
+        "resolved_at",
+    ]
+    readonly_fields = fields
+
+    def has_manage_permission(self, request, obj=None):
+        return self.role_allows(request, "change", obj)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(EXCEPTION_BADGE, obj.status, obj.get_status_display())
+
+    @admin.display(description="entity")
+    def entity(self, obj):
+        if not obj.entity_type:
+            return "—"
+        label = f"{obj.entity_type.replace('_', ' ')} {obj.entity_id}".strip()
+        try:
+            url = reverse(ENTITY_PAGES[obj.entity_type], args=[obj.entity_id])
+        except (KeyError, NoReverseMatch):
+            return label
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="message")
+    def message_excerpt(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.message, Truncator(obj.message).chars(80))
+
+    def _close(self, request, queryset, status, verb):
+        # Only open ones move; a resolved or dismissed exception that recurs comes back as a new row.
+        selected = list(queryset.select_related("integration"))
+        allowed = [e.pk for e in selected if self.has_manage_permission(request, e)]
+        closed = SyncException.objects.filter(pk__in=allowed, status=ExceptionStatus.OPEN).update(
+            status=status, resolved_at=timezone.now()
+        )
+        skipped = len(selected) - closed
+        if closed:
+            self.message_user(
+                request, f"{verb} {closed} exception{'s' if closed != 1 else ''}.", messages.SUCCESS
+            )
+        if skipped:
+            self.message_user(
+                request, f"{skipped} not open (or not yours to change): left as they were.", messages.WARNING
+            )
+
+    @admin.action(description="Resolve selected", permissions=["manage"])
+    def resolve_selected(self, request, queryset):
+        self._close(request, queryset, ExceptionStatus.RESOLVED, "Resolved")
+
+    @admin.action(description="Dismiss selected", permissions=["manage"])
+    def dismiss_selected(self, request, queryset):
+        self._close(request, queryset, ExceptionStatus.DISMISSED, "Dismissed")
