@@ -1,12 +1,12 @@
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from inventory.admin import OrganizationColumnMixin, ReadOnlyAdminMixin, badge
 from organizations.admin_mixins import OrganizationScopedAdmin
 
+from . import services
 from .choices import EXCEPTION_BADGE, ExceptionStatus
 from .models import SyncException
 
@@ -81,9 +81,7 @@ class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organizati
         # Only open ones move; a resolved or dismissed exception that recurs comes back as a new row.
         selected = list(queryset.select_related("integration"))
         allowed = [e.pk for e in selected if self.has_manage_permission(request, e)]
-        closed = SyncException.objects.filter(pk__in=allowed, status=ExceptionStatus.OPEN).update(
-            status=status, resolved_at=timezone.now()
-        )
+        closed = services.close_exceptions(SyncException.objects.filter(pk__in=allowed), status)
         skipped = len(selected) - closed
         if closed:
             self.message_user(

@@ -47,3 +47,11 @@ def resolve(organization, kind, *, integration=None, entity_type="", entity_id="
         entity_id=str(entity_id),
         status=ExceptionStatus.OPEN,
     ).update(status=ExceptionStatus.RESOLVED, resolved_at=now, updated_at=now)
+
+
+def close_exceptions(queryset, status) -> int:
+    """A person resolves or dismisses exceptions (admin bulk action); only open ones move."""
+    if status not in (ExceptionStatus.RESOLVED, ExceptionStatus.DISMISSED):
+        raise ValueError(f"Cannot close exceptions as {status!r}.")
+    now = timezone.now()
+    return queryset.filter(status=ExceptionStatus.OPEN).update(status=status, resolved_at=now, updated_at=now)

@@ -314,7 +314,7 @@ CPU_GROUPS = ("client", "gunicorn", "postgres", "redis", "other")
 def setup_django(env: dict[str, str]) -> None:
     """Configure Django in this process with the bench environment, then migrate."""
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT))  # first: bench/orders.py must not shadow the orders app
     import django
     from django.core.management import call_command
 

@@ -299,7 +299,8 @@ def _update_order(order, integration, data) -> Order:
     new_lines = _map_lines(integration, data["lines"])
     current = list(order.lines.all())
     lines_changed = [_line_key(line) for line in current] != [_line_key(line) for line in new_lines]
-    code = data.get("shipping_method") or ""
+    # A push that leaves the shipping method out keeps the one stored.
+    code = data["shipping_method"] or "" if "shipping_method" in data else order.shipping_method_code
     if (lines_changed or code != order.shipping_method_code) and order.status not in EDITABLE:
         raise OrderConflict(
             f"Order {order} is {order.get_status_display().lower()}: its lines and shipping method can no longer change."
@@ -423,6 +424,15 @@ def create_fulfillment(
     the same integration returns the first one. Shipping more than was requested (per SKU) is refused.
     `data["lines"]` is [(product id, quantity)] already translated to hub products.
     """
+    try:
+        return _create_fulfillment(request, data, integration=integration, user=user)
+    except IntegrityError:
+        # The same external_id was written concurrently (for another request, since this one was locked):
+        # answer as for a repeat, which finds it now and says so.
+        return _create_fulfillment(request, data, integration=integration, user=user)
+
+
+def _create_fulfillment(request, data, *, integration, user):
     external_id = data.get("external_id") or ""
     with transaction.atomic():
         # The order first, then the request: the lock order of cancel_order, so a cancel racing a

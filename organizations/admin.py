@@ -66,6 +66,10 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if scope_for(request.user).is_superuser else ["slug"]
 
+    def get_prepopulated_fields(self, request, obj=None):
+        # The slug is read-only to org admins, and a read-only field cannot be prepopulated.
+        return self.prepopulated_fields if scope_for(request.user).is_superuser else {}
+
 
 @admin.register(Membership)
 class MembershipAdmin(OrganizationScopedAdmin):

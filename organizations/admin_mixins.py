@@ -173,6 +173,17 @@ class OrganizationScopedAdmin(OrganizationScopedMixin, admin.ModelAdmin):
 class OrganizationScopedInline(OrganizationScopedMixin, admin.TabularInline):
     """Inline for org-owned rows; edits follow the parent's rules."""
 
+    def role_allows(self, request, action, obj=None):
+        # Django hands inlines the *parent* object: judge by the parent's organization. A parent that has
+        # none (a user) leaves the rows to the inline's scoped queryset and organization choices.
+        if obj is not None and not isinstance(obj, self.model):
+            scope = scope_for(request.user)
+            org_id = obj.pk if isinstance(obj, Organization) else getattr(obj, "organization_id", None)
+            if org_id is None:
+                return scope.is_superuser or bool(scope.admin_org_ids)
+            return scope.administers(org_id)
+        return super().role_allows(request, action, obj)
+
     def has_add_permission(self, request, obj=None):
         return self.role_allows(request, "add") and bool(
             scope_for(request.user).is_superuser or scope_for(request.user).admin_org_ids

@@ -343,7 +343,9 @@ def _successor(key: ApiKey, actor) -> IssuedKey:
         integration=key.integration,
         user=key.user,
         grants=key.grants,
-        expires_at=key.expires_at if key.expires_at and key.expires_at > timezone.now() else None,
+        # The same lifetime again, from now: inheriting the old expiry would let the successor of a key
+        # rotated because it was about to expire (as the expiry e-mail asks) die at the same moment.
+        expires_at=timezone.now() + (key.expires_at - key.created_at) if key.expires_at else None,
         allowed_ips=key.allowed_ips,
         created_by=actor if actor is not None and not isinstance(actor, str) else None,
         actor=actor,

@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.utils.urls import replace_query_param
 
 from config.api.base import ScopedViewSet
@@ -43,7 +44,13 @@ MAX_BULK_PRODUCTS = 1000
 MAX_STOCK_ITEMS = 5000
 CHANNEL_TYPES = {ConnectorType.CHANNEL, ConnectorType.MARKETPLACE}
 TOO_LARGE = OpenApiResponse(ErrorSerializer, description="payload_too_large")
-OPAQUE_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The object's id (opaque).")
+# Ids are opaque strings to clients (API.md); the path parameter named as the schema names {pk}.
+OPAQUE_ID = OpenApiParameter(
+    "id" if api_settings.SCHEMA_COERCE_PATH_PK else "pk",
+    str,
+    OpenApiParameter.PATH,
+    description="The object's id (opaque).",
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------------

@@ -28,7 +28,10 @@ A_HUB = "CANARY-ORG-A hub"  # Acme's own location, managed by no integration
 
 
 def build(world):
-    """Tenant A's canaries, the outsiders' own stock, and Globex's write switches on."""
+    """
+    Tenant A's canaries, the outsiders' own stock, and Globex's write switches on. Runs before or after
+    matrix_orders.build: what both may make (Globex DC, levels the orders commit) is got or created.
+    """
     tee = Product.objects.get(organization=world.org_a, sku=A_SKU)
     SkuMapping.objects.create(integration=world.channel, external_sku=A_SHOP_SKU, product=tee)
     SkuMapping.objects.create(integration=world.tpl, external_sku=A_3PL_SKU, product=tee)
@@ -40,17 +43,17 @@ def build(world):
     west = Location.objects.filter(managed_by=sibling_tpl).first() or Location.objects.create(
         organization=world.org_a, name="West", kind="3pl", managed_by=sibling_tpl
     )
-    InventoryLevel.objects.create(product=tee, location=west, on_hand=7)
+    InventoryLevel.objects.update_or_create(product=tee, location=west, defaults={"on_hand": 7})
     SkuMapping.objects.create(integration=sibling_tpl, external_sku="WEST-TEE", product=tee)
 
     # Globex: a product, a location its integration manages, stock there.
     mug, _ = Product.objects.get_or_create(
         organization=world.org_b, sku="GLOBEX-MUG", defaults={"name": "Mug"}
     )
-    globex_dc = Location.objects.create(
-        organization=world.org_b, name="Globex DC", kind="3pl", managed_by=world.b
+    globex_dc, _ = Location.objects.get_or_create(
+        organization=world.org_b, name="Globex DC", defaults={"kind": "3pl", "managed_by": world.b}
     )
-    InventoryLevel.objects.create(product=mug, location=globex_dc, on_hand=3)
+    InventoryLevel.objects.update_or_create(product=mug, location=globex_dc, defaults={"on_hand": 3})
     # Writes reach the scope check rather than stopping at a switched-off flow.
     Integration.objects.filter(pk=world.b.pk).update(flow_products_in=True, flow_inventory_in=True)
 

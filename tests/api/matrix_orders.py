@@ -71,7 +71,10 @@ def build(world):
     Order.objects.create(organization=w.org_a, external_id="ORPHAN-1", number="CANARY-ORG-A-ORPHAN")
 
     # Globex: its channel's order with A's external_id, shipped from a location that channel manages.
-    globex_dc = Location.objects.create(organization=w.org_b, name="Globex DC", managed_by=w.b)
+    # (matrix_inventory's build may have made it already: a location's name is unique per organization)
+    globex_dc, _ = Location.objects.get_or_create(
+        organization=w.org_b, name="Globex DC", defaults={"managed_by": w.b}
+    )
     mug = Product.objects.get(organization=w.org_b, sku="GLOBEX-MUG")
     twin, _ = services.ingest_order(
         w.b,

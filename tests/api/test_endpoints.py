@@ -1,5 +1,6 @@
 """The endpoints of API.md so far: GET /me, GET /integration, the handshake, error reports, /events, the schema."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -339,14 +340,14 @@ def test_schema_is_openapi_3_with_the_bearer_scheme_and_the_error_shape(client, 
 
 def test_schema_describes_every_route(client, db):
     schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    # The schema names path parameters its own way ({pk} is documented as {id}): compare the shapes.
+    paths = {re.sub(r"\{[^}]+\}", "{}", path): operations for path, operations in schema["paths"].items()}
 
     for route in api_routes():
-        path = route.url(**{p: f"PARAM-{p}" for p in route.params})
-        for param in route.params:
-            path = path.replace(f"PARAM-{param}", "{" + param + "}")
-        assert path in schema["paths"], path
+        path = route.url(**{p: "PARAM" for p in route.params}).replace("PARAM", "{}")
+        assert path in paths, path
         for method in route.methods:
-            operation = schema["paths"][path][method.lower()]
+            operation = paths[path][method.lower()]
             assert operation["security"] == [{"bearerKey": []}], (path, method)
             for status in ("401", "403", "429"):
                 content = operation["responses"][status]["content"]["application/json"]

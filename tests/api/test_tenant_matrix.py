@@ -21,10 +21,10 @@ from django.db.models import Q, QuerySet
 from integrations import services as integration_services
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
-from inventory.models import InventoryLevel, Location, Product
+from inventory.models import Location, Product
 from orders import services as order_services
 from orders.models import Fulfillment, Order, ShippingRequest
-from tests.api.helpers import WRITE_METHODS, api_routes, assert_error
+from tests.api.helpers import WRITE_METHODS, api_routes
 from tokens import grants
 from tokens import services as key_services
 from tokens.choices import KeyKind
@@ -79,7 +79,9 @@ class Tenancy:
 
 
 def events_of_a(w):
-    return IntegrationEvent.objects.filter(Q(integration__in=w.tenant_a) | Q(organization=w.org_a, integration=None))
+    return IntegrationEvent.objects.filter(
+        Q(integration__in=w.tenant_a) | Q(organization=w.org_a, integration=None)
+    )
 
 
 EVENTS = Tenancy(tenant=events_of_a, org=lambda w: IntegrationEvent.objects.filter(organization=w.org_a))
@@ -98,6 +100,7 @@ from tests.api import matrix_inventory, matrix_orders  # noqa: E402 - they use T
 EXTENSIONS = (matrix_inventory, matrix_orders)
 for _extension in EXTENSIONS:
     REGISTRY.update(_extension.ENTRIES)
+
 ROUTES = api_routes()
 
 
@@ -110,7 +113,9 @@ def world(
     order, _ = order_services.ingest_order(integration, order_body)
     shipping_request = order_services.create_shipping_request(order, warehouse)
     fulfillment, _ = order_services.create_fulfillment(
-        shipping_request, {"external_id": "F1", "lines": [(products["TSHIRT-S"].pk, 1)]}, integration=warehouse_integration
+        shipping_request,
+        {"external_id": "F1", "lines": [(products["TSHIRT-S"].pk, 1)]},
+        integration=warehouse_integration,
     )
     integration_services.record_event(integration, EventKind.EXCEPTION, "CANARY-A event")
     integration_services.record_event(None, EventKind.KEY, "CANARY-ORG-A event", organization=org)
@@ -227,7 +232,12 @@ def leaks(world, outsider, client, route, method, before) -> list[str]:
     hidden = tenancy.hidden(world, outsider)
     problems = []
 
-    if method != "OPTIONS" and target is not None and hidden is not None and hidden.filter(pk=target.pk).exists():
+    if (
+        method != "OPTIONS"
+        and target is not None
+        and hidden is not None
+        and hidden.filter(pk=target.pk).exists()
+    ):
         # One of A's objects, by its id: answered as if it did not exist (API.md: 404 `not_found`), or
         # refused for a reason that has nothing to do with it (a switched-off flow, say).
         responses = [call(client, method, url, body), call(client, method, route.url(pk=2**31 - 1), body)]
@@ -238,7 +248,8 @@ def leaks(world, outsider, client, route, method, before) -> list[str]:
         rows, responses = listed(client, url)
         # Probing with filters that name tenant A must not widen the scope either.
         probe_rows, probe_responses = listed(
-            client, f"{url}?integration={world.channel.pk}&organization={world.org_a.pk}&source={world.channel.pk}"
+            client,
+            f"{url}?integration={world.channel.pk}&organization={world.org_a.pk}&source={world.channel.pk}",
         )
         responses += probe_responses
         if leaked := {tenancy.key(row) for row in rows + probe_rows} & {tenancy.key(row) for row in hidden}:
@@ -282,7 +293,11 @@ def test_tenant_a_itself_sees_what_the_outsiders_may_not(api_client, world):
 
     for route in ROUTES:
         tenancy = REGISTRY.get(route.name)
-        if "GET" not in route.methods or tenancy is None or not (tenancy.tenant or tenancy.org or tenancy.obj):
+        if (
+            "GET" not in route.methods
+            or tenancy is None
+            or not (tenancy.tenant or tenancy.org or tenancy.obj)
+        ):
             continue
         if tenancy.obj is not None:
             url = route.url(pk=tenancy.obj(world).pk)
@@ -309,7 +324,10 @@ def test_the_channel_sees_only_its_own_trail(api_client, world):
 
 
 def test_the_org_key_sees_the_whole_organization(api_client, world):
-    expected = {str(pk) for pk in IntegrationEvent.objects.filter(organization=world.org_a).values_list("pk", flat=True)}
+    expected = {
+        str(pk)
+        for pk in IntegrationEvent.objects.filter(organization=world.org_a).values_list("pk", flat=True)
+    }
 
     rows, _ = listed(api_client(world.keys["a-org-key"]), "/api/v1/events")
 

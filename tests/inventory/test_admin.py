@@ -332,3 +332,17 @@ def test_stock_import_refuses_unknown_location_and_bad_counts(acme_client, org, 
     assert "No location named" in html and "A whole number, 0 or more." in html
     assert InventoryLevel.objects.get(pk=globex[InventoryLevel].pk).on_hand == 40
     assert InventoryLevel.objects.get(pk=acme[InventoryLevel].pk).on_hand == 10
+
+
+def test_exported_csv_imports_back_unchanged(acme_client, org, acme):
+    products = export_csv(acme_client, Product, ["sku", "name", "barcode", "price", "weight", "active"])
+    stock = export_csv(acme_client, InventoryLevel, ["sku", "location", "on_hand", "committed", "available"])
+
+    _, products_done = import_csv(acme_client, Product, org, products)
+    _, stock_done = import_csv(acme_client, InventoryLevel, org, stock)
+
+    assert ("success", "Import finished: 0 new, 0 updated, 0 deleted and 3 skipped products.") in messages_of(
+        products_done
+    )
+    assert "0 new, 0 updated, 0 deleted and 3 skipped" in messages_of(stock_done)[0][1]
+    assert not OutboxEvent.objects.filter(object_type__in=["product", "inventory_level"]).exists()

@@ -376,6 +376,20 @@ def test_integration_key_sees_the_locations_it_manages(
     assert_error(org_client.get(f"/api/v1/locations/{globex_location.pk}"), 404, "not_found")
 
 
+def test_location_list_filters_and_pages(org_client, org, warehouse):
+    Location.objects.bulk_create(
+        Location(organization=org, name=f"Store {i}", kind="store") for i in range(4)
+    )
+    Location.objects.filter(pk=warehouse.pk).update(updated_at=timezone.now() + timedelta(hours=1))
+    since = (timezone.now() + timedelta(minutes=30)).isoformat()
+
+    recent = org_client.get("/api/v1/locations", {"updated_since": since}).json()["results"]
+    stores = all_pages(org_client, "/api/v1/locations?kind=store&limit=3")
+
+    assert [row["id"] for row in recent] == [str(warehouse.pk)]
+    assert sorted(row["name"] for row in stores) == [f"Store {i}" for i in range(4)]
+
+
 def test_locations_need_their_grants(channel_client):
     # The custom channel holds neither locations:read nor locations:write.
     assert assert_error(channel_client.get("/api/v1/locations"), 403, "missing_grant") == {

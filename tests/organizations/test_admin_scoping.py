@@ -330,3 +330,32 @@ def test_staff_without_membership_sees_nothing(admin_client_for, integration):
     assert not index.context["app_list"]
     assert client.get(reverse("admin:integrations_integration_changelist")).status_code == 403
     assert Organization.objects.count() == 1
+
+
+def test_org_admin_edits_own_organization_with_its_memberships(client_a, org, org_admin):
+    url = reverse("admin:organizations_organization_change", args=[org.pk])
+    membership = Membership.objects.get(user=org_admin, organization=org)
+
+    page = client_a.get(url)
+    assert page.status_code == 200
+    assert b"memberships-0-role" in page.content  # the inline is there and editable
+
+    response = client_a.post(
+        url,
+        {
+            "name": "Acme Outfitters Ltd",
+            "notification_email": "ops@acme.test",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "1",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+            "memberships-0-id": membership.pk,
+            "memberships-0-organization": org.pk,
+            "memberships-0-user": org_admin.pk,
+            "memberships-0-role": "admin",
+        },
+    )
+
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    org.refresh_from_db()
+    assert org.name == "Acme Outfitters Ltd" and org.slug == "acme"
