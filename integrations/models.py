@@ -175,7 +175,11 @@ class OutboxEvent(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="outbox_events")
     integration = models.ForeignKey(
-        Integration, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_events",
+        Integration,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="outbox_events",
         help_text="The integration the event concerns (the order's channel, the request's 3PL), if one.",
     )
     type = models.CharField(max_length=60, help_text="e.g. order.created, fulfillment.created.")
@@ -188,7 +192,9 @@ class OutboxEvent(models.Model):
     class Meta:
         ordering = ["pk"]
         indexes = [
-            models.Index(fields=["id"], name="outbox_undispatched_idx", condition=models.Q(dispatched_at__isnull=True)),
+            models.Index(
+                fields=["id"], name="outbox_undispatched_idx", condition=models.Q(dispatched_at__isnull=True)
+            ),
             models.Index(fields=["organization", "type", "-created_at"], name="outbox_org_type_idx"),
         ]
 

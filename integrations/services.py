@@ -86,7 +86,6 @@ def emit_many(organization, events, *, integration=None):
             )
             for event_type, obj_type, obj_id, payload in events
         ],
-        batch_size=1000,
     )
 
 
@@ -270,8 +269,13 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
             EventType.INTEGRATION_STATUS_CHANGED,
             "integration",
             locked.pk,
-            {"id": str(locked.pk), "name": locked.name, "status": to_status.value, "previous": current.value,
-             "reason": reason},
+            {
+                "id": str(locked.pk),
+                "name": locked.name,
+                "status": to_status.value,
+                "previous": current.value,
+                "reason": reason,
+            },
             integration=locked,
         )
     for field in (

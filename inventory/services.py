@@ -147,7 +147,8 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
             pid for pid, on_hand in wanted.items() if pid not in current or current[pid].on_hand != on_hand
         )
         if changed:
-            # One INSERT … ON CONFLICT DO UPDATE for new and changed rows alike.
+            # One INSERT … ON CONFLICT DO UPDATE for new and changed rows alike (Django 5.2 sends PostgreSQL
+            # one UNNEST insert, with no parameter limit to batch around).
             InventoryLevel.objects.bulk_create(
                 [
                     InventoryLevel(product_id=pid, location=location, on_hand=wanted[pid], updated_at=now)
@@ -156,7 +157,6 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
                 update_conflicts=True,
                 unique_fields=["product", "location"],
                 update_fields=["on_hand", "updated_at"],
-                batch_size=1000,
             )
             sku_of = {p.pk: p.sku for p in products.values()}
             integration_services.emit_many(

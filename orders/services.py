@@ -269,7 +269,7 @@ def _check_mappings(order, integration, lines, *, created):
                 entity_type="order",
                 entity_id=order.pk,
             )
-        else:
+        elif not created:  # a brand-new order has nothing open to resolve
             exceptions.resolve(
                 order.organization_id, kind, integration=integration, entity_type="order", entity_id=order.pk
             )

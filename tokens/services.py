@@ -41,9 +41,10 @@ _DUMMY_HASH = "0" * 64
 class KeyRefused(Exception):
     """Authentication failed; `code` and `status` are the API contract's."""
 
-    def __init__(self, code, message, status=401):
+    def __init__(self, code, message, status=401, key=None):
         super().__init__(message)
         self.code, self.status, self.message = code, status, message
+        self.key = key  # set when the secret was right but the key may not be used here (recorded anyway)
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,11 @@ def authenticate(raw: str, ip: str | None, *, now=None) -> ApiKey:
     if key.kind == KeyKind.ORG and not _owner_still_member(key):
         raise KeyRefused("key_revoked", "The API key's owner no longer belongs to the organization.")
     if key.allowed_ips and not ip_allowed(ip, key.allowed_ips):
-        raise KeyRefused("ip_not_allowed", "Requests with this key are not allowed from this address.", 403)
+        raise KeyRefused(
+            "ip_not_allowed", "Requests with this key are not allowed from this address.", 403, key
+        )
     if key.integration_id and key.integration.status == IntegrationStatus.DISABLED:
-        raise KeyRefused("integration_disabled", "The key's integration is disabled.", 403)
+        raise KeyRefused("integration_disabled", "The key's integration is disabled.", 403, key)
     _touch(key, ip, now, presented_secret=secret)
     return key
 

@@ -26,6 +26,9 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         try:
             key = services.authenticate(raw.strip(), client_ip(request))
         except services.KeyRefused as refused:
+            # A genuine key refused here (disabled integration, address outside its ranges) is still a
+            # request made with it: the request log records it under its integration.
+            request._api_key = refused.key
             exc = exceptions.AuthenticationFailed if refused.status == 401 else exceptions.PermissionDenied
             raise exc(refused.message, code=refused.code) from None
         request._api_key = key  # read by the request log even when a later check refuses the request

@@ -4,6 +4,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins
 from rest_framework.response import Response
 
+from automations import services as exceptions
+from automations.choices import ExceptionKind
 from config.api.base import ApiView, ScopedViewSet
 from config.api.errors import ApiError
 from config.api.filters import UpdatedSinceFilterSet
@@ -59,10 +61,19 @@ class ReportErrorView(ApiView):
         body = ReportErrorSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         actor = f"key:{request.auth.prefix}"
+        message = body.validated_data["message"]
         try:
-            services.report_error(integration, body.validated_data["message"], actor=actor)
+            services.report_error(integration, message, actor=actor)
         except services.TransitionRefused as exc:
             raise ApiError("conflict", exc.messages[0]) from None
+        exceptions.raise_exception(
+            integration.organization_id,
+            ExceptionKind.CONNECTOR_REPORTED,
+            f"{integration.name} reported: {message}",
+            integration=integration,
+            entity_type="integration",
+            entity_id=integration.pk,
+        )
         return Response({"status": integration.status})
 
 

@@ -5,29 +5,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0004_workflow_help'),
-        ('organizations', '0001_initial'),
+        ("integrations", "0004_workflow_help"),
+        ("organizations", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboxEvent',
+            name="OutboxEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(help_text='e.g. order.created, fulfillment.created.', max_length=60)),
-                ('object_type', models.CharField(max_length=40)),
-                ('object_id', models.CharField(max_length=40)),
-                ('payload', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dispatched_at', models.DateTimeField(blank=True, null=True)),
-                ('integration', models.ForeignKey(blank=True, help_text="The integration the event concerns (the order's channel, the request's 3PL), if one.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='outbox_events', to='integrations.integration')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outbox_events', to='organizations.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(help_text="e.g. order.created, fulfillment.created.", max_length=60),
+                ),
+                ("object_type", models.CharField(max_length=40)),
+                ("object_id", models.CharField(max_length=40)),
+                ("payload", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The integration the event concerns (the order's channel, the request's 3PL), if one.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="outbox_events",
+                        to="integrations.integration",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outbox_events",
+                        to="organizations.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pk'],
-                'indexes': [models.Index(condition=models.Q(('dispatched_at__isnull', True)), fields=['id'], name='outbox_undispatched_idx'), models.Index(fields=['organization', 'type', '-created_at'], name='outbox_org_type_idx')],
+                "ordering": ["pk"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("dispatched_at__isnull", True)),
+                        fields=["id"],
+                        name="outbox_undispatched_idx",
+                    ),
+                    models.Index(fields=["organization", "type", "-created_at"], name="outbox_org_type_idx"),
+                ],
             },
         ),
     ]

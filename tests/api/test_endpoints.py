@@ -359,3 +359,15 @@ def test_docs_answer_without_a_key(client, db):
 
     assert response.status_code == 200
     assert b"/api/v1/schema/" in response.content
+
+
+def test_error_report_raises_one_exception_for_a_person(api_client, integration_key, integration):
+    from automations.models import SyncException
+
+    client = api_client(integration_key)
+    client.post("/api/v1/integration/error", {"message": "Shop API token rejected"}, format="json")
+    client.post("/api/v1/integration/error", {"message": "Shop API token rejected again"}, format="json")
+
+    (raised,) = SyncException.objects.filter(integration=integration)
+    assert (raised.kind, raised.status, raised.occurrences) == ("connector_reported", "open", 2)
+    assert "rejected again" in raised.message

@@ -132,3 +132,18 @@ def test_the_first_request_adds_only_the_last_used_update(api_client, integratio
         # last activity is written at most once a minute too, judged from the loaded integration
         ["integrations_integration", "integrations_integrationevent", "tokens_apikey"],
     )
+
+
+def test_a_genuine_key_refused_for_a_disabled_integration_is_recorded(
+    api_client, integration_key, integration
+):
+    from integrations import services as integration_services
+
+    integration_services.disable(integration)
+
+    response = api_client(integration_key).get("/api/v1/me")
+
+    assert response.status_code == 403
+    (event,) = request_log()
+    assert event.integration_id == integration.pk
+    assert (event.data["status"], event.data["key"]) == (403, integration_key.key.prefix)
