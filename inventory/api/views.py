@@ -3,23 +3,18 @@ Catalog and stock endpoints (API.md, "Catalog and stock"). Tenancy is the base's
 from a ScopedViewSet's get_queryset, including the locations POST /inventory may write to.
 """
 
-import binascii
-from base64 import urlsafe_b64decode, urlsafe_b64encode
-
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Greatest
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.utils.urls import replace_query_param
 
 from config.api.base import ScopedViewSet
 from config.api.errors import ApiError
-from config.api.pagination import CursorPagination
+from config.api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from config.api.schema import ErrorSerializer
 from integrations import services as integration_services
 from integrations.choices import ConnectorType, Workflow
@@ -94,53 +89,6 @@ def check_size(data, field, limit):
 def scoped(viewset_class, request):
     """The rows `viewset_class` shows this key: the same chokepoint as that endpoint's own."""
     return viewset_class(request=request, format_kwarg=None).get_queryset()
-
-
-class RecentlyUpdatedPagination(CursorPagination):
-    """
-    Newest change first, the cursor holding both updated_at and id. DRF's cursor keeps only the first field
-    and breaks ties with an offset capped at 1000, so after one bulk stock push (thousands of levels sharing
-    one updated_at) it would serve the same page forever.
-    """
-
-    ordering = ("-updated_at", "-pk")
-
-    def paginate_queryset(self, queryset, request, view=None):
-        self.request, self.base_url = request, request.build_absolute_uri()
-        self.page_size = self.get_page_size(request)
-        queryset = queryset.order_by(*self.ordering)
-        if (position := self.decode_position(request)) is not None:
-            updated_at, pk = position
-            queryset = queryset.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk))
-        rows = list(queryset[: self.page_size + 1])
-        self.page, self.has_next = rows[: self.page_size], len(rows) > self.page_size
-        return self.page
-
-    def get_next_link(self):
-        if not self.has_next:
-            return None
-        last = self.page[-1]
-        token = urlsafe_b64encode(f"{last.updated_at.isoformat()}|{last.pk}".encode()).decode()
-        return replace_query_param(self.base_url, self.cursor_query_param, token)
-
-    def decode_position(self, request):
-        raw = request.query_params.get(self.cursor_query_param)
-        if raw is None:
-            return None
-        try:
-            stamp, _, pk = urlsafe_b64decode(raw.encode()).decode().partition("|")
-            updated_at = parse_datetime(stamp)
-        except (ValueError, UnicodeError, binascii.Error):
-            updated_at, pk = None, ""
-        if updated_at is None or not pk.isdigit():
-            raise serializers.ValidationError({"cursor": ["Invalid cursor."]})
-        return updated_at, int(pk)
-
-
-class BySkuPagination(CursorPagination):
-    """SKUs are unique in an organization, so the cursor's position alone is exact."""
-
-    ordering = ("sku", "pk")
 
 
 class PlainPathViewSet(ScopedViewSet):

@@ -371,3 +371,36 @@ def test_error_report_raises_one_exception_for_a_person(api_client, integration_
     (raised,) = SyncException.objects.filter(integration=integration)
     assert (raised.kind, raised.status, raised.occurrences) == ("connector_reported", "open", 2)
     assert "rejected again" in raised.message
+
+
+def test_events_page_through_more_than_a_thousand_rows_sharing_one_timestamp(
+    api_client, integration_key, integration
+):
+    # Given 1,200 events written at the same instant (a bulk write), beside the integration's own
+    IntegrationEvent.objects.bulk_create(
+        IntegrationEvent(
+            organization=integration.organization, integration=integration, kind=EventKind.KEY, message=str(i)
+        )
+        for i in range(1200)
+    )
+    IntegrationEvent.objects.filter(integration=integration).update(created_at=timezone.now())
+    total = IntegrationEvent.objects.filter(integration=integration).count()
+    client = api_client(integration_key)
+
+    # When a connector follows `next` at 500 a page
+    seen, url, pages = [], "/api/v1/events?limit=500", 0
+    while url:
+        body = client.get(url).json()
+        seen += [e["id"] for e in body["results"]]
+        url, pages = body["next"], pages + 1
+
+    # Then it gets every event once, in three pages (the request events it causes come later than the cut)
+    assert pages == 3
+    assert len(seen) == len(set(seen)) >= total
+
+
+def test_a_malformed_cursor_is_a_validation_error(api_client, integration_key):
+    response = api_client(integration_key).get("/api/v1/events?cursor=not-a-cursor")
+
+    assert_error(response, 400, "validation_error")
+    assert "cursor" in response.json()["error"]["details"]
