@@ -143,3 +143,11 @@ BUILTIN_CONNECTORS = [
         "mapping_kinds": ["skus"],
     },
 ]
+
+
+def install_builtin_connectors(connector_model=None):
+    """Create or refresh the built-in catalog (the data migration, and tests after a database flush)."""
+    if connector_model is None:
+        from .models import Connector as connector_model
+    for spec in BUILTIN_CONNECTORS:
+        connector_model.objects.update_or_create(organization=None, key=spec["key"], defaults=spec)

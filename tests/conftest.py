@@ -1,6 +1,25 @@
+import pytest
+
 pytest_plugins = [
     "tests.fixtures.organizations",
     "tests.fixtures.integrations",
     "tests.fixtures.tokens",
     "tests.fixtures.commerce",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _catalog_after_flush(request):
+    """
+    Transactional tests (threads, live server) run on a database that earlier transactional tests flushed,
+    which also removes the rows data migrations installed: put the built-in catalog back for them.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        from integrations.catalog import install_builtin_connectors
+
+        install_builtin_connectors()

@@ -1,12 +1,10 @@
 from django.db import migrations
 
-from integrations.catalog import BUILTIN_CONNECTORS
+from integrations.catalog import BUILTIN_CONNECTORS, install_builtin_connectors
 
 
 def install(apps, schema_editor):
-    Connector = apps.get_model("integrations", "Connector")
-    for spec in BUILTIN_CONNECTORS:
-        Connector.objects.update_or_create(organization=None, key=spec["key"], defaults=spec)
+    install_builtin_connectors(apps.get_model("integrations", "Connector"))
 
 
 def remove(apps, schema_editor):
