@@ -12,7 +12,8 @@ pytest_plugins = [
 def _catalog_after_flush(request):
     """
     Transactional tests (threads, live server) run on a database that earlier transactional tests flushed,
-    which also removes the rows data migrations installed: put the built-in catalog back for them.
+    which also removes the rows data migrations installed: put the built-in catalog back for them. The
+    flush recreates content types under new ids too, so the process-wide ContentType cache is dropped.
     """
     marker = request.node.get_closest_marker("django_db")
     transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
@@ -20,6 +21,9 @@ def _catalog_after_flush(request):
     )
     if transactional:
         request.getfixturevalue("transactional_db")
+        from django.contrib.contenttypes.models import ContentType
+
         from integrations.catalog import install_builtin_connectors
 
+        ContentType.objects.clear_cache()
         install_builtin_connectors()
