@@ -13,7 +13,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, slugify
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
-from organizations.admin_mixins import MEMBER_PERMS, OrganizationScopedAdmin
+from inventory.models import SkuMapping
+from orders.models import ShippingMethodMapping
+from organizations.admin_mixins import MEMBER_PERMS, OrganizationScopedAdmin, OrganizationScopedInline
 from organizations.choices import Role
 from organizations.models import Organization
 from organizations.scoping import scope_for
@@ -110,9 +112,46 @@ class ScopedEventsMixin:
         )
 
 
+class MappingInline(OrganizationScopedInline):
+    """Mapping rows on the integration's page; the hub side is chosen from the integration's organization."""
+
+    organization_field = "integration__organization"
+    member_access_field = "integration"
+    extra = 0
+    hub_field = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        field = formset.form.base_fields.get(self.hub_field)
+        if obj is not None and field is not None:
+            # The mixin scopes choices to all the user's organizations; a mapping stays inside its own.
+            field.queryset = field.queryset.filter(organization_id=obj.organization_id)
+        return formset
+
+
+class SkuMappingInline(MappingInline):
+    model = SkuMapping
+    fields = ["external_sku", "product"]
+    autocomplete_fields = ["product"]
+    hub_field = "product"
+    verbose_name_plural = "SKU mappings"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product")
+
+
+class ShippingMethodMappingInline(MappingInline):
+    model = ShippingMethodMapping
+    fields = ["external_code", "method"]
+    hub_field = "method"
+    verbose_name = "shipping method mapping"
+    verbose_name_plural = "Shipping method mappings"
+
+
 @admin.register(Integration)
 class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
     member_access_field = ""
+    inlines = [SkuMappingInline, ShippingMethodMappingInline]
     list_display = [
         "name",
         "status_badge",
@@ -193,7 +232,7 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
     def get_fieldsets(self, request, obj=None):
         connector = self.chosen_connector(request, obj)
         props = (connector.settings_schema or {}).get("properties", {}) if connector else {}
-        kinds = ", ".join(connector.mapping_kinds or []) if connector else ""
+        kinds = ", ".join(services.json_mapping_kinds(connector)) if connector else ""
         fieldsets = [(None, {"fields": ["organization", "connector_display", "name", "notification_email"]})]
         if obj is not None:
             fieldsets.append(("Status", {"fields": STATUS_FIELDS}))
@@ -207,10 +246,18 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
                     },
                 )
             )
+        rows = "below" if obj is not None else "on the integration's page once it is saved"
         fieldsets.append(
             (
                 "Mappings",
-                {"fields": ["mappings"], "description": f"Kinds this connector uses: {kinds or 'none'}."},
+                {
+                    "fields": ["mappings"],
+                    "description": (
+                        f'Connector-specific kinds as JSON, {{"kind": {{"external": "hub"}}}}; this connector\'s: '
+                        f"{kinds or 'none'}. SKU and shipping method mappings are rows, not JSON: the “SKU "
+                        f"mappings” and “Shipping method mappings” sections {rows}."
+                    ),
+                },
             )
         )
         fieldsets.append(
@@ -223,6 +270,9 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
             fieldsets.append(("API keys", {"fields": ["api_keys"]}))
             fieldsets.append(("Recent events", {"fields": ["recent_events"]}))
         return fieldsets
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # the add wizard is settings only
 
     def get_readonly_fields(self, request, obj=None):
         fields = ["connector_display", *STATUS_FIELDS, "recent_events", "api_keys"]
@@ -407,6 +457,12 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
                         "Enter its secrets to complete the configuration.",
                         messages.SUCCESS,
                     )
+                    imported = integration.events.filter(kind=EventKind.IMPORTED).first()
+                    if imported is not None and imported.data.get("skipped"):
+                        skipped = services.describe_skipped(
+                            imported.data["skipped"], integration.organization
+                        )
+                        self.message_user(request, f"“{integration.name}”: {skipped}", messages.WARNING)
                 if len(created) == 1:
                     return HttpResponseRedirect(
                         reverse("admin:integrations_integration_change", args=[created[0].pk])

@@ -88,7 +88,10 @@ class Integration(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     settings = models.JSONField(default=dict, blank=True)
     mappings = models.JSONField(
-        default=dict, blank=True, help_text='Per mapping kind, {"external": "hub"} pairs.'
+        default=dict,
+        blank=True,
+        help_text='Connector-specific mapping kinds (e.g. locations), each {"external": "hub"} pairs. SKU and '
+        "shipping method mappings are rows (SkuMapping, ShippingMethodMapping), not JSON.",
     )
     notification_email = models.EmailField(
         blank=True, help_text="Exceptions and key-expiry notices go here (else the organization's address)."

@@ -6,6 +6,7 @@ Admin, API, commands and tasks call these functions; none of them writes an inte
 import copy
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -181,15 +182,33 @@ def public_settings(integration: Integration) -> dict:
     return {k: v for k, v in (integration.settings or {}).items() if k not in secrets}
 
 
+# SKU and shipping-method mappings are rows (inventory.SkuMapping, orders.ShippingMethodMapping): the order
+# flow reads those, so the JSON `Integration.mappings` holds only connector-specific kinds (e.g. locations).
+MODEL_MAPPING_KINDS = ("skus", "shipping_methods")
+MODEL_MAPPING_SECTIONS = {"skus": "SKU mappings", "shipping_methods": "Shipping method mappings"}
+
+
+def json_mapping_kinds(connector: Connector) -> list[str]:
+    """The mapping kinds of `connector` kept in the JSON: all it uses but the row kinds."""
+    return [kind for kind in connector.mapping_kinds or [] if kind not in MODEL_MAPPING_KINDS]
+
+
 def mapping_errors(connector: Connector, mappings) -> dict[str, list[str]]:
+    """Validate the JSON mappings: connector-specific kinds of {external: hub} text; {} when valid."""
     if not isinstance(mappings, dict):
         return {"mappings": ["Mappings must be a JSON object of {kind: {external: hub}}."]}
     errors = []
-    allowed = set(connector.mapping_kinds or [])
+    allowed = set(json_mapping_kinds(connector))
     for kind, pairs in mappings.items():
-        if kind not in allowed:
+        if kind in MODEL_MAPPING_KINDS:
+            section = MODEL_MAPPING_SECTIONS[kind]
             errors.append(
-                f"Unknown mapping kind {kind!r}; this connector uses: {', '.join(sorted(allowed)) or 'none'}."
+                f"{kind!r}: {section} are rows, not JSON. Edit them in the “{section}” section of the "
+                "integration's change page."
+            )
+        elif kind not in allowed:
+            errors.append(
+                f"Unknown mapping kind {kind!r}; this connector's JSON kinds: {', '.join(sorted(allowed)) or 'none'}."
             )
         elif not isinstance(pairs, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and v for k, v in pairs.items()
@@ -524,6 +543,7 @@ def export_configuration(integration: Integration) -> dict:
         "notification_email": integration.notification_email,
         "settings": public_settings(integration),
         "mappings": copy.deepcopy(integration.mappings),
+        **_export_mapping_rows(integration),
         "workflows": {flow.value: integration.workflow_enabled(flow) for flow in Workflow},
         "exported_at": timezone.now().isoformat(),
     }
@@ -541,7 +561,101 @@ def export_configuration(integration: Integration) -> dict:
     return data
 
 
+# The row mappings in an export: (section, external key, hub key, label). Hub codes, not ids: ids mean
+# nothing in another organization.
+ROW_MAPPING_SECTIONS = (
+    ("sku_mappings", "external_sku", "sku", "SKU mapping"),
+    ("shipping_method_mappings", "external_code", "method", "shipping method mapping"),
+)
+
+
+def _row_mapping_models(section):
+    """(row model, its FK to the hub object, hub model, the hub object's code field) of an export section."""
+    # inventory and orders sit above integrations (STYLE.md §3): their models come from the app registry.
+    if section == "sku_mappings":
+        return (
+            apps.get_model("inventory", "SkuMapping"),
+            "product",
+            apps.get_model("inventory", "Product"),
+            "sku",
+        )
+    return (
+        apps.get_model("orders", "ShippingMethodMapping"),
+        "method",
+        apps.get_model("orders", "ShippingMethod"),
+        "code",
+    )
+
+
+def _export_mapping_rows(integration: Integration) -> dict[str, list[dict]]:
+    """The integration's SKU and shipping-method mapping rows, one query each."""
+    data = {}
+    for section, external_key, hub_key, _ in ROW_MAPPING_SECTIONS:
+        row_model, fk, _, code_field = _row_mapping_models(section)
+        pairs = (
+            row_model.objects.filter(integration=integration)
+            .order_by(external_key)
+            .values_list(external_key, f"{fk}__{code_field}")
+        )
+        data[section] = [{external_key: external, hub_key: hub} for external, hub in pairs]
+    return data
+
+
+def _import_mapping_rows(integration: Integration, data: dict) -> dict[str, list[dict]]:
+    """
+    Recreate exported mapping rows, resolving hub codes in the integration's organization. Returns the
+    entries left out (no such hub object there, or a duplicate), per section.
+    """
+    skipped: dict[str, list[dict]] = {}
+    for section, external_key, hub_key, _ in ROW_MAPPING_SECTIONS:
+        entries = data.get(section) or []
+        if not entries:
+            continue
+        row_model, fk, hub_model, code_field = _row_mapping_models(section)
+        hub_ids = dict(
+            hub_model.objects.filter(
+                organization_id=integration.organization_id,
+                **{f"{code_field}__in": {e[hub_key] for e in entries}},
+            ).values_list(code_field, "pk")
+        )
+        rows, seen_external, seen_hub = [], set(), set()
+        for entry in entries:
+            external, hub_id = entry[external_key], hub_ids.get(entry[hub_key])
+            if hub_id is None:
+                reason = "missing"
+            elif external in seen_external or hub_id in seen_hub:
+                # Rows are unique both ways per integration: the first entry for a code or hub object wins.
+                reason = "duplicate"
+            else:
+                seen_external.add(external)
+                seen_hub.add(hub_id)
+                rows.append(
+                    row_model(integration=integration, **{external_key: external, f"{fk}_id": hub_id})
+                )
+                continue
+            skipped.setdefault(section, []).append({**entry, "reason": reason})
+        row_model.objects.bulk_create(rows)
+    return skipped
+
+
+def describe_skipped(skipped: dict[str, list[dict]], organization) -> str:
+    """One sentence per section naming the mapping rows an import left out ("" when none)."""
+    parts = []
+    for section, external_key, hub_key, label in ROW_MAPPING_SECTIONS:
+        entries = skipped.get(section)
+        if not entries:
+            continue
+        named = ", ".join(
+            f"{e[external_key]} → {e[hub_key]}"
+            + (" (duplicate)" if e["reason"] == "duplicate" else f" ({e[hub_key]} not in {organization})")
+            for e in entries
+        )
+        parts.append(f"Skipped {len(entries)} {label}{'s' if len(entries) != 1 else ''}: {named}.")
+    return " ".join(parts)
+
+
 _TEXT = {"type": "string"}
+_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": 100}
 # The shape of an export, checked before anything is created (a hand-edited file must fail cleanly).
 EXPORT_SCHEMA = {
     "type": "object",
@@ -556,6 +670,24 @@ EXPORT_SCHEMA = {
         "mappings": {
             "type": "object",
             "additionalProperties": {"type": "object", "additionalProperties": _TEXT},
+        },
+        "sku_mappings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["external_sku", "sku"],
+                "additionalProperties": False,
+                "properties": {"external_sku": _NONEMPTY, "sku": _NONEMPTY},
+            },
+        },
+        "shipping_method_mappings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["external_code", "method"],
+                "additionalProperties": False,
+                "properties": {"external_code": _NONEMPTY, "method": _NONEMPTY},
+            },
         },
         "workflows": {
             "type": "object",
@@ -632,16 +764,50 @@ def import_configuration(data: dict, organization, *, name: str | None = None, a
         if Integration.objects.filter(organization=organization, name=name).exists():
             raise ValidationError(f"{organization} already has an integration named {name!r}.")
         workflows = data.get("workflows") or {}
+        mappings, rows = _split_legacy_mappings(data)
         integration = create_integration(
             organization,
             connector,
             name,
             settings=data.get("settings") or {},
-            mappings=data.get("mappings") or {},
+            mappings=mappings,
             notification_email=data.get("notification_email", ""),
             workflows=workflows,
             actor=actor,
             require_complete=False,  # secrets are not exported: it stays not_configured until they are entered
         )
-        record_event(integration, EventKind.IMPORTED, "Imported from an exported configuration.", actor=actor)
+        skipped = _import_mapping_rows(integration, rows)
+        message = " ".join(
+            filter(
+                None, ["Imported from an exported configuration.", describe_skipped(skipped, organization)]
+            )
+        )
+        record_event(
+            integration,
+            EventKind.IMPORTED,
+            message,
+            actor=actor,
+            data={"skipped": skipped} if skipped else None,
+        )
     return integration
+
+
+def _split_legacy_mappings(data: dict) -> tuple[dict, dict]:
+    """
+    (JSON mappings, row mapping sections) of an export. Files exported before SKU and shipping-method
+    mappings became rows carry them in the JSON: they are imported as rows.
+    """
+    mappings = copy.deepcopy(data.get("mappings") or {})
+    legacy_skus = mappings.pop("skus", {})
+    legacy_methods = mappings.pop("shipping_methods", {})
+    rows = {
+        "sku_mappings": [
+            *(data.get("sku_mappings") or []),
+            *({"external_sku": k, "sku": v} for k, v in legacy_skus.items() if k and v),
+        ],
+        "shipping_method_mappings": [
+            *(data.get("shipping_method_mappings") or []),
+            *({"external_code": k, "method": v} for k, v in legacy_methods.items() if k and v),
+        ],
+    }
+    return mappings, rows

@@ -1,5 +1,8 @@
 from rest_framework import serializers
 
+from inventory.models import SkuMapping
+from orders.models import ShippingMethodMapping
+
 from .. import services
 from ..models import Integration, IntegrationEvent
 
@@ -10,6 +13,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     connector = serializers.CharField(source="connector.key", read_only=True)
     settings = serializers.SerializerMethodField()
+    mappings = serializers.SerializerMethodField()
     workflows = serializers.SerializerMethodField()
 
     class Meta:
@@ -18,6 +22,16 @@ class IntegrationSerializer(serializers.ModelSerializer):
 
     def get_settings(self, obj) -> dict:
         return services.public_settings(obj)
+
+    def get_mappings(self, obj) -> dict[str, dict[str, str]]:
+        """The connector-specific JSON kinds, with the SKU and shipping-method mapping rows (two queries)."""
+        skus = SkuMapping.objects.filter(integration=obj).order_by("external_sku")
+        methods = ShippingMethodMapping.objects.filter(integration=obj).order_by("external_code")
+        return {
+            **{k: v for k, v in (obj.mappings or {}).items() if k not in services.MODEL_MAPPING_KINDS},
+            "skus": dict(skus.values_list("external_sku", "product__sku")),
+            "shipping_methods": dict(methods.values_list("external_code", "method__code")),
+        }
 
     def get_workflows(self, obj) -> dict[str, bool]:
         from ..choices import Workflow

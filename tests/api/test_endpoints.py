@@ -12,6 +12,8 @@ from django.utils.dateparse import parse_datetime
 from integrations import services as integration_services
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
+from inventory.models import Product, SkuMapping
+from orders.models import ShippingMethod, ShippingMethodMapping
 from tests.api.helpers import api_routes, assert_error
 from tests.fixtures.integrations import GOOD_SETTINGS
 from tokens.choices import KeyKind
@@ -73,14 +75,15 @@ def test_me_with_a_global_key(api_client, global_key):
 
 
 @pytest.fixture
-def strict_integration(org, strict_connector):
-    return integration_services.create_integration(
-        org,
-        strict_connector,
-        "Strict shop",
-        settings=GOOD_SETTINGS,
-        mappings={"shipping_methods": {"express": "ups-next-day"}, "skus": {"EXT-1": "TSHIRT-S"}},
+def strict_integration(org, strict_connector, products):
+    """JSON mappings of a connector-specific kind, and SKU and shipping-method mapping rows."""
+    integration = integration_services.create_integration(
+        org, strict_connector, "Strict shop", settings=GOOD_SETTINGS, mappings={"locations": {"WH-1": "East"}}
     )
+    method = ShippingMethod.objects.create(organization=org, code="ups-next-day", name="UPS next day")
+    ShippingMethodMapping.objects.create(integration=integration, external_code="express", method=method)
+    SkuMapping.objects.create(integration=integration, external_sku="EXT-1", product=products["TSHIRT-S"])
+    return integration
 
 
 def test_integration_returns_settings_without_secrets_and_mappings(api_client, issue_key, strict_integration):
@@ -95,10 +98,67 @@ def test_integration_returns_settings_without_secrets_and_mappings(api_client, i
     assert (body["name"], body["status"], body["connector"]) == ("Strict shop", "connecting", "strict-shop")
     assert body["settings"] == {"base_url": "https://shop.example.test", "page_size": 50}
     assert body["mappings"] == {
+        "locations": {"WH-1": "East"},
         "shipping_methods": {"express": "ups-next-day"},
         "skus": {"EXT-1": "TSHIRT-S"},
     }
     assert GOOD_SETTINGS["api_token"] not in response.content.decode()
+
+
+def test_integration_mappings_are_its_own_rows_only(
+    api_client, issue_key, org, other_org, strict_integration, integration, other_integration, products
+):
+    # given a sibling integration of the same org and one of another org, each with rows of its own
+    SkuMapping.objects.create(integration=integration, external_sku="SIBLING-1", product=products["MUG"])
+    sibling_method = ShippingMethod.objects.create(organization=org, code="sibling-std", name="Sibling")
+    ShippingMethodMapping.objects.create(integration=integration, external_code="sib", method=sibling_method)
+    globex_mug = Product.objects.create(organization=other_org, sku="GLOBEX-MUG", name="Mug", price="3.00")
+    SkuMapping.objects.create(integration=other_integration, external_sku="GLOBEX-1", product=globex_mug)
+
+    # when the strict integration asks for itself
+    body = api_client(issue_key(kind=KeyKind.INTEGRATION, name="k", integration=strict_integration)).get(
+        "/api/v1/integration"
+    )
+
+    # then only its own rows appear
+    mappings = body.json()["mappings"]
+    assert (mappings["skus"], mappings["shipping_methods"]) == (
+        {"EXT-1": "TSHIRT-S"},
+        {"express": "ups-next-day"},
+    )
+    assert "SIBLING" not in body.content.decode() and "GLOBEX" not in body.content.decode()
+
+
+def test_integration_without_mappings_still_has_both_row_kinds(api_client, integration_key):
+    body = api_client(integration_key).get("/api/v1/integration").json()
+
+    assert body["mappings"] == {"skus": {}, "shipping_methods": {}}
+
+
+def test_integration_mappings_cost_the_same_queries_for_any_number_of_rows(
+    api_client, issue_key, org, strict_integration
+):
+    client = api_client(issue_key(kind=KeyKind.INTEGRATION, name="k", integration=strict_integration))
+    client.get("/api/v1/integration")  # first use writes last_used_at
+    with CaptureQueriesContext(connection) as few:
+        client.get("/api/v1/integration")
+
+    for n in range(20):
+        product = Product.objects.create(organization=org, sku=f"MORE-{n}", name=f"More {n}")
+        SkuMapping.objects.create(
+            integration=strict_integration, external_sku=f"EXT-MORE-{n}", product=product
+        )
+        method = ShippingMethod.objects.create(organization=org, code=f"m-{n}", name=f"M {n}")
+        ShippingMethodMapping.objects.create(
+            integration=strict_integration, external_code=f"c-{n}", method=method
+        )
+    with CaptureQueriesContext(connection) as many:
+        response = client.get("/api/v1/integration")
+
+    assert len(response.json()["mappings"]["skus"]) == 21
+    assert len(few) == len(many)
+    tables = ('FROM "inventory_skumapping"', 'FROM "orders_shippingmethodmapping"')
+    assert [sum(table in q["sql"] for q in many) for table in tables] == [1, 1]
 
 
 @pytest.mark.parametrize("key", ["org_key", "global_key"])

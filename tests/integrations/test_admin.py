@@ -10,6 +10,8 @@ from guardian.shortcuts import assign_perm
 from integrations import services
 from integrations.choices import IntegrationStatus as S
 from integrations.models import Integration, IntegrationEvent
+from inventory.models import Product, SkuMapping
+from orders.models import ShippingMethod, ShippingMethodMapping
 from tests.fixtures.integrations import GOOD_SETTINGS
 
 CHANNEL_FLOWS = ["flow_orders_in", "flow_fulfillments_out", "flow_inventory_out", "flow_products_out"]
@@ -27,6 +29,25 @@ def wizard_post(org, name="Shop", **settings):
     data.update(dict.fromkeys(CHANNEL_FLOWS, "on"))
     data.update({f"setting__{k}": v for k, v in settings.items()})
     return data
+
+
+def mapping_rows(initial=0, **rows):
+    """POST data of the change page's mapping inlines: `sku_mappings=[{...}]` and/or
+    `shipping_method_mappings=[{...}]`, the first `initial` forms of each being existing rows."""
+    data = {}
+    for prefix in ("sku_mappings", "shipping_method_mappings"):
+        forms = rows.get(prefix, [])
+        data[f"{prefix}-TOTAL_FORMS"] = len(forms)
+        data[f"{prefix}-INITIAL_FORMS"] = min(initial, len(forms))
+        for i, form in enumerate(forms):
+            data.update({f"{prefix}-{i}-{field}": value for field, value in form.items()})
+    return data
+
+
+def change_post(org, name, **rows):
+    data = wizard_post(org, name=name, **GOOD_SETTINGS)
+    data.pop("organization")
+    return {**data, **mapping_rows(**rows)}
 
 
 def test_add_starts_by_choosing_a_connector(admin_client_for, org_admin, strict_connector):
@@ -112,12 +133,132 @@ def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
 
     data = wizard_post(org, name="Strict renamed", **{**GOOD_SETTINGS, "api_token": ""})
     data.pop("organization")
-    response = client.post(change_url(integration), data)
+    response = client.post(change_url(integration), {**data, **mapping_rows()})
 
     assert response.status_code == 302, response.content[:3000]
     integration.refresh_from_db()
     assert integration.name == "Strict renamed"
     assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
+
+
+# --- mapping rows on the change page ---------------------------------------------------------------------
+
+
+def test_mapping_sections_are_on_the_change_page_only(admin_client_for, org_admin, org, strict_connector):
+    client = admin_client_for(org_admin)
+    wizard = client.get(ADD + f"?connector={strict_connector.pk}")
+    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+
+    page = client.get(change_url(integration))
+
+    assert wizard.context["inline_admin_formsets"] == []
+    assert "“SKU mappings” and “Shipping method mappings” sections on the integration's page once" in (
+        wizard.content.decode()
+    )
+    names = [f.opts.verbose_name_plural for f in page.context["inline_admin_formsets"]]
+    assert names == ["SKU mappings", "Shipping method mappings"]
+    html = page.content.decode()
+    assert "this connector's: locations" in html and "sections below" in html
+
+
+def test_mapping_inlines_save_rows(admin_client_for, org_admin, org, strict_connector, products):
+    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    method = ShippingMethod.objects.create(organization=org, code="standard", name="Standard")
+
+    response = admin_client_for(org_admin).post(
+        change_url(integration),
+        change_post(
+            org,
+            "Strict",
+            sku_mappings=[{"external_sku": "SHOP-MUG", "product": products["MUG"].pk}],
+            shipping_method_mappings=[{"external_code": "std", "method": method.pk}],
+        ),
+    )
+
+    assert response.status_code == 302, response.content[:3000]
+    assert list(integration.sku_mappings.values_list("external_sku", "product")) == [
+        ("SHOP-MUG", products["MUG"].pk)
+    ]
+    assert list(integration.shipping_method_mappings.values_list("external_code", "method")) == [
+        ("std", method.pk)
+    ]
+
+
+def test_mapping_inlines_edit_and_delete_rows(admin_client_for, org_admin, org, integration, products):
+    mug = SkuMapping.objects.create(integration=integration, external_sku="SHOP-MUG", product=products["MUG"])
+    tee = SkuMapping.objects.create(
+        integration=integration, external_sku="SHOP-TEE", product=products["TSHIRT-S"]
+    )
+
+    response = admin_client_for(org_admin).post(
+        change_url(integration),
+        {
+            "name": integration.name,
+            "notification_email": "",
+            "mappings": "{}",
+            **mapping_rows(
+                initial=2,
+                sku_mappings=[
+                    {"id": mug.pk, "external_sku": "SHOP-MUG-2", "product": products["MUG"].pk},
+                    {
+                        "id": tee.pk,
+                        "external_sku": "SHOP-TEE",
+                        "product": products["TSHIRT-S"].pk,
+                        "DELETE": "on",
+                    },
+                ],
+            ),
+        },
+    )
+
+    assert response.status_code == 302, response.content[:3000]
+    assert list(integration.sku_mappings.values_list("external_sku", flat=True)) == ["SHOP-MUG-2"]
+
+
+@pytest.mark.parametrize("who", ["org_admin", "superuser"])
+def test_mapping_inline_refuses_another_orgs_product_and_method(
+    request, admin_client_for, org, other_org, strict_connector, who
+):
+    # given an Acme integration, and a product and method of Globex (a superuser's choices span both orgs)
+    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    globex_mug = Product.objects.create(organization=other_org, sku="GLOBEX-MUG", name="Globex mug")
+    globex_std = ShippingMethod.objects.create(organization=other_org, code="globex-std", name="Globex")
+    client = admin_client_for(request.getfixturevalue(who))
+
+    # when either is chosen in a mapping row
+    response = client.post(
+        change_url(integration),
+        change_post(
+            org,
+            "Strict",
+            sku_mappings=[{"external_sku": "X", "product": globex_mug.pk}],
+            shipping_method_mappings=[{"external_code": "x", "method": globex_std.pk}],
+        ),
+    )
+
+    # then the form refuses both, and nothing is saved
+    assert response.status_code == 200
+    formsets = {f.formset.prefix: f.formset for f in response.context["inline_admin_formsets"]}
+    assert "product" in formsets["sku_mappings"].errors[0]
+    assert "method" in formsets["shipping_method_mappings"].errors[0]
+    assert not SkuMapping.objects.exists() and not ShippingMethodMapping.objects.exists()
+    # and the choices offered on the page never included them
+    page = client.get(change_url(integration))
+    method_field = page.context["inline_admin_formsets"][1].formset.empty_form.fields["method"]
+    assert globex_std not in method_field.queryset
+
+
+def test_json_skus_are_refused_on_the_change_page(admin_client_for, org_admin, org, strict_connector):
+    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    data = change_post(org, "Strict")
+    data["mappings"] = json.dumps({"skus": {"EXT-1": "MUG"}})
+
+    response = admin_client_for(org_admin).post(change_url(integration), data)
+
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.errors["mappings"]
+    assert "“SKU mappings” section" in message
+    assert Integration.objects.get(pk=integration.pk).mappings == {}
 
 
 def test_changelist_shows_badges_and_last_error(
@@ -239,6 +380,31 @@ def test_import_view_creates_integration(
     copy = Integration.objects.get(name="Strict copy")
     assert copy.status == S.NOT_CONFIGURED  # the secret must be entered again
     assert "api_token" not in copy.settings
+
+
+def test_import_view_warns_of_skipped_mappings(
+    admin_client_for, org_admin, org, other_org, strict_connector, products
+):
+    # given a file exported from Globex, mapping a SKU Acme has and one it lacks
+    data = services.export_configuration(
+        services.create_integration(other_org, strict_connector, "Globex strict", settings=GOOD_SETTINGS)
+    )
+    data["sku_mappings"] = [{"external_sku": "A", "sku": "MUG"}, {"external_sku": "B", "sku": "NOPE"}]
+    upload = io.BytesIO(json.dumps(data).encode())
+    upload.name = "strict.json"
+
+    # when an Acme admin imports it into Acme
+    response = admin_client_for(org_admin).post(
+        reverse("admin:integrations_integration_import"),
+        {"organization": org.pk, "file": upload},
+        follow=True,
+    )
+
+    # then the known SKU is mapped, and the page warns of the other
+    copy = Integration.objects.get(organization=org, name="Globex strict")
+    assert list(copy.sku_mappings.values_list("external_sku", "product")) == [("A", products["MUG"].pk)]
+    warnings = [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+    assert warnings == ["“Globex strict”: Skipped 1 SKU mapping: B → NOPE (NOPE not in Acme Outfitters)."]
 
 
 def test_import_view_reports_bad_file(admin_client_for, org_admin, org):

@@ -11,6 +11,8 @@ from guardian.models import UserObjectPermission
 from integrations import services
 from integrations.choices import EventKind, IntegrationStatus, Workflow
 from integrations.models import Connector, Integration, IntegrationEvent
+from inventory.models import Product, SkuMapping
+from orders.models import ShippingMethod, ShippingMethodMapping
 from organizations.choices import Role
 from organizations.models import Membership, Organization
 from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
@@ -29,9 +31,11 @@ def run(command, *args, **options):
 def strict_integration(org, strict_connector, make_integration):
     """Complete settings with a secret, some mappings and flows switched away from the defaults."""
     integration = make_integration(org, strict_connector, "Strict shop", settings=GOOD_SETTINGS)
-    services.save_integration(
-        integration, mappings={"skus": {"EXT-1": "SKU-1"}, "shipping_methods": {"x": "y"}}
-    )
+    services.save_integration(integration, mappings={"locations": {"WH-EAST": "East"}})
+    product = Product.objects.create(organization=org, sku="SKU-1", name="SKU 1")
+    SkuMapping.objects.create(integration=integration, external_sku="EXT-1", product=product)
+    method = ShippingMethod.objects.create(organization=org, code="y", name="Y")
+    ShippingMethodMapping.objects.create(integration=integration, external_code="x", method=method)
     Integration.objects.filter(pk=integration.pk).update(flow_inventory_out=False, flow_products_in=True)
     integration.refresh_from_db()
     return integration
@@ -198,7 +202,9 @@ def test_export_integration_prints_json_without_secrets(strict_integration):
     assert SECRET not in out
     assert data["settings"] == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50}
     assert data["connector"]["key"] == "strict-shop"
-    assert data["mappings"]["skus"] == {"EXT-1": "SKU-1"}
+    assert data["mappings"] == {"locations": {"WH-EAST": "East"}}
+    assert data["sku_mappings"] == [{"external_sku": "EXT-1", "sku": "SKU-1"}]
+    assert data["shipping_method_mappings"] == [{"external_code": "x", "method": "y"}]
     assert strict_integration.events.filter(kind=EventKind.EXPORTED, actor="command").exists()
 
 
@@ -238,6 +244,10 @@ def test_export_import_round_trip_keeps_everything_but_secrets(strict_integratio
     assert all(imported.workflow_enabled(f) == strict_integration.workflow_enabled(f) for f in Workflow)
     assert imported.connector == strict_integration.connector
     assert f"Imported integration {imported.pk} 'Strict shop' into globex: not_configured" in out
+    # but Globex has neither SKU-1 nor method y: those mappings are left out, and the output says so
+    assert not imported.sku_mappings.exists() and not imported.shipping_method_mappings.exists()
+    assert "Skipped 1 SKU mapping: EXT-1 → SKU-1 (SKU-1 not in Globex Supply)." in out
+    assert "Skipped 1 shipping method mapping: x → y (y not in Globex Supply)." in out
     assert "api_token" in out
     assert imported.events.filter(kind=EventKind.IMPORTED, actor="command").exists()
 
@@ -267,9 +277,10 @@ def test_import_integration_reads_stdin_and_takes_a_new_name(strict_integration)
 
     run("import_integration", "-", org="acme", name="Strict shop (copy)", stdin=StringIO(exported))
 
-    assert Integration.objects.get(organization__slug="acme", name="Strict shop (copy)").mappings == (
-        strict_integration.mappings
-    )
+    copy = Integration.objects.get(organization__slug="acme", name="Strict shop (copy)")
+    assert copy.mappings == strict_integration.mappings
+    assert list(copy.sku_mappings.values_list("external_sku", "product__sku")) == [("EXT-1", "SKU-1")]
+    assert list(copy.shipping_method_mappings.values_list("external_code", "method__code")) == [("x", "y")]
 
 
 def test_import_integration_refuses_a_duplicate_name(strict_integration):

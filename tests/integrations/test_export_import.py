@@ -9,22 +9,59 @@ from django.core.exceptions import ValidationError
 from integrations import services
 from integrations.choices import EventKind, IntegrationStatus, Workflow
 from integrations.models import Connector, Integration, IntegrationEvent
+from inventory.models import Product, SkuMapping
+from orders.models import ShippingMethod, ShippingMethodMapping
 from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
 
 SECRET = GOOD_SETTINGS["api_token"]
-MAPPINGS = {"skus": {"EXT-1": "SKU-1", "EXT-2": "SKU-2"}, "shipping_methods": {"express": "DHL-EXP"}}
+# The JSON keeps connector-specific kinds; SKU and shipping-method mappings are rows, exported by hub code.
+MAPPINGS = {"locations": {"WH-EAST": "East", "WH-WEST": "West"}}
+SKU_MAPPINGS = [{"external_sku": "EXT-1", "sku": "SKU-1"}, {"external_sku": "EXT-2", "sku": "SKU-2"}]
+METHOD_MAPPINGS = [{"external_code": "express", "method": "dhl-exp"}]
 # Not the channel defaults, so a round trip that fell back to the defaults would show.
 WORKFLOWS = {flow.value: flow in (Workflow.ORDERS_IN, Workflow.INVENTORY_IN) for flow in Workflow}
 
 
 def counts():
-    return Connector.objects.count(), Integration.objects.count(), IntegrationEvent.objects.count()
+    return (
+        Connector.objects.count(),
+        Integration.objects.count(),
+        IntegrationEvent.objects.count(),
+        SkuMapping.objects.count(),
+        ShippingMethodMapping.objects.count(),
+    )
+
+
+def hub_catalog(organization, skus=("SKU-1", "SKU-2"), methods=("dhl-exp",)):
+    """Products and shipping methods with these hub codes in `organization`."""
+    products = {sku: Product.objects.create(organization=organization, sku=sku, name=sku) for sku in skus}
+    methods = {
+        code: ShippingMethod.objects.create(organization=organization, code=code, name=code)
+        for code in methods
+    }
+    return products, methods
+
+
+def row_mappings(integration):
+    """The integration's mapping rows as (external, hub code, hub object's organization id)."""
+    return (
+        sorted(
+            SkuMapping.objects.filter(integration=integration).values_list(
+                "external_sku", "product__sku", "product__organization"
+            )
+        ),
+        sorted(
+            ShippingMethodMapping.objects.filter(integration=integration).values_list(
+                "external_code", "method__code", "method__organization"
+            )
+        ),
+    )
 
 
 @pytest.fixture
 def configured(org, strict_connector):
     """A fully configured integration of the public strict connector, with a secret, mappings and flows."""
-    return services.create_integration(
+    integration = services.create_integration(
         org,
         strict_connector,
         "Strict shop",
@@ -33,6 +70,16 @@ def configured(org, strict_connector):
         notification_email="shop-alerts@acme.test",
         workflows=WORKFLOWS,
     )
+    products, methods = hub_catalog(org)
+    for entry in SKU_MAPPINGS:
+        SkuMapping.objects.create(
+            integration=integration, external_sku=entry["external_sku"], product=products[entry["sku"]]
+        )
+    for entry in METHOD_MAPPINGS:
+        ShippingMethodMapping.objects.create(
+            integration=integration, external_code=entry["external_code"], method=methods[entry["method"]]
+        )
+    return integration
 
 
 @pytest.fixture
@@ -46,7 +93,7 @@ def private_connector(org):
         version="2.3",
         recommended_grants=["orders:read", "orders:write"],
         settings_schema=STRICT_SCHEMA,
-        mapping_kinds=["skus"],
+        mapping_kinds=["skus", "locations"],
         manifest={"health": "/health", "orders": "/orders"},
     )
 
@@ -54,7 +101,11 @@ def private_connector(org):
 @pytest.fixture
 def private_integration(org, private_connector):
     return services.create_integration(
-        org, private_connector, "Legacy shop", settings=dict(GOOD_SETTINGS), mappings={"skus": {"A": "B"}}
+        org,
+        private_connector,
+        "Legacy shop",
+        settings=dict(GOOD_SETTINGS),
+        mappings={"locations": {"A": "B"}},
     )
 
 
@@ -82,6 +133,8 @@ def test_export_describes_the_configuration(configured, strict_connector):
         "dry_run": True,
     }
     assert data["mappings"] == MAPPINGS
+    assert data["sku_mappings"] == SKU_MAPPINGS
+    assert data["shipping_method_mappings"] == METHOD_MAPPINGS
     assert data["workflows"] == WORKFLOWS
     assert data["notification_email"] == "shop-alerts@acme.test"
 
@@ -90,7 +143,7 @@ def test_export_does_not_change_the_integration(configured):
     before = Integration.objects.filter(pk=configured.pk).values().get()
 
     data = services.export_configuration(configured)
-    data["mappings"]["skus"]["EXT-1"] = "tampered"
+    data["mappings"]["locations"]["WH-EAST"] = "tampered"
 
     assert Integration.objects.filter(pk=configured.pk).values().get() == before
     assert configured.mappings == MAPPINGS
@@ -103,7 +156,7 @@ def test_export_of_private_connector_carries_the_connector_but_no_secret(
 
     assert data["connector"]["private"] is True
     assert data["connector"]["settings_schema"] == STRICT_SCHEMA
-    assert data["connector"]["mapping_kinds"] == ["skus"]
+    assert data["connector"]["mapping_kinds"] == ["skus", "locations"]
     assert data["connector"]["manifest"] == private_connector.manifest
     assert SECRET not in json.dumps(data)
 
@@ -129,6 +182,89 @@ def test_round_trip_into_another_org_keeps_the_configuration(configured, other_o
     assert stored.notification_email == "shop-alerts@acme.test"
     # and the original is untouched
     assert Integration.objects.get(pk=configured.pk).settings["api_token"] == SECRET
+
+
+def test_round_trip_recreates_row_mappings_in_the_target_org_and_names_what_it_skipped(
+    configured, other_org, org_admin
+):
+    # given an export, and a target org that has SKU-1 and the method but not SKU-2
+    data = json.loads(json.dumps(services.export_configuration(configured)))
+    products, _ = hub_catalog(other_org, skus=["SKU-1"])
+
+    # when it is imported there
+    imported = services.import_configuration(data, other_org, actor=org_admin)
+
+    # then the mappings point at the target org's own product and method; the missing SKU is left out
+    assert row_mappings(imported) == (
+        [("EXT-1", "SKU-1", other_org.pk)],
+        [("express", "dhl-exp", other_org.pk)],
+    )
+    assert SkuMapping.objects.get(integration=imported).product == products["SKU-1"]
+    # and the import says so rather than failing
+    event = imported.events.get(kind=EventKind.IMPORTED)
+    assert "Skipped 1 SKU mapping: EXT-2 → SKU-2" in event.message and "Globex" in event.message
+    assert event.data == {
+        "skipped": {"sku_mappings": [{"external_sku": "EXT-2", "sku": "SKU-2", "reason": "missing"}]}
+    }
+    # and the source's rows are untouched
+    assert row_mappings(configured)[0] == [
+        ("EXT-1", "SKU-1", configured.organization_id),
+        ("EXT-2", "SKU-2", configured.organization_id),
+    ]
+
+
+def test_import_skips_a_missing_method_and_duplicate_rows(configured, other_org):
+    # given a hand-edited file: an unknown method, and a code and a SKU mapped twice
+    data = services.export_configuration(configured)
+    data["sku_mappings"] += [
+        {"external_sku": "EXT-1", "sku": "SKU-2"},  # EXT-1 again
+        {"external_sku": "EXT-3", "sku": "SKU-1"},  # SKU-1 again
+    ]
+    data["shipping_method_mappings"] = [{"external_code": "overnight", "method": "teleport"}]
+    hub_catalog(other_org)
+
+    imported = services.import_configuration(data, other_org)
+
+    assert row_mappings(imported) == (
+        [("EXT-1", "SKU-1", other_org.pk), ("EXT-2", "SKU-2", other_org.pk)],
+        [],
+    )
+    skipped = imported.events.get(kind=EventKind.IMPORTED).data["skipped"]
+    assert [(e["external_sku"], e["reason"]) for e in skipped["sku_mappings"]] == [
+        ("EXT-1", "duplicate"),
+        ("EXT-3", "duplicate"),
+    ]
+    assert skipped["shipping_method_mappings"] == [
+        {"external_code": "overnight", "method": "teleport", "reason": "missing"}
+    ]
+
+
+def test_import_of_a_complete_export_names_nothing_skipped(configured, org):
+    imported = services.import_configuration(services.export_configuration(configured), org, name="Copy")
+
+    event = imported.events.get(kind=EventKind.IMPORTED)
+    assert (event.message, event.data) == ("Imported from an exported configuration.", {})
+
+
+def test_an_older_export_with_json_skus_is_imported_as_rows(configured, other_org):
+    # given a file exported while SKU and shipping-method mappings still sat in the JSON
+    data = services.export_configuration(configured)
+    del data["sku_mappings"], data["shipping_method_mappings"]
+    data["mappings"] = {
+        **MAPPINGS,
+        "skus": {"EXT-1": "SKU-1", "EXT-9": "NOPE"},
+        "shipping_methods": {"express": "dhl-exp"},
+    }
+    hub_catalog(other_org)
+
+    imported = services.import_configuration(data, other_org)
+
+    assert imported.mappings == MAPPINGS
+    assert row_mappings(imported) == (
+        [("EXT-1", "SKU-1", other_org.pk)],
+        [("express", "dhl-exp", other_org.pk)],
+    )
+    assert "EXT-9 → NOPE" in imported.events.get(kind=EventKind.IMPORTED).message
 
 
 def test_import_without_the_secret_is_not_configured(configured, other_org):
@@ -175,6 +311,7 @@ def test_import_into_the_same_org_under_another_name(configured, org):
     assert imported.organization == org
     assert imported.name == "Strict shop 2"
     assert imported.mappings == MAPPINGS
+    assert row_mappings(imported) == row_mappings(configured)  # every hub code is there
 
 
 def test_private_connector_is_recreated_in_the_target_org(private_integration, private_connector, other_org):
@@ -200,7 +337,7 @@ def test_private_connector_is_recreated_in_the_target_org(private_integration, p
         "manifest",
     ):
         assert getattr(connector, field) == getattr(private_connector, field), field
-    assert imported.mappings == {"skus": {"A": "B"}}
+    assert imported.mappings == {"locations": {"A": "B"}}
     assert imported.status == IntegrationStatus.NOT_CONFIGURED
     # and the original connector is still the source org's own
     private_connector.refresh_from_db()
@@ -316,16 +453,29 @@ def test_import_refuses_an_unknown_workflow_without_creating_the_private_connect
         ("settings", {"base_url": "not a url"}),
         ("settings", {"colour": "red"}),
         ("mappings", {"warehouses": {"W": "L"}}),
-        ("mappings", {"skus": {"A": 1}}),
+        ("mappings", {"locations": {"A": 1}}),
+        ("sku_mappings", [{"external_sku": "EXT-1"}]),
+        ("sku_mappings", {"EXT-1": "SKU-1"}),
+        ("shipping_method_mappings", [{"external_code": "", "method": "dhl-exp"}]),
+        ("shipping_method_mappings", [{"external_code": "x", "method": "dhl-exp", "id": 7}]),
     ],
-    ids=["bad-format", "unknown-setting", "unknown-mapping-kind", "bad-pair"],
+    ids=[
+        "bad-format",
+        "unknown-setting",
+        "unknown-mapping-kind",
+        "bad-pair",
+        "sku-row-without-hub-sku",
+        "sku-rows-not-a-list",
+        "method-row-empty-code",
+        "method-row-extra-key",
+    ],
 )
 def test_import_refuses_invalid_settings_or_mappings(configured, other_org, section, value):
     data = services.export_configuration(configured)
     data[section] = value
 
     error = _refused(data, other_org)
-    assert set(error.message_dict) == {next(iter(value)) if section == "settings" else "mappings"}
+    assert set(error.message_dict) == {next(iter(value)) if section == "settings" else section}
 
 
 def test_import_refuses_a_private_connector_with_an_invalid_schema(private_integration, other_org):

@@ -633,12 +633,12 @@ def test_saving_a_stale_object_does_not_undo_a_status_move(strict_integration, m
     mark = event_mark()
 
     # when the form saves unrelated fields (mappings only)
-    services.save_integration(stale, mappings={"skus": {"A": "B"}})
+    services.save_integration(stale, mappings={"locations": {"A": "B"}})
 
     # then the move made meanwhile stands, and the trail records no move it did not make
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert (stored.status, stored.status_reason) == (moved_to, "Moved while the form was open.")
-    assert stored.mappings == {"skus": {"A": "B"}}
+    assert stored.mappings == {"locations": {"A": "B"}}
     assert new_events(strict_integration, mark) == []
 
 

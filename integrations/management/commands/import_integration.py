@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations import services
+from integrations.choices import EventKind
 
 from ._common import ACTOR, describe, get_organization
 
@@ -35,6 +36,9 @@ class Command(BaseCommand):
             f"Imported integration {integration.pk} {integration.name!r} into {organization.slug}: "
             f"{integration.status}."
         )
+        imported = integration.events.filter(kind=EventKind.IMPORTED).first()
+        if imported is not None and imported.data.get("skipped"):
+            self.stdout.write(services.describe_skipped(imported.data["skipped"], organization))
         missing = services.missing_required(integration.connector, integration.settings)
         if missing:
             self.stdout.write(
