@@ -3,8 +3,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from inventory.admin import OrganizationColumnMixin, ReadOnlyAdminMixin, badge
-from organizations.admin_mixins import OrganizationScopedAdmin
+from organizations.admin_mixins import (
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    ReadOnlyAdminMixin,
+    badge,
+)
 
 from . import services
 from .choices import EXCEPTION_BADGE, ExceptionStatus

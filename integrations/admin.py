@@ -10,12 +10,20 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator, slugify
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
 from inventory.models import SkuMapping
 from orders.models import ShippingMethodMapping
-from organizations.admin_mixins import MEMBER_PERMS, OrganizationScopedAdmin, OrganizationScopedInline
+from organizations.admin_mixins import (
+    MEMBER_PERMS,
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    OrganizationScopedInline,
+    ReadOnlyAdminMixin,
+    badge,
+)
 from organizations.choices import Role
 from organizations.models import Organization
 from organizations.scoping import scope_for
@@ -44,13 +52,7 @@ PERM_LABELS = {
 
 
 def status_badge(status, label=None):
-    colour = BADGE.get(status, "grey")
-    return format_html(
-        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>',
-        colour,
-        status,
-        label or IntegrationStatus(status).label,
-    )
+    return badge(BADGE, status, label or IntegrationStatus(status).label)
 
 
 @admin.register(Connector)
@@ -107,7 +109,7 @@ class ScopedEventsMixin:
         return format_html(
             '<table class="sy-events"><thead><tr><th>When</th><th>Kind</th><th>Actor</th><th>Message</th></tr>'
             '</thead><tbody>{}</tbody></table><p><a href="{}">All events of this integration</a></p>',
-            rows or format_html('<tr><td colspan="4">No events yet.</td></tr>'),
+            rows or mark_safe('<tr><td colspan="4">No events yet.</td></tr>'),
             link,
         )
 
@@ -149,7 +151,7 @@ class ShippingMethodMappingInline(MappingInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
+class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationScopedAdmin):
     member_access_field = ""
     inlines = [SkuMappingInline, ShippingMethodMappingInline]
     list_display = [
@@ -181,12 +183,6 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
         if not obj.last_error:
             return "—"
         return format_html('<span title="{}">{}</span>', obj.last_error, Truncator(obj.last_error).chars(60))
-
-    def get_list_display(self, request):
-        scope = scope_for(request.user)
-        if not scope.is_superuser and len(scope.org_ids) == 1:
-            return [f for f in self.list_display if f != "organization"]  # one organization: say it once
-        return self.list_display
 
     # --- the add wizard: choose a connector, then a form generated from its settings schema -------------
     def connector_choices(self, request):
@@ -304,7 +300,7 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
         return format_html(
             '<table class="sy-events"><thead><tr><th>Key</th><th>Name</th><th>State</th><th>Expires</th>'
             '<th>Last used</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">Issue a key</a></p>',
-            rows or format_html('<tr><td colspan="5">No keys.</td></tr>'),
+            rows or mark_safe('<tr><td colspan="5">No keys.</td></tr>'),
             issue,
         )
 
@@ -539,7 +535,7 @@ class IntegrationAdmin(ScopedEventsMixin, OrganizationScopedAdmin):
 
 
 @admin.register(IntegrationEvent)
-class IntegrationEventAdmin(OrganizationScopedAdmin):
+class IntegrationEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """The audit trail: read-only, newest first, filterable by integration and kind."""
 
     member_access_field = "integration"
@@ -567,12 +563,3 @@ class IntegrationEventAdmin(OrganizationScopedAdmin):
     @admin.display(description="message")
     def message_excerpt(self, obj):
         return Truncator(obj.message).chars(100)
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,13 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import F
-from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
 from import_export.forms import ConfirmImportForm, ImportForm
 
-from organizations.admin_mixins import OrganizationScopedAdmin
+from organizations.admin_mixins import (
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    ReadOnlyAdminMixin,
+    badge,
+    same_organization_form,
+)
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -22,64 +26,6 @@ from .models import (
     SkuMapping,
 )
 from .resources import ProductResource, StockResource
-
-# --- helpers shared by the commerce admins (orders, automations) ----------------------------------------
-
-
-def badge(colours, status, label):
-    """A coloured status badge (CSS in templates/admin/base_site.html)."""
-    return format_html(
-        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>',
-        colours.get(status, "grey"),
-        status,
-        label,
-    )
-
-
-class SameOrganizationForm(forms.ModelForm):
-    """Refuses to link rows of different organizations (FK choices span every organization a user administers)."""
-
-    same_organization: tuple[str, ...] = ()
-
-    def clean(self):
-        cleaned = super().clean()
-        orgs = set()
-        for name in self.same_organization:
-            value = cleaned.get(name) if name in self.fields else getattr(self.instance, name, None)
-            if value is not None:
-                orgs.add(value.pk if isinstance(value, Organization) else value.organization_id)
-        if len(orgs) > 1:
-            labels = ", ".join(self.instance._meta.get_field(n).verbose_name for n in self.same_organization)
-            raise ValidationError(f"The {labels} must all belong to the same organization.")
-        return cleaned
-
-
-def same_organization_form(*names):
-    return type("SameOrganizationForm", (SameOrganizationForm,), {"same_organization": names})
-
-
-class OrganizationColumnMixin:
-    """`organization` in list_display is shown only to users who see more than one organization."""
-
-    def get_list_display(self, request):
-        scope = scope_for(request.user)
-        if not scope.is_superuser and len(scope.org_ids) == 1:
-            return [f for f in super().get_list_display(request) if f != "organization"]
-        return super().get_list_display(request)
-
-
-class ReadOnlyAdminMixin:
-    """Rows written only by the flows (API, engines, services): viewed, never added, edited or deleted here."""
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 # --- CSV import/export bound to one organization ----------------------------------------------------------
 

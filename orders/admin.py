@@ -5,10 +5,17 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from integrations.models import OutboxEvent
-from inventory.admin import OrganizationColumnMixin, ReadOnlyAdminMixin, badge, same_organization_form
-from organizations.admin_mixins import OrganizationScopedAdmin, OrganizationScopedInline
+from organizations.admin_mixins import (
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    OrganizationScopedInline,
+    ReadOnlyAdminMixin,
+    badge,
+    same_organization_form,
+)
 
 from . import services
 from .choices import ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
@@ -268,7 +275,7 @@ class OrderAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
         return format_html(
             '<table class="sy-events" id="sy-order-history"><thead><tr><th>When</th><th>Event</th>'
             "<th>Integration</th><th>Detail</th><th>Delivered</th></tr></thead><tbody>{}</tbody></table>",
-            rows or format_html('<tr><td colspan="5">No events yet.</td></tr>'),
+            rows or mark_safe('<tr><td colspan="5">No events yet.</td></tr>'),
         )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

@@ -11,10 +11,13 @@ administer; a member sees only the integrations (and rows hanging off them) for 
 django-guardian object permission.
 """
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.filters import RelatedOnlyFieldListFilter
+from django.core.exceptions import ValidationError
 from django.db.models import ForeignKey, Q
 from django.http import Http404
+from django.utils.html import format_html
 
 from .models import Organization
 from .scoping import scope_for
@@ -181,13 +184,16 @@ class OrganizationScopedInline(OrganizationScopedMixin, admin.TabularInline):
             org_id = obj.pk if isinstance(obj, Organization) else getattr(obj, "organization_id", None)
             if org_id is None:
                 return scope.is_superuser or bool(scope.admin_org_ids)
+            # Members edit an integration's own fields only; rows inlined on its page (mappings that name
+            # catalog products members cannot see) stay with the org admins.
             return scope.administers(org_id)
         return super().role_allows(request, action, obj)
 
     def has_add_permission(self, request, obj=None):
-        return self.role_allows(request, "add") and bool(
-            scope_for(request.user).is_superuser or scope_for(request.user).admin_org_ids
-        )
+        return self.role_allows(request, "add", obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.role_allows(request, "delete", obj)
 
 
 def granted_integrations(user, scope=None, perms=MEMBER_PERMS):
@@ -205,3 +211,61 @@ def granted_integrations(user, scope=None, perms=MEMBER_PERMS):
         with_superuser=False,
         accept_global_perms=False,
     )
+
+
+# --- small pieces every admin shares ---------------------------------------------------------------------
+
+
+def badge(colours, status, label):
+    """A coloured status badge (CSS in templates/admin/base_site.html)."""
+    return format_html(
+        '<span class="sy-badge sy-badge-{}" data-status="{}">{}</span>',
+        colours.get(status, "grey"),
+        status,
+        label,
+    )
+
+
+class SameOrganizationForm(forms.ModelForm):
+    """Refuses to link rows of different organizations (FK choices span every organization a user administers)."""
+
+    same_organization: tuple[str, ...] = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        orgs = set()
+        for name in self.same_organization:
+            value = cleaned.get(name) if name in self.fields else getattr(self.instance, name, None)
+            if value is not None:
+                orgs.add(value.pk if isinstance(value, Organization) else value.organization_id)
+        if len(orgs) > 1:
+            labels = ", ".join(self.instance._meta.get_field(n).verbose_name for n in self.same_organization)
+            raise ValidationError(f"The {labels} must all belong to the same organization.")
+        return cleaned
+
+
+def same_organization_form(*names):
+    return type("SameOrganizationForm", (SameOrganizationForm,), {"same_organization": names})
+
+
+class OrganizationColumnMixin:
+    """`organization` in list_display is shown only to users who see more than one organization."""
+
+    def get_list_display(self, request):
+        scope = scope_for(request.user)
+        if not scope.is_superuser and len(scope.org_ids) == 1:
+            return [f for f in super().get_list_display(request) if f != "organization"]
+        return super().get_list_display(request)
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by the flows (API, engines, services): viewed, never added, edited or deleted here."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
