@@ -285,7 +285,11 @@ def availability(channel, product_ids=None, *, include_incoming=None) -> dict[in
         else:
             pooled[pid] += free
     result = {pid: 0 for pid in product_ids or ()}
-    for pid in set(located) | set(pooled):
+    # A discontinued (inactive) product is published as 0 whatever its stock.
+    inactive = set(
+        Product.objects.filter(pk__in=set(located) | set(pooled), active=False).values_list("pk", flat=True)
+    )
+    for pid in (set(located) | set(pooled)) - inactive:
         buffer = pick_buffer(buffers, location_id=None, product_id=pid, channel_id=channel.pk)
         pool = pooled.get(pid, 0)
         result[pid] = located.get(pid, 0) + max(pool - (buffer.held_back(pool) if buffer else 0), 0)

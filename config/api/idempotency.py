@@ -66,7 +66,7 @@ def begin(request):
         if record.status_code is None:
             taken = IdempotencyRecord.objects.filter(
                 pk=record.pk, status_code__isnull=True, created_at__lte=now - STALE_AFTER
-            ).update(created_at=now)
+            ).update(created_at=now, expires_at=now + ttl)
             if taken:
                 request._idempotency = record
                 return

@@ -338,3 +338,12 @@ def test_the_most_specific_buffer_wins_and_buffers_do_not_stack(
 
     # Then the warehouse's own buffer wins for its stock: 10 − 3, not 10 − 3 − 4
     assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 7}
+
+
+def test_an_inactive_product_is_published_as_zero(integration, products, stock):
+    Product.objects.filter(pk=products["MUG"].pk).update(active=False)
+
+    assert services.availability(integration, ids(products, "MUG", "TSHIRT-S")) == {
+        products["MUG"].pk: 0,
+        products["TSHIRT-S"].pk: 10,
+    }
