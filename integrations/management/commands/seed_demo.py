@@ -1,22 +1,34 @@
-"""`seed_demo`: demo organizations, users and integrations; idempotent, so `make run` runs it every time."""
+"""
+`seed_demo`: demo organizations, users, integrations, catalog, stock and orders; idempotent, so `make run`
+runs it every time.
+"""
 
 import secrets
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Count, Q
 from guardian.shortcuts import assign_perm
 
 from integrations import services
 from integrations.catalog import CHANNEL_GRANTS
 from integrations.choices import IntegrationStatus as Status
+from integrations.choices import Workflow
 from integrations.models import Connector, Integration
+from inventory import services as inventory
+from inventory.choices import LocationKind
+from inventory.models import InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
+from orders import services as orders
+from orders.choices import OrderStatus
+from orders.models import Order, ShippingMethod, ShippingMethodMapping
 from organizations.choices import Role
 from organizations.models import Membership, Organization
 
-from ._common import ACTOR
+from ._common import ACTOR, describe
 
 ADMIN_EMAIL = "admin@demo.example"
 MEMBER_EMAIL = "member@demo.example"
@@ -76,13 +88,82 @@ INTEGRATIONS = [
     ),
 ]
 
+CHANNEL, WAREHOUSE = "Web shop", "East warehouse"  # the demo's channel and its 3PL (both in INTEGRATIONS)
+STORE = "Flagship store"
+
+# (SKU, name, price, weight in kg)
+PRODUCTS = [
+    ("TEE-CLASSIC-S", "Classic tee, S", "24.00", "0.180"),
+    ("TEE-CLASSIC-M", "Classic tee, M", "24.00", "0.200"),
+    ("TEE-CLASSIC-L", "Classic tee, L", "24.00", "0.220"),
+    ("HOODIE-M", "Fleece hoodie, M", "68.00", "0.650"),
+    ("HOODIE-L", "Fleece hoodie, L", "68.00", "0.700"),
+    ("CAP-NAVY", "Canvas cap, navy", "22.00", "0.120"),
+    ("SOCKS-WOOL", "Wool socks", "14.00", "0.090"),
+    ("MUG-STONE", "Stoneware mug", "18.00", "0.420"),
+    ("CANDLE-CEDAR", "Cedar candle", "32.00", "0.380"),
+    ("THROW-LINEN", "Linen throw", "95.00", "1.100"),
+    ("VASE-CLAY", "Clay vase", "45.00", "0.900"),
+    ("TOWEL-SET", "Bath towel set", "52.00", "1.300"),
+]
+
+# Opening on-hand counts: SKU → (East warehouse, Flagship store). Some low or zero, so availability varies.
+STOCK = {
+    "TEE-CLASSIC-S": (40, 6),
+    "TEE-CLASSIC-M": (55, 8),
+    "TEE-CLASSIC-L": (30, 4),
+    "HOODIE-M": (18, 2),
+    "HOODIE-L": (3, 0),
+    "CAP-NAVY": (0, 5),
+    "SOCKS-WOOL": (120, 20),
+    "MUG-STONE": (24, 6),
+    "CANDLE-CEDAR": (2, 1),
+    "THROW-LINEN": (0, 0),
+    "VASE-CLAY": (7, 3),
+    "TOWEL-SET": (15, 0),
+}
+BUFFER_UNITS = 2  # held back org-wide from every channel
+
+# (hub code, name, Web shop code, 3PL code)
+SHIPPING_METHODS = [
+    ("standard", "Standard", "shopify-standard", "GROUND"),
+    ("express", "Express", "shopify-express", "2DAY"),
+]
+WAREHOUSE_SKUS = {"HOODIE-M": "EW-00417"}  # the 3PL's own code for one product
+SHIPPING_CHARGES = {"shopify-standard": "5.00", "shopify-express": "15.00"}
+UNKNOWN_SKU_PRICE = "4.00"  # what the shop charges for the line the hub has no product for
+
+CUSTOMERS = [
+    ("Ada Lovelace", "ada@example.test", "12 Analytical Way", "London", "N1 9GU", "GB"),
+    ("Grace Hopper", "grace@example.test", "1 Harbor Road", "Arlington", "22201", "US"),
+    ("Alan Turing", "alan@example.test", "7 Bletchley Lane", "Wilmslow", "SK9 1AA", "GB"),
+    ("Katherine Johnson", "katherine@example.test", "44 Langley Blvd", "Hampton", "23666", "US"),
+]
+
+# (number, customer index, Web shop shipping code, [(SKU as the shop sends it, quantity)], what happens next).
+# "GIFT-WRAP" is no product of the catalog: that order is held with an open unmapped-SKU exception.
+ORDERS = [
+    ("1001", 0, "shopify-standard", [("TEE-CLASSIC-M", 2), ("MUG-STONE", 1)], "ready"),
+    ("1002", 1, "shopify-express", [("HOODIE-M", 1), ("SOCKS-WOOL", 3)], "sent"),
+    ("1003", 2, "shopify-standard", [("TEE-CLASSIC-L", 1), ("VASE-CLAY", 1)], "acknowledged"),
+    ("1004", 3, "shopify-standard", [("TEE-CLASSIC-S", 2), ("TOWEL-SET", 1)], "partial"),
+    ("1005", 0, "shopify-express", [("MUG-STONE", 2), ("CANDLE-CEDAR", 1)], "fulfilled"),
+    ("1006", 1, "shopify-standard", [("HOODIE-L", 1)], "canceled"),
+    ("1007", 2, "shopify-express", [("TEE-CLASSIC-M", 6), ("HOODIE-M", 2)], "review"),
+    ("1008", 3, "shopify-standard", [("SOCKS-WOOL", 1), ("GIFT-WRAP", 1)], "unknown_sku"),
+]
+REVIEW_REASON = "Review: large first order, check the address before shipping."
+CANCEL_REASON = "Customer changed their mind."
+
 
 class Command(BaseCommand):
     help = (
         "Create the demo data: organizations 'demo' (Demo Outfitters) and 'northwind' (Northwind Goods), "
-        "their integrations, an org admin, a member and a Northwind admin. Safe to run again: nothing is "
-        "duplicated and existing integrations are left as they are, but the demo users' password is reset "
-        "each run, to --password or a new random one. The last line printed is the admin login."
+        "their integrations, an org admin, a member and a Northwind admin; for Demo Outfitters also products, "
+        "two locations with stock, shipping methods and orders in every state. Safe to run again: nothing is "
+        "duplicated and what exists (integrations, products, stock, orders) is left as it is, but the demo "
+        "users' password is reset each run, to --password or a new random one. The last line printed is the "
+        "admin login."
     )
 
     def add_arguments(self, parser):
@@ -112,17 +193,23 @@ class Command(BaseCommand):
                 key=STOREFRONT["key"],
                 defaults={k: v for k, v in STOREFRONT.items() if k != "key"},
             )
-            created = 0
+            created, demo_integrations = 0, {}
             for slug, name, key, settings, status in INTEGRATIONS:
                 integration, new = self._integration(orgs[slug], name, key, settings, status)
                 created += new
+                if slug == "demo":
+                    demo_integrations[name] = integration
                 if slug == "demo" and name == MEMBER_SEES:
                     assign_perm("integrations.view_integration", member, integration)
+            new_orders = self._commerce(
+                orgs["demo"], demo_integrations[CHANNEL], demo_integrations[WAREHOUSE]
+            )
 
         self.stdout.write(
             f"Demo organizations: demo (Demo Outfitters), northwind (Northwind Goods); "
             f"{created} integration(s) created, {len(INTEGRATIONS) - created} already there."
         )
+        self.stdout.write(self._summary(orgs["demo"], new_orders))
         self.stdout.write(
             f"Same password for {MEMBER_EMAIL} (member, sees {MEMBER_SEES!r} only) and "
             f"{NORTHWIND_ADMIN_EMAIL} (admin of Northwind Goods)."
@@ -163,3 +250,150 @@ class Command(BaseCommand):
         elif status == Status.ERROR:
             services.report_error(integration, WEST_ERROR, actor=ACTOR)
         return integration, True
+
+    # --- catalog, stock and orders of the demo organization ------------------------------------------
+
+    def _commerce(self, org, channel, warehouse) -> int:
+        """Create what is missing of the demo's catalog, stock, mappings and orders; returns orders created."""
+        missing = {sku for sku, *_ in PRODUCTS} - set(
+            Product.objects.filter(organization=org).values_list("sku", flat=True)
+        )
+        if missing:
+            inventory.upsert_products(
+                org,
+                [
+                    {"sku": sku, "name": name, "price": Decimal(price), "weight": Decimal(weight)}
+                    for sku, name, price, weight in PRODUCTS
+                    if sku in missing
+                ],
+            )
+        products = {p.sku: p for p in Product.objects.filter(organization=org, sku__in=STOCK)}
+
+        east, _ = Location.objects.get_or_create(
+            organization=org,
+            name=WAREHOUSE,
+            defaults={"kind": LocationKind.THREE_PL, "managed_by": warehouse, "priority": 1},
+        )
+        store, _ = Location.objects.get_or_create(
+            organization=org, name=STORE, defaults={"kind": LocationKind.STORE, "priority": 5}
+        )
+        InventoryBuffer.objects.get_or_create(
+            organization=org, location=None, product=None, channel=None, defaults={"quantity": BUFFER_UNITS}
+        )
+
+        for code, name, channel_code, warehouse_code in SHIPPING_METHODS:
+            method, _ = ShippingMethod.objects.get_or_create(
+                organization=org, code=code, defaults={"name": name}
+            )
+            for integration, external in ((channel, channel_code), (warehouse, warehouse_code)):
+                taken = Q(external_code=external) | Q(method=method)  # either side mapped already: left alone
+                if not ShippingMethodMapping.objects.filter(taken, integration=integration).exists():
+                    ShippingMethodMapping.objects.create(
+                        integration=integration, external_code=external, method=method
+                    )
+        for sku, external in WAREHOUSE_SKUS.items():
+            taken = Q(external_sku=external) | Q(product=products[sku])
+            if not SkuMapping.objects.filter(taken, integration=warehouse).exists():
+                SkuMapping.objects.create(integration=warehouse, external_sku=external, product=products[sku])
+
+        # Opening stock only where a product has none yet: a later run must not undo shipments or edits.
+        for location, column, pushed_by in ((east, 0, warehouse), (store, 1, None)):
+            stocked = set(
+                InventoryLevel.objects.filter(location=location).values_list("product__sku", flat=True)
+            )
+            # The 3PL pushes its own stock, in its own SKUs where it has them.
+            own = inventory.external_skus(pushed_by, [p.pk for p in products.values()])
+            items = [
+                {"sku": own.get(products[sku].pk, sku), "on_hand": counts[column]}
+                for sku, counts in STOCK.items()
+                if sku not in stocked
+            ]
+            if items:
+                inventory.set_stock(location, items, integration=pushed_by)
+
+        if not channel.workflow_enabled(Workflow.ORDERS_IN):
+            self.stderr.write(f"{CHANNEL!r} has its “Orders in” flow switched off: no demo orders added.")
+            return 0
+        existing = set(Order.objects.filter(source=channel).values_list("external_id", flat=True))
+        created = 0
+        for number, *rest in ORDERS:
+            if f"DEMO-{number}" in existing:
+                continue  # left as it is, wherever the demo user took it since
+            try:
+                # One order the demo can no longer take through (say, a location switched off) spoils no other.
+                with transaction.atomic():
+                    self._order(channel, warehouse, east, number, *rest)
+            except (orders.OrderConflict, ValidationError) as exc:
+                reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+                self.stderr.write(f"Demo order #{number} not added: {reason}")
+                continue
+            created += 1
+        return created
+
+    def _order(self, channel, warehouse, location, number, customer, method, lines, outcome):
+        """Ingest one demo order as the Web shop sends it, then take it where `outcome` says."""
+        name, email, line1, city, postal_code, country = CUSTOMERS[customer]
+        prices = {sku: price for sku, _, price, _ in PRODUCTS}
+        order, _ = orders.ingest_order(
+            channel,
+            {
+                "external_id": f"DEMO-{number}",
+                "number": f"#{number}",
+                "currency": "USD",
+                "customer": {"name": name, "email": email},
+                "shipping_address": {
+                    "name": name,
+                    "line1": line1,
+                    "city": city,
+                    "postal_code": postal_code,
+                    "country": country,
+                },
+                "shipping_method": method,
+                "shipping_total": SHIPPING_CHARGES[method],
+                "lines": [
+                    {"sku": sku, "quantity": qty, "unit_price": prices.get(sku, UNKNOWN_SKU_PRICE)}
+                    for sku, qty in lines
+                ],
+            },
+        )
+        if outcome == "review":
+            orders.hold(order, REVIEW_REASON)
+        if outcome in ("ready", "review", "unknown_sku"):
+            return  # the unknown SKU held it already, with an open exception
+        request = orders.create_shipping_request(order, location)  # commits its stock there
+        if outcome == "canceled":
+            orders.cancel_order(order, reason=CANCEL_REASON)  # the commitment is released again
+            return
+        if outcome != "sent":
+            request = orders.acknowledge(request)  # as the 3PL does when it pulls the request
+        if outcome in ("partial", "fulfilled"):
+            request_lines = list(request.lines.order_by("pk"))
+            tracking = f"1ZDEMO{number}01"
+            orders.create_fulfillment(
+                request,
+                {
+                    "external_id": f"EW-SHIP-{number}-1",
+                    "carrier": "UPS",
+                    "tracking_number": tracking,
+                    "tracking_url": f"https://www.ups.com/track?tracknum={tracking}",
+                    # partial: the first line only, the rest still to come
+                    "lines": [
+                        (rl.product_id, rl.quantity)
+                        for rl in (request_lines[:1] if outcome == "partial" else request_lines)
+                    ],
+                },
+                integration=warehouse,
+            )
+
+    def _summary(self, org, new_orders) -> str:
+        by_status = dict(
+            Order.objects.filter(organization=org).values_list("status").annotate(n=Count("pk")).order_by()
+        )
+        statuses = ", ".join(
+            f"{by_status[s]} {label.lower()}" for s, label in OrderStatus.choices if by_status.get(s)
+        )
+        return (
+            f"Demo Outfitters: {Product.objects.filter(organization=org).count()} products, "
+            f"{Location.objects.filter(organization=org).count()} locations, "
+            f"{sum(by_status.values())} orders ({statuses or 'none'}); {new_orders} order(s) created this run."
+        )
