@@ -253,6 +253,18 @@ def _auth_query(vendor):
     return sql, parts
 
 
+def _converters(fields, alias):
+    """Per column, the (column, converters) the ORM would apply — computed once per connection."""
+    cache = connection.__dict__.setdefault("_switchyard_auth_converters", {})
+    if alias not in cache:
+        cache[alias] = [
+            (col, connection.ops.get_db_converters(col) + field.get_db_converters(connection))
+            for field in fields
+            for col in [field.get_col(alias)]
+        ]
+    return cache[alias]
+
+
 def _fetch_key(prefix):
     sql, parts = _auth_query(connection.vendor)
     with connection.cursor() as cursor:
@@ -263,9 +275,9 @@ def _fetch_key(prefix):
     objects = {}
     for path, model, alias, fields, start in parts:
         values = []
-        for offset, field in enumerate(fields):
-            value, col = row[start + offset], field.get_col(alias)
-            for convert in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
+        for offset, (col, converters) in enumerate(_converters(fields, alias)):
+            value = row[start + offset]
+            for convert in converters:
                 value = convert(value, col, connection)
             values.append(value)
         if values[0] is None:  # the LEFT JOIN found nothing: no such relation
