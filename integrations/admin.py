@@ -9,8 +9,7 @@ from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedire
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 from django.utils.text import Truncator, slugify
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
@@ -23,6 +22,7 @@ from organizations.admin_mixins import (
     OrganizationScopedInline,
     ReadOnlyAdminMixin,
     badge,
+    html_table,
 )
 from organizations.choices import Role
 from organizations.models import Organization
@@ -92,9 +92,9 @@ class ScopedEventsMixin:
     @admin.display(description="recent events")
     def recent_events(self, obj):
         events = obj.events.order_by("-created_at", "-pk")[:10]
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        link = reverse("admin:integrations_integrationevent_changelist") + f"?integration__id__exact={obj.pk}"
+        return html_table(
+            ["When", "Kind", "Actor", "Message"],
             (
                 (
                     timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
@@ -104,13 +104,8 @@ class ScopedEventsMixin:
                 )
                 for e in events
             ),
-        )
-        link = reverse("admin:integrations_integrationevent_changelist") + f"?integration__id__exact={obj.pk}"
-        return format_html(
-            '<table class="sy-events"><thead><tr><th>When</th><th>Kind</th><th>Actor</th><th>Message</th></tr>'
-            '</thead><tbody>{}</tbody></table><p><a href="{}">All events of this integration</a></p>',
-            rows or mark_safe('<tr><td colspan="4">No events yet.</td></tr>'),
-            link,
+            empty="No events yet.",
+            link=(link, "All events of this integration"),
         )
 
 
@@ -279,13 +274,15 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
     @admin.display(description="API keys")
     def api_keys(self, obj):
         keys = obj.api_keys.order_by("-created_at")[:20]
-        rows = format_html_join(
-            "",
-            '<tr><td><a href="{}"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+        return html_table(
+            ["Key", "Name", "State", "Expires", "Last used"],
             (
                 (
-                    reverse("admin:tokens_apikey_change", args=[k.pk]),
-                    k.display,
+                    format_html(
+                        '<a href="{}"><code>{}</code></a>',
+                        reverse("admin:tokens_apikey_change", args=[k.pk]),
+                        k.display,
+                    ),
                     k.name,
                     k.state().label,
                     timezone.localtime(k.expires_at).strftime("%Y-%m-%d") if k.expires_at else "never",
@@ -295,13 +292,8 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
                 )
                 for k in keys
             ),
-        )
-        issue = reverse("admin:tokens_apikey_add") + f"?integration={obj.pk}"
-        return format_html(
-            '<table class="sy-events"><thead><tr><th>Key</th><th>Name</th><th>State</th><th>Expires</th>'
-            '<th>Last used</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">Issue a key</a></p>',
-            rows or mark_safe('<tr><td colspan="5">No keys.</td></tr>'),
-            issue,
+            empty="No keys.",
+            link=(reverse("admin:tokens_apikey_add") + f"?integration={obj.pk}", "Issue a key"),
         )
 
     @admin.display(description="connector")

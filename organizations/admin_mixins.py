@@ -17,7 +17,7 @@ from django.contrib.admin.filters import RelatedOnlyFieldListFilter
 from django.core.exceptions import ValidationError
 from django.db.models import ForeignKey, Q
 from django.http import Http404
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from .models import Organization
 from .scoping import scope_for
@@ -269,3 +269,20 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def html_table(headers, rows, *, empty, link=None):
+    """A small read-only table for a change page (cells escaped unless already safe), and an optional
+    `(url, label)` link under it."""
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    if not body:
+        body = format_html('<tr><td colspan="{}">{}</td></tr>', len(headers), empty)
+    table = format_html(
+        '<table class="sy-events"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body
+    )
+    if link:
+        table = format_html('{}<p><a href="{}">{}</a></p>', table, *link)
+    return table
