@@ -1,0 +1,196 @@
+"""
+Standard Webhooks signing for webhook deliveries and manifest-connector calls (API.md, "Webhook
+deliveries"): secrets, signatures, their verification, the body bytes and the retry schedule.
+Pure functions: no models, no network, no settings.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import random
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+SECRET_BYTES = 32
+SIGNATURE_VERSION = "v1"
+DEFAULT_TOLERANCE = 300  # seconds either side of now, as the Standard Webhooks libraries use
+
+# Standard Webhooks schedule: the wait before each retry, counted from the failure before it.
+RETRY_DELAYS: tuple[int, ...] = (
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    24 * 3600,
+)
+RETRY_JITTER = 0.10  # each delay is drawn uniformly within ±10% so failed deliveries do not retry in lockstep
+
+_DELAY_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: 1*DIGIT, ASCII only
+
+
+class WebhookVerificationError(ValueError):
+    """A delivery whose headers, timestamp or signature do not check out."""
+
+
+class _Uniform(Protocol):
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+# --- secrets and signatures ------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A fresh webhook secret: "whsec_" + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def _key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"A webhook secret starts with {SECRET_PREFIX!r}.")
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        # Tolerate missing padding, as the reference libraries do.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("A webhook secret's key is not valid base64.") from exc
+    if not key:
+        raise ValueError("A webhook secret may not be empty.")
+    return key
+
+
+def _digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
+    # The body goes in as its bytes: f"{body}" on bytes would sign "b'...'".
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    return hmac.new(key, content, hashlib.sha256).digest()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature value "v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">"."""
+    digest = _digest(_key(secret), msg_id, int(timestamp), body)
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
+
+
+def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers that go with a signed body."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp)),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """
+    Check a delivery's Standard Webhooks headers against its body; raise WebhookVerificationError if not.
+    Any one of several space-separated signatures may match (secret rotation).
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    raw_timestamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not (msg_id and raw_timestamp and signatures):
+        raise WebhookVerificationError("Missing webhook-id, webhook-timestamp or webhook-signature.")
+    if not _DELAY_SECONDS.fullmatch(raw_timestamp.strip()):
+        raise WebhookVerificationError("webhook-timestamp is not a unix time in seconds.")
+    timestamp = int(raw_timestamp)
+    current = time.time() if now is None else now
+    if timestamp < current - tolerance:
+        raise WebhookVerificationError("Message timestamp too old.")
+    if timestamp > current + tolerance:
+        raise WebhookVerificationError("Message timestamp too new.")
+
+    body_bytes = body.encode() if isinstance(body, str) else body
+    expected = _digest(_key(secret), msg_id, timestamp, body_bytes)
+    for candidate in signatures.split():
+        version, _, encoded = candidate.partition(",")
+        if version != SIGNATURE_VERSION:
+            continue
+        try:
+            given = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            continue
+        if hmac.compare_digest(expected, given):
+            return
+    raise WebhookVerificationError("No matching signature found.")
+
+
+# --- body ------------------------------------------------------------------------------------------------
+
+
+def payload(event_id: str, event_type: str, created_at: Any, sequence: int, data: Any) -> bytes:
+    """The delivery body as the exact bytes that are signed and sent: compact JSON, UTF-8."""
+    envelope = {
+        "id": event_id,
+        "type": event_type,
+        "created_at": created_at,
+        "sequence": sequence,
+        "data": data,
+    }
+    return json.dumps(
+        envelope, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+# --- retries ---------------------------------------------------------------------------------------------
+
+
+def _retry_after_seconds(value: str, now: float) -> float | None:
+    """Seconds that a Retry-After value asks for (delay-seconds or HTTP-date), or None if unreadable."""
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def next_attempt_delay(
+    attempt: int,
+    *,
+    retry_after: str | None = None,
+    rng: _Uniform = random,
+    now: float | None = None,
+) -> float | None:
+    """
+    Seconds to wait after failed attempt number `attempt` (1 = the first try), or None: the delivery is dead.
+    Retry-After can only bring the retry forward, never push it past the schedule; unreadable values are ignored.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1 (the first try).")
+    if attempt > len(RETRY_DELAYS):
+        return None
+    base = RETRY_DELAYS[attempt - 1]
+    delay = base * rng.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+    if retry_after:
+        asked = _retry_after_seconds(retry_after, time.time() if now is None else now)
+        if asked is not None and asked < delay:
+            return asked
+    return delay
