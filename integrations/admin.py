@@ -31,7 +31,7 @@ from organizations.scoping import scope_for
 from . import services
 from .choices import BADGE, EventKind, IntegrationStatus, Workflow
 from .forms import SETTING_PREFIX, ChooseConnectorForm, ConnectorForm, ImportForm, integration_form_for
-from .models import Connector, Integration, IntegrationEvent
+from .models import Connector, Integration, IntegrationEvent, WebhookSubscription
 
 User = get_user_model()
 
@@ -555,3 +555,25 @@ class IntegrationEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     @admin.display(description="message")
     def message_excerpt(self, obj):
         return Truncator(obj.message).chars(100)
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(OrganizationScopedAdmin):
+    """Webhook subscriptions of the organization's integrations; the signing secret is never shown."""
+
+    organization_field = "integration__organization"
+    member_access_field = "integration"
+    list_display = ["url", "integration", "event_list", "active", "created_at"]
+    list_filter = ["active", "integration"]
+    list_select_related = ["integration"]
+    search_fields = ["url", "integration__name"]
+    exclude = ["secret"]
+    # URL and events are checked (SSRF guard, grants) by the API's service only: not editable here.
+    readonly_fields = ["integration", "url", "event_types", "created_at", "updated_at"]
+
+    def has_add_permission(self, request, *args):
+        return False  # made through the API, which shows the secret once
+
+    @admin.display(description="events")
+    def event_list(self, obj):
+        return ", ".join(obj.event_types)

@@ -203,3 +203,29 @@ class OutboxEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.object_type}:{self.object_id}"
+
+
+class WebhookSubscription(models.Model):
+    """An integration's request to be told of domain events (API.md, "Events, exceptions, webhooks")."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="webhook_subscriptions"
+    )
+    url = models.URLField(max_length=500, help_text="Where deliveries are POSTed (public http/https only).")
+    event_types = models.JSONField(default=list, help_text='Event types, e.g. ["order.created"].')
+    # Plaintext on purpose: deliveries are signed with it (HMAC), so it cannot be hashed like API keys.
+    # Encryption at rest is a later issue; until then it is never shown after creation, logged or exported.
+    secret = models.CharField(
+        max_length=100, help_text="The whsec_… signing secret; shown once, on creation."
+    )
+    active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["integration", "active"], name="webhook_integration_active_idx")]
+
+    def __str__(self):
+        return f"{self.url} ({', '.join(self.event_types)})"

@@ -11,6 +11,7 @@ from .errors import not_found_view
 
 router = SimpleRouter(trailing_slash=False)
 router.register("events", integration_views.EventViewSet, basename="event")
+router.register("webhooks", integration_views.WebhookViewSet, basename="webhook")
 router.register("products", inventory_views.ProductViewSet, basename="product")
 router.register("locations", inventory_views.LocationViewSet, basename="location")
 router.register("orders", order_views.OrderViewSet, basename="order")

@@ -4,7 +4,7 @@ from inventory.models import SkuMapping
 from orders.models import ShippingMethodMapping
 
 from .. import services
-from ..models import Integration, IntegrationEvent
+from ..models import Integration, IntegrationEvent, WebhookSubscription
 
 
 class IntegrationSerializer(serializers.ModelSerializer):
@@ -59,3 +59,32 @@ class EventSerializer(serializers.ModelSerializer):
         if obj.integration_id is None:
             return None
         return {"id": str(obj.integration_id), "name": obj.integration_name}
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    """A subscription as listed: never its secret."""
+
+    id = serializers.CharField(read_only=True)
+    events = serializers.ListField(source="event_types", child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["id", "url", "events", "active"]
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    """The POST answer: the only time the signing secret is shown."""
+
+    secret = serializers.CharField(read_only=True, help_text='"whsec_" + base64 key; shown this once.')
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+class WebhookInputSerializer(serializers.Serializer):
+    """The shape of a subscription request; event types, grants and the URL are checked by the service."""
+
+    url = serializers.CharField(max_length=500)
+    events = serializers.ListField(
+        child=serializers.CharField(max_length=60), allow_empty=False, max_length=20
+    )

@@ -1,7 +1,7 @@
 import django_filters
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status
 from rest_framework.response import Response
 
 from automations import services as exceptions
@@ -11,9 +11,17 @@ from config.api.errors import ApiError
 from config.api.filters import UpdatedSinceFilterSet
 from config.api.permissions import NO_GRANT
 
-from .. import services
-from ..models import IntegrationEvent
-from .serializers import EventSerializer, IntegrationSerializer, ReportErrorSerializer, StatusSerializer
+from .. import services, webhooks
+from ..models import IntegrationEvent, WebhookSubscription
+from .serializers import (
+    EventSerializer,
+    IntegrationSerializer,
+    ReportErrorSerializer,
+    StatusSerializer,
+    WebhookCreatedSerializer,
+    WebhookInputSerializer,
+    WebhookSerializer,
+)
 
 
 def own_integration(request):
@@ -98,3 +106,58 @@ class EventViewSet(mixins.ListModelMixin, ScopedViewSet):
 
     def integration_scope(self, integration):
         return Q(integration=integration)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Webhook subscriptions this key may see"),
+    destroy=extend_schema(
+        summary="Delete a webhook subscription",
+        parameters=[
+            OpenApiParameter("id", str, OpenApiParameter.PATH, description="The object's id (opaque).")
+        ],
+    ),
+)
+class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedViewSet):
+    """The key's integration's webhook subscriptions (org keys: the organization's)."""
+
+    queryset = WebhookSubscription.objects.all()
+    serializer_class = WebhookSerializer
+    organization_field = "integration__organization"
+    grants = {"list": "webhooks:read", "create": "webhooks:write", "destroy": "webhooks:write"}
+
+    def integration_scope(self, integration):
+        return Q(integration=integration)
+
+    @extend_schema(
+        summary="Subscribe to events",
+        description="201 with the signing `secret`, shown only in this answer. Each event type needs its "
+        "read grant (e.g. `order.*` → `orders:read`), else 403 `missing_grant` with `details.required`. "
+        "The URL must be http(s) and not resolve to a loopback, private or reserved address (400 "
+        "`validation_error`, `details.url`). Only an integration key may subscribe: org and global keys "
+        'get 403 `missing_grant` with `details.key_kind = ["integration"]`.',
+        request=WebhookInputSerializer,
+        responses={201: WebhookCreatedSerializer},
+    )
+    def create(self, request):
+        if request.auth.integration_id is None:
+            raise ApiError(
+                "missing_grant",
+                "Webhooks are subscribed with an integration key; this key belongs to no integration.",
+                details={"key_kind": ["integration"]},
+            )
+        body = WebhookInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            subscription, secret = webhooks.subscribe(
+                request.auth.integration,
+                body.validated_data["url"],
+                body.validated_data["events"],
+                request.auth,
+            )
+        except webhooks.MissingEventGrant as exc:
+            raise ApiError("missing_grant", str(exc), details={"required": exc.required}) from None
+        subscription.secret = secret
+        return Response(WebhookCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        webhooks.unsubscribe(instance, actor=f"key:{self.request.auth.prefix}")

@@ -1,0 +1,145 @@
+"""
+Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and unsubscribe, the grant each
+event type needs, and the guard that keeps targets off loopback and private networks (DESIGN.md, settings:
+WEBHOOK_ALLOW_PRIVATE_TARGETS).
+"""
+
+import base64
+import ipaddress
+import secrets
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from . import services
+from .choices import EventKind, EventType
+from .models import WebhookSubscription
+
+try:
+    from .signing import new_secret
+except ImportError:  # pragma: no cover - signing.py is written alongside; same format until it lands
+
+    def new_secret() -> str:
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+# The read grant a key must hold to be told of each event type (webhooks:write is checked by the view).
+# integration.status_changed concerns the key's own integration: nothing beyond webhooks access.
+_GRANTS_BY_TYPE: dict[EventType, str | None] = {
+    EventType.ORDER_CREATED: "orders:read",
+    EventType.ORDER_UPDATED: "orders:read",
+    EventType.ORDER_CANCELED: "orders:read",
+    EventType.SHIPPING_REQUEST_CREATED: "shipping_requests:read",
+    EventType.SHIPPING_REQUEST_CANCELED: "shipping_requests:read",
+    EventType.FULFILLMENT_CREATED: "fulfillments:read",
+    EventType.INVENTORY_UPDATED: "inventory:read",
+    EventType.PRODUCT_CREATED: "products:read",
+    EventType.PRODUCT_UPDATED: "products:read",
+    EventType.INTEGRATION_STATUS_CHANGED: None,
+}
+EVENT_GRANTS: dict[str, str | None] = {event.value: grant for event, grant in _GRANTS_BY_TYPE.items()}
+
+
+class MissingEventGrant(PermissionError):
+    """The key lacks the read grant(s) of some event types; the API answers 403 missing_grant."""
+
+    def __init__(self, required: list[str]):
+        super().__init__(f"This key lacks the grant(s) these events need: {', '.join(required)}.")
+        self.required = required
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
+
+
+def check_target_url(url: str, *, allow_private: bool | None = None) -> None:
+    """Raise ValidationError unless `url` is http(s) with a host whose every address is public."""
+    if allow_private is None:
+        allow_private = settings.WEBHOOK_ALLOW_PRIVATE_TARGETS
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValidationError({"url": ["Enter a valid URL."]}) from None
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError({"url": ["Only http and https URLs are allowed."]})
+    host = parts.hostname
+    if not host:
+        raise ValidationError({"url": ["The URL needs a host."]})
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+    except (socket.gaierror, UnicodeError):
+        raise ValidationError({"url": [f"The host {host!r} does not resolve."]}) from None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
+        if _refused(address):
+            # Every address is checked: a name with one public and one private address is refused.
+            raise ValidationError({"url": ["The URL points to a loopback, private or reserved address."]})
+
+
+def check_events(events, key) -> list[str]:
+    """The event types, deduplicated, in catalogue order; unknown → ValidationError, ungranted → MissingEventGrant."""
+    if not isinstance(events, list | tuple) or not events:
+        raise ValidationError({"events": ["Name at least one event type."]})
+    unknown = sorted({str(e) for e in events if e not in EVENT_GRANTS})
+    if unknown:
+        # "*" is not supported: a subscription names what it wants, so grants can be checked per type.
+        raise ValidationError(
+            {"events": [f"Unknown event type(s): {', '.join(unknown)}. Known: {', '.join(EVENT_GRANTS)}."]}
+        )
+    missing = sorted(
+        {EVENT_GRANTS[e] for e in events if EVENT_GRANTS[e] and EVENT_GRANTS[e] not in key.grants}
+    )
+    if missing:
+        raise MissingEventGrant(missing)
+    return [e for e in EVENT_GRANTS if e in set(events)]
+
+
+@transaction.atomic
+def subscribe(integration, url: str, events, key) -> tuple[WebhookSubscription, str]:
+    """A new active subscription of `integration`, and its secret (returned this once)."""
+    event_types = check_events(events, key)
+    check_target_url(url)
+    secret = new_secret()
+    subscription = WebhookSubscription.objects.create(
+        integration=integration, url=url, event_types=event_types, secret=secret
+    )
+    services.record_event(
+        integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription added: {url}",
+        actor=f"key:{key.prefix}",
+        data={"webhook": str(subscription.pk), "url": url, "events": event_types},  # never the secret
+    )
+    return subscription, secret
+
+
+@transaction.atomic
+def unsubscribe(subscription: WebhookSubscription, *, actor=None) -> None:
+    """Delete the subscription and record it on its integration's trail."""
+    integration = subscription.integration
+    data = {"webhook": str(subscription.pk), "url": subscription.url, "events": subscription.event_types}
+    subscription.delete()
+    services.record_event(
+        integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription removed: {data['url']}",
+        actor=actor,
+        data=data,
+    )
