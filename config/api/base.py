@@ -8,7 +8,9 @@ organization filter, so an object outside the key's reach is a 404 everywhere.
 import time
 
 from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import viewsets
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from integrations import services as integration_services
@@ -17,6 +19,26 @@ from tokens.choices import KeyKind
 
 from . import idempotency, throttling
 from .authentication import client_ip
+from .errors import ApiError
+
+# Ids are opaque strings to clients (API.md); the path parameter named as the schema names {pk}.
+OPAQUE_ID = OpenApiParameter(
+    "id" if api_settings.SCHEMA_COERCE_PATH_PK else "pk",
+    str,
+    OpenApiParameter.PATH,
+    description="The object's id (opaque).",
+)
+
+
+def sender(request, what: str):
+    """The key's integration, which a write records as its sender; org and global keys have none (403)."""
+    if request.auth.integration_id is None:
+        raise ApiError(
+            "missing_grant",
+            f"{what} are sent with an integration key; this key belongs to no integration.",
+            details={"key_kind": ["integration"]},
+        )
+    return request.auth.integration
 
 
 class ApiMixin:

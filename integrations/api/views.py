@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from automations import services as exceptions
 from automations.choices import ExceptionKind
-from config.api.base import ApiView, ScopedViewSet
+from config.api.base import ApiView, ScopedViewSet, sender
 from config.api.errors import ApiError
 from config.api.filters import UpdatedSinceFilterSet
 from config.api.permissions import NO_GRANT
@@ -139,17 +139,12 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
         responses={201: WebhookCreatedSerializer},
     )
     def create(self, request):
-        if request.auth.integration_id is None:
-            raise ApiError(
-                "missing_grant",
-                "Webhooks are subscribed with an integration key; this key belongs to no integration.",
-                details={"key_kind": ["integration"]},
-            )
+        integration = sender(request, "Webhook subscriptions")
         body = WebhookInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             subscription, secret = webhooks.subscribe(
-                request.auth.integration,
+                integration,
                 body.validated_data["url"],
                 body.validated_data["events"],
                 request.auth,

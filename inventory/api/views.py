@@ -6,13 +6,12 @@ from a ScopedViewSet's get_queryset, including the locations POST /inventory may
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Greatest
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 
-from config.api.base import ScopedViewSet
+from config.api.base import OPAQUE_ID, ScopedViewSet
 from config.api.errors import ApiError
 from config.api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from config.api.schema import ErrorSerializer
@@ -39,13 +38,6 @@ MAX_BULK_PRODUCTS = 1000
 MAX_STOCK_ITEMS = 5000
 CHANNEL_TYPES = {ConnectorType.CHANNEL, ConnectorType.MARKETPLACE}
 TOO_LARGE = OpenApiResponse(ErrorSerializer, description="payload_too_large")
-# Ids are opaque strings to clients (API.md); the path parameter named as the schema names {pk}.
-OPAQUE_ID = OpenApiParameter(
-    "id" if api_settings.SCHEMA_COERCE_PATH_PK else "pk",
-    str,
-    OpenApiParameter.PATH,
-    description="The object's id (opaque).",
-)
 
 
 # --- helpers ------------------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ Thin: the services hold the rules; the base viewset scopes every queryset to the
 from contextlib import contextmanager
 
 from django.db.models import OuterRef, Prefetch, Q, Subquery
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.api.base import ScopedViewSet
+from config.api.base import OPAQUE_ID, ScopedViewSet, sender
 from config.api.errors import ApiError
 from integrations import services as integration_services
 from integrations.choices import Workflow
@@ -37,7 +37,6 @@ from .serializers import (
     ShippingRequestSerializer,
 )
 
-OPAQUE_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The object's id (opaque).")
 INTEGRATION_KEYS_ONLY = (
     " Only an integration key may call this: org and global keys have no integration to record as the "
     'sender, and get 403 `missing_grant` with `details.key_kind = ["integration"]`.'
@@ -53,17 +52,6 @@ def service_errors():
         raise ApiError("conflict", str(exc)) from None
     except integration_services.WorkflowDisabled as exc:
         raise ApiError("workflow_disabled", str(exc)) from None
-
-
-def sender(request, what: str):
-    """The key's integration, which a write records as its sender; org and global keys have none."""
-    if request.auth.integration_id is None:
-        raise ApiError(
-            "missing_grant",
-            f"{what} are sent with an integration key; this key belongs to no integration.",
-            details={"key_kind": ["integration"]},
-        )
-    return request.auth.integration
 
 
 def require_workflow(integration, flow):
