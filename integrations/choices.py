@@ -126,3 +126,23 @@ class EventType(models.TextChoices):
     PRODUCT_CREATED = "product.created"
     PRODUCT_UPDATED = "product.updated"
     INTEGRATION_STATUS_CHANGED = "integration.status_changed"
+
+
+class DeliveryStatus(models.TextChoices):
+    """A webhook delivery's lifecycle: pending → succeeded, or failed (retry at next_attempt_at) → … → dead."""
+
+    PENDING = "pending", _("Pending")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed, will retry")
+    DEAD = "dead", _("Dead")
+
+
+DELIVERY_BADGE = {
+    DeliveryStatus.PENDING: "blue",
+    DeliveryStatus.SUCCEEDED: "green",
+    DeliveryStatus.FAILED: "amber",
+    DeliveryStatus.DEAD: "red",
+}
+
+# The type of the deliveries the admin's "Send test event" makes (not a domain event: never in the outbox).
+TEST_EVENT_TYPE = "webhook.test"

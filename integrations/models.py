@@ -3,7 +3,15 @@ from django.db import models
 
 from organizations.models import Organization
 
-from .choices import DEFAULT_WORKFLOWS, WORKFLOW_HELP, ConnectorType, EventKind, IntegrationStatus, Workflow
+from .choices import (
+    DEFAULT_WORKFLOWS,
+    WORKFLOW_HELP,
+    ConnectorType,
+    DeliveryStatus,
+    EventKind,
+    IntegrationStatus,
+    Workflow,
+)
 
 
 class Connector(models.Model):
@@ -107,6 +115,19 @@ class Integration(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # Outbound health (webhook deliveries and manifest calls): reset by a success, counted by each failure;
+    # INTEGRATION_FAILURE_THRESHOLD of them in a row move a connected integration to `error`.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # Manifest connectors: the hub signs its calls with this (whsec_…); generated on first use.
+    signing_secret = models.CharField(max_length=100, blank=True)
+    poll_interval = models.PositiveIntegerField(
+        "orders poll interval (seconds)",
+        default=300,
+        help_text="Manifest connectors: how often the hub pulls new orders from the orders endpoint.",
+    )
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # Manifest connectors: cursors of the pulls and pushes (orders cursor, last outbox id dispatched, …).
+    manifest_state = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name", "pk"]
@@ -220,6 +241,11 @@ class WebhookSubscription(models.Model):
     )
     active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # The `sequence` of the last delivery made for it (API.md: increasing per subscription).
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    # When the current run of failed attempts began (None after a success): 5 days of it switch it off.
+    failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,3 +255,83 @@ class WebhookSubscription(models.Model):
 
     def __str__(self):
         return f"{self.url} ({', '.join(self.event_types)})"
+
+
+class WebhookDelivery(models.Model):
+    """
+    One event owed to one subscription: the exact signed body, its retry state and its last outcome. The
+    table, not the broker, is the queue: due rows are claimed with SELECT … FOR UPDATE SKIP LOCKED.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    outbox_event = models.ForeignKey(
+        OutboxEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    event_id = models.CharField(max_length=40, help_text="The webhook-id header: the same on every attempt.")
+    event_type = models.CharField(max_length=60)
+    sequence = models.PositiveBigIntegerField()
+    # The body as sent: signing is over these exact bytes, so a retry or a replay sends the same ones.
+    body = models.TextField()
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="When the delivery is due (next retry).")
+    # A claimed row is reserved to its worker until then; a killed worker's rows become due again after.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_response = models.TextField(blank=True, help_text="The start of the last response body.")
+    last_error = models.CharField(max_length=500, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            # One delivery per event and subscription: a re-run dispatcher never duplicates one.
+            models.UniqueConstraint(
+                fields=["subscription", "outbox_event"],
+                condition=models.Q(outbox_event__isnull=False),
+                name="delivery_one_per_event_and_subscription",
+            ),
+        ]
+        indexes = [
+            # The claim: due rows among those still owed.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due_idx",
+                condition=models.Q(status__in=["pending", "failed"]),
+            ),
+            models.Index(fields=["integration", "status", "-created_at"], name="delivery_integration_idx"),
+            models.Index(fields=["organization", "-created_at"], name="delivery_org_recent_idx"),
+            models.Index(fields=["status", "updated_at"], name="delivery_status_age_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} → {self.subscription_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery: what was sent, what came back, how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    url = models.URLField(max_length=500)
+    request_headers = models.JSONField(default=dict, help_text="As sent (the signature is not a secret).")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    succeeded = models.BooleanField(default=False)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["delivery", "number", "pk"]
+        indexes = [models.Index(fields=["delivery", "number"], name="attempt_delivery_idx")]
+
+    def __str__(self):
+        return f"attempt {self.number} of delivery {self.delivery_id}"

@@ -10,6 +10,7 @@ from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -60,8 +61,15 @@ def record_event(integration, kind, message, *, actor=None, data=None, organizat
 # --- outbox -------------------------------------------------------------------------------------------
 
 
+def _schedule_dispatch():
+    from .delivery import schedule_dispatch  # delivery imports this module
+
+    schedule_dispatch()
+
+
 def emit(organization, event_type, obj_type, obj_id, payload, *, integration=None):
-    """Record a domain event in the current transaction (the outbox); delivery is the webhooks' job."""
+    """Record a domain event in the current transaction (the outbox); delivered after the commit."""
+    _schedule_dispatch()
     return OutboxEvent.objects.create(
         organization_id=organization if isinstance(organization, int) else organization.pk,
         integration=integration,
@@ -75,6 +83,8 @@ def emit(organization, event_type, obj_type, obj_id, payload, *, integration=Non
 def emit_many(organization, events, *, integration=None):
     """Record many domain events in one INSERT: events are (type, object type, object id, payload)."""
     org_id = organization if isinstance(organization, int) else organization.pk
+    if events:
+        _schedule_dispatch()
     return OutboxEvent.objects.bulk_create(
         [
             OutboxEvent(
@@ -348,6 +358,18 @@ def enable(integration: Integration, *, actor=None, reason="") -> Integration:
     return transition(integration, to, reason=reason or f"Enabled by {actor_label(actor)}.", actor=actor)
 
 
+def reenable(integration: Integration, *, actor=None, reason="") -> Integration:
+    """From `error` back to `connecting`: the next handshake, health check or outbound success connects it."""
+    if integration.status != Status.ERROR:
+        raise TransitionRefused(f"{integration.name!r} is not in error.", code="transition_refused")
+    return transition(
+        integration,
+        Status.CONNECTING,
+        reason=reason or f"Re-enabled by {actor_label(actor)}; checking the connection again.",
+        actor=actor,
+    )
+
+
 def handshake(integration: Integration, *, actor=None) -> Integration:
     """The connector says it is ready (POST /api/v1/integration/connect): connecting/error → connected."""
     if integration.status == Status.CONNECTED:
@@ -394,6 +416,53 @@ def expire_stale_connecting(now=None) -> int:
             )
             moved += 1
     return moved
+
+
+# --- outbound health --------------------------------------------------------------------------------
+
+
+def note_outbound(
+    integration: Integration, *, ok: bool, failures: int = 1, reason: str = "", what="delivery"
+):
+    """
+    Count an outbound outcome (webhook delivery or manifest call). A success resets the count, and brings
+    an integration that failures had moved to `error`, once re-enabled (connecting), back to `connected`;
+    INTEGRATION_FAILURE_THRESHOLD failures in a row move a `connected` one to `error` (DESIGN.md).
+    """
+    from . import signals  # signals imports nothing; kept local to show who announces
+
+    threshold = django_settings.INTEGRATION_FAILURE_THRESHOLD
+    if ok:
+        if not integration.consecutive_failures:
+            return integration
+        tripped = integration.consecutive_failures >= threshold
+        Integration.objects.filter(pk=integration.pk).update(consecutive_failures=0)
+        integration.consecutive_failures = 0
+        if tripped:
+            current = Integration.objects.filter(pk=integration.pk).values_list("status", flat=True).first()
+            if current == Status.CONNECTING:
+                transition(
+                    integration, Status.CONNECTED, reason=f"Outbound {what} succeeded after re-enabling."
+                )
+                signals.integration_recovered.send(sender=Integration, integration=integration)
+        return integration
+    Integration.objects.filter(pk=integration.pk).update(
+        consecutive_failures=F("consecutive_failures") + failures
+    )
+    row = Integration.objects.filter(pk=integration.pk).values("consecutive_failures", "status").first()
+    if row is None:
+        return integration
+    integration.consecutive_failures = row["consecutive_failures"]
+    if row["consecutive_failures"] >= threshold and row["status"] == Status.CONNECTED:
+        message = (
+            f"{row['consecutive_failures']} outbound deliveries or calls failed in a row; last: {reason}"
+        )
+        try:
+            transition(integration, Status.ERROR, reason=message[:500])
+        except TransitionRefused:
+            return integration  # moved meanwhile (disabled, reconfigured): nothing to do
+        signals.integration_failing.send(sender=Integration, integration=integration, reason=message)
+    return integration
 
 
 # --- configuration ------------------------------------------------------------------------------------

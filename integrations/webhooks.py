@@ -4,9 +4,7 @@ event type needs, and the guard that keeps targets off loopback and private netw
 WEBHOOK_ALLOW_PRIVATE_TARGETS).
 """
 
-import base64
 import ipaddress
-import secrets
 import socket
 from urllib.parse import urlsplit
 
@@ -17,14 +15,7 @@ from django.db import transaction
 from . import services
 from .choices import EventKind, EventType
 from .models import WebhookSubscription
-
-try:
-    from .signing import new_secret
-except ImportError:  # pragma: no cover - signing.py is written alongside; same format until it lands
-
-    def new_secret() -> str:
-        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-
+from .signing import new_secret
 
 # The read grant a key must hold to be told of each event type (webhooks:write is checked by the view).
 # integration.status_changed concerns the key's own integration: nothing beyond webhooks access.
@@ -64,6 +55,24 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
+def public_addresses(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, if all are public; else ValidationError (one private one is enough)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ValidationError({"url": [f"The host {host!r} does not resolve."]}) from None
+    addresses = []
+    for *_, sockaddr in infos:
+        text = sockaddr[0].split("%", 1)[0]  # drop an IPv6 zone id
+        if _refused(ipaddress.ip_address(text)):
+            # Every address is checked: a name with one public and one private address is refused.
+            raise ValidationError({"url": ["The URL points to a loopback, private or reserved address."]})
+        addresses.append(text)
+    if not addresses:
+        raise ValidationError({"url": [f"The host {host!r} does not resolve."]})
+    return addresses
+
+
 def check_target_url(url: str, *, allow_private: bool | None = None) -> None:
     """Raise ValidationError unless `url` is http(s) with a host whose every address is public."""
     if allow_private is None:
@@ -80,17 +89,7 @@ def check_target_url(url: str, *, allow_private: bool | None = None) -> None:
         raise ValidationError({"url": ["The URL needs a host."]})
     if allow_private:
         return
-    try:
-        infos = socket.getaddrinfo(
-            host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except (socket.gaierror, UnicodeError):
-        raise ValidationError({"url": [f"The host {host!r} does not resolve."]}) from None
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
-        if _refused(address):
-            # Every address is checked: a name with one public and one private address is refused.
-            raise ValidationError({"url": ["The URL points to a loopback, private or reserved address."]})
+    public_addresses(host, port or (443 if parts.scheme == "https" else 80))
 
 
 def check_events(events, key) -> list[str]:

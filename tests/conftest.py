@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.integrations",
     "tests.fixtures.tokens",
     "tests.fixtures.commerce",
+    "tests.fixtures.receiver",
 ]
 
 

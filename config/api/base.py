@@ -6,6 +6,7 @@ organization filter, so an object outside the key's reach is a 404 everywhere.
 """
 
 import time
+from types import SimpleNamespace
 
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter
@@ -124,3 +125,29 @@ class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
         if key.kind == KeyKind.INTEGRATION:
             queryset = queryset.filter(self.integration_scope(key.integration))
         return queryset
+
+
+# --- rendering for an integration outside a request -----------------------------------------------------
+
+
+class IntegrationViewer:
+    """Stands in for an integration key where the hub renders objects for an integration (webhook bodies)."""
+
+    kind = KeyKind.INTEGRATION
+
+    def __init__(self, integration):
+        self.integration, self.integration_id = integration, integration.pk
+        self.organization, self.organization_id = integration.organization, integration.organization_id
+
+
+def viewset_for(viewset_class, integration, action="retrieve"):
+    """A viewset instance scoped exactly as for a request made with `integration`'s key."""
+    request = SimpleNamespace(auth=IntegrationViewer(integration), query_params={}, method="GET", GET={})
+    return viewset_class(request=request, format_kwarg=None, kwargs={}, action=action)
+
+
+def render_for(viewset_class, integration, ids) -> dict[str, dict]:
+    """{id: the object as GET would answer it to this integration} for those of `ids` it may read."""
+    view = viewset_for(viewset_class, integration)
+    rows = list(view.get_queryset().filter(pk__in=list(ids)))
+    return {item["id"]: item for item in view.get_serializer(rows, many=True).data}

@@ -1,0 +1,59 @@
+"""The exceptions engine's ears on the outbound side: dead deliveries and failing integrations need a person."""
+
+from django.dispatch import receiver
+
+from integrations import signals
+
+from . import services
+from .choices import ExceptionKind
+
+
+@receiver(signals.delivery_dead)
+def delivery_dead(sender, delivery, **kwargs):
+    subscription = delivery.subscription
+    services.raise_exception(
+        delivery.organization_id,
+        ExceptionKind.DELIVERY_DEAD,
+        f"Webhook {delivery.event_type} {delivery.event_id} to {subscription.url} is dead after "
+        f"{delivery.attempts} attempts ({delivery.last_error or f'HTTP {delivery.last_status_code}'}). "
+        "Fix the receiver, then replay it from the deliveries list or with `manage.py replay_deliveries`.",
+        integration=delivery.integration,
+        # One open exception per subscription, counting its dead deliveries.
+        entity_type="webhook_subscription",
+        entity_id=subscription.pk,
+        data={"delivery": delivery.pk, "event_id": delivery.event_id, "url": subscription.url},
+    )
+
+
+@receiver(signals.delivery_recovered)
+def delivery_recovered(sender, subscription, **kwargs):
+    services.resolve(
+        subscription.integration.organization_id,
+        ExceptionKind.DELIVERY_DEAD,
+        integration=subscription.integration,
+        entity_type="webhook_subscription",
+        entity_id=subscription.pk,
+    )
+
+
+@receiver(signals.integration_failing)
+def integration_failing(sender, integration, reason, **kwargs):
+    services.raise_exception(
+        integration.organization_id,
+        ExceptionKind.INTEGRATION_ERROR,
+        f"{integration.name} moved to Error: {reason}",
+        integration=integration,
+        entity_type="integration",
+        entity_id=integration.pk,
+    )
+
+
+@receiver(signals.integration_recovered)
+def integration_recovered(sender, integration, **kwargs):
+    services.resolve(
+        integration.organization_id,
+        ExceptionKind.INTEGRATION_ERROR,
+        integration=integration,
+        entity_type="integration",
+        entity_id=integration.pk,
+    )
