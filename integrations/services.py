@@ -418,6 +418,35 @@ def expire_stale_connecting(now=None) -> int:
     return moved
 
 
+# --- signing secret (manifest calls) ------------------------------------------------------------------
+
+
+def signing_secret(integration: Integration) -> str:
+    """The whsec_ secret the hub signs this integration's manifest calls with; made on first use."""
+    from .signing import new_secret
+
+    if not integration.signing_secret:
+        secret = new_secret()
+        # Only if still empty: two first uses at once agree on one secret.
+        Integration.objects.filter(pk=integration.pk, signing_secret="").update(signing_secret=secret)
+        integration.signing_secret = Integration.objects.values_list("signing_secret", flat=True).get(
+            pk=integration.pk
+        )
+    return integration.signing_secret
+
+
+def rotate_signing_secret(integration: Integration, *, actor=None) -> str:
+    """A new signing secret (returned to be shown once); the old one stops verifying at once."""
+    from .signing import new_secret
+
+    secret = new_secret()
+    with transaction.atomic():
+        Integration.objects.filter(pk=integration.pk).update(signing_secret=secret)
+        integration.signing_secret = secret
+        record_event(integration, EventKind.CONFIG_CHANGED, "Signing secret replaced.", actor=actor)
+    return secret
+
+
 # --- outbound health --------------------------------------------------------------------------------
 
 
