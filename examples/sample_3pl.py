@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""
+A sample 3PL for Switchyard: reports its stock, ships what the hub routes to it.
+
+    python examples/sample_3pl.py --hub http://127.0.0.1:8000 --key sy_… \\
+        [--listen 127.0.0.1:0] [--public-url URL] [--location-name NAME] [--stock SKU=N[,…]]… \\
+        [--carrier UPS] [--poll-interval 60]
+
+1. `GET /api/v1/me`, then the handshake `POST /api/v1/integration/connect`.
+2. Finds its location among `GET /api/v1/locations` (a key sees those it manages) or creates it with
+   `POST /api/v1/locations`, then sets its on-hand counts there with `POST /api/v1/inventory`.
+3. Serves `POST /webhooks` on --listen and subscribes it to shipping_request.created/.canceled with
+   `POST /api/v1/webhooks`; every delivery's Standard Webhooks signature is verified (bad → 401) and a
+   repeated webhook-id is not handled twice.
+4. For each shipping request (from a webhook, or the fallback poll of
+   `GET /api/v1/shipping-requests?status=pending` every --poll-interval seconds; 0: off):
+   `GET /api/v1/shipping-requests/{id}`, `POST …/{id}/acknowledge`, then `POST /api/v1/fulfillments` with
+   the carrier, a tracking number and the lines still to ship.
+
+Each step is one JSON line on stdout. SIGTERM or Ctrl-C: deletes its subscription and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import threading
+import time
+
+from _connector import (
+    HubClient,
+    HubError,
+    JsonServer,
+    WebhookEndpoint,
+    env_or,
+    log,
+    public_base,
+    stop_on_signals,
+    utc_now_iso,
+)
+
+EVENTS = ["shipping_request.created", "shipping_request.canceled"]
+OPEN = ("pending", "acknowledged", "partially_fulfilled")
+
+
+def parse_stock(specs: list[str]) -> list[dict]:
+    """["TSHIRT-S=10,MUG=4"] → [{"sku": "TSHIRT-S", "on_hand": 10}, …]"""
+    items = []
+    for spec in specs:
+        for item in spec.split(","):
+            sku, _, count = item.strip().partition("=")
+            items.append({"sku": sku, "on_hand": int(count)})
+    return items
+
+
+class Warehouse:
+    """The 3PL's side: one location, and the shipping requests it has handled."""
+
+    def __init__(self, client: HubClient, args: argparse.Namespace):
+        self.client = client
+        self.args = args
+        self.location: dict | None = None
+        self.work: queue.Queue = queue.Queue()
+        self.queued: set[str] = set()  # queued or handled: the webhook and the poll may both name one
+        self.canceled: set[str] = set()
+        self.lock = threading.Lock()
+
+    def ensure_location(self) -> dict:
+        for location in self.client.paginate("/locations"):
+            if location["name"] == self.args.location_name:
+                self.location = location
+                log("location", id=location["id"], name=location["name"], created=False)
+                return location
+        self.location = self.client.post(
+            "/locations",
+            {
+                "name": self.args.location_name,
+                "kind": "3pl",
+                "address": {"line1": "1 Depot Road", "city": "Springfield", "country": "US"},
+            },
+        )
+        log("location", id=self.location["id"], name=self.location["name"], created=True)
+        return self.location
+
+    def push_stock(self, items: list[dict]) -> dict:
+        result = self.client.post("/inventory", {"location": self.location["id"], "items": items})
+        log("stock_pushed", location=self.location["id"], updated=result["updated"], errors=result["errors"])
+        return result
+
+    # --- shipping requests in ----------------------------------------------------------------------------
+
+    def on_event(self, event: dict) -> None:
+        request_id = str((event.get("data") or {}).get("id"))
+        if event.get("type") == "shipping_request.created":
+            self.enqueue(request_id, via="webhook")
+        elif event.get("type") == "shipping_request.canceled":
+            with self.lock:
+                self.canceled.add(request_id)
+            log("shipping_request_canceled", shipping_request=request_id)
+
+    def enqueue(self, request_id: str, *, via: str) -> None:
+        with self.lock:
+            if request_id in self.queued:
+                return
+            self.queued.add(request_id)
+        self.work.put((request_id, via))
+
+    def poll(self) -> None:
+        """The fallback: pending requests whose webhook did not arrive (or has not yet)."""
+        pending = list(self.client.paginate("/shipping-requests", status="pending", limit=100))
+        for request in pending:
+            self.enqueue(request["id"], via="poll")
+        log("polled", resource="shipping-requests", pending=len(pending))
+
+    def run_worker(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                request_id, via = self.work.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.handle(request_id, via=via)
+            except Exception as exc:
+                # Forget it, so the next poll (or a webhook retry) tries again.
+                with self.lock:
+                    self.queued.discard(request_id)
+                log("error", where="shipping request", shipping_request=request_id, error=repr(exc))
+
+    def handle(self, request_id: str, *, via: str) -> None:
+        request = self.client.get(f"/shipping-requests/{request_id}")
+        log(
+            "shipping_request",
+            id=request_id,
+            status=request["status"],
+            order=request["order"],
+            lines=request["lines"],
+            via=via,
+        )
+        with self.lock:
+            canceled = request_id in self.canceled
+        if canceled or request["status"] not in OPEN:
+            log("skipped", shipping_request=request_id, status=request["status"])
+            return
+        if request["status"] == "pending":
+            request = self.client.post(
+                f"/shipping-requests/{request_id}/acknowledge", idempotency_key=f"ack-{request_id}"
+            )
+            log("acknowledged", shipping_request=request_id, status=request["status"])
+        if self.args.no_ship:
+            return
+        if self.args.ship_delay:
+            time.sleep(self.args.ship_delay)  # picking and packing
+        lines = [
+            {"sku": line["sku"], "quantity": line["quantity"] - line.get("fulfilled_quantity", 0)}
+            for line in request["lines"]
+        ]
+        lines = [line for line in lines if line["quantity"] > 0]
+        if not lines:
+            return
+        tracking = f"1ZSAMPLE{request_id:0>10}"
+        body = {
+            "shipping_request": request_id,
+            # The 3PL's own id: sent again (a retry, a restart), the hub returns the first fulfillment.
+            "external_id": f"{self.args.fulfillment_prefix}{request_id}",
+            "carrier": self.args.carrier,
+            "tracking_number": tracking,
+            "tracking_url": f"https://tracking.example.com/{tracking}",
+            "lines": lines,
+            "shipped_at": utc_now_iso(),
+        }
+        fulfillment = self.client.post("/fulfillments", body, idempotency_key=f"ship-{request_id}")
+        log(
+            "shipped",
+            shipping_request=request_id,
+            order=request["order"]["id"],
+            fulfillment=fulfillment["id"],
+            carrier=fulfillment["carrier"],
+            tracking_number=fulfillment["tracking_number"],
+            lines=fulfillment["lines"],
+            via=via,
+        )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hub", required=True, help="The hub's base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--key", help="The 3PL's integration key (default: $SWITCHYARD_KEY)")
+    parser.add_argument("--listen", default="127.0.0.1:0", help="host:port for webhooks (port 0: any)")
+    parser.add_argument("--public-url", help="The base URL the hub reaches --listen at (default: it)")
+    parser.add_argument("--location-name", default="Sample 3PL", help="Its location (found or created)")
+    parser.add_argument(
+        "--stock", action="append", default=[], metavar="SKU=N[,…]", help="On-hand counts to push"
+    )
+    parser.add_argument("--carrier", default="UPS")
+    parser.add_argument("--fulfillment-prefix", default="S3PL-", help="Prefix of its fulfillment ids")
+    parser.add_argument("--ship-delay", type=float, default=0.0, help="Seconds between ack and shipment")
+    parser.add_argument("--no-ship", action="store_true", help="Acknowledge requests but never ship")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=60.0,
+        help="Seconds between polls of pending shipping requests (0: off, webhooks only)",
+    )
+    parser.add_argument(
+        "--keep-subscription", action="store_true", help="Leave the webhook subscription on exit"
+    )
+    args = parser.parse_args(argv)
+    args.key = env_or(args.key, "SWITCHYARD_KEY")
+    if not args.key:
+        parser.error("--key (or $SWITCHYARD_KEY) is required")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    stop = stop_on_signals()
+    client = HubClient(args.hub, args.key)
+    server = subscription = None
+    try:
+        me = client.get("/me")
+        log("me", integration=me.get("integration"), grants=me.get("grants"))
+        status = client.post("/integration/connect")
+        log("connected", status=status.get("status"))
+
+        warehouse = Warehouse(client, args)
+        warehouse.ensure_location()
+        items = parse_stock(args.stock)
+        if items:
+            warehouse.push_stock(items)
+
+        endpoint = WebhookEndpoint(warehouse.on_event)
+        server = JsonServer(args.listen, {("POST", "/webhooks"): endpoint}).start()
+        log("listening", url=server.url)
+        url = public_base(server, args.public_url) + "/webhooks"
+        subscription = client.subscribe(url, EVENTS)
+        endpoint.secret = subscription["secret"]
+        log("subscribed", webhook=subscription["id"], url=url, events=subscription["events"])
+        threading.Thread(target=warehouse.run_worker, args=(stop,), name="worker", daemon=True).start()
+
+        next_poll = time.monotonic()  # one poll at start: what was routed while it was away
+        while not stop.is_set():
+            if args.poll_interval > 0 and time.monotonic() >= next_poll:
+                try:
+                    warehouse.poll()
+                except (HubError, OSError) as exc:
+                    log("error", where="poll", error=str(exc))
+                next_poll = time.monotonic() + args.poll_interval
+            stop.wait(1.0)
+    except HubError as exc:
+        log("fatal", status=exc.status, code=exc.code, message=exc.message, details=exc.details)
+        return 1
+    finally:
+        log("stopping")
+        if subscription is not None and not args.keep_subscription:
+            try:
+                client.delete(f"/webhooks/{subscription['id']}", retries=0)
+                log("unsubscribed", webhook=subscription["id"])
+            except (HubError, OSError) as exc:
+                log("error", where="unsubscribe", error=str(exc))
+        if server is not None:
+            server.stop()
+        client.close()
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
