@@ -86,8 +86,8 @@ def _active_grants(integration_ids: Iterable[int]) -> dict[int, set[str]]:
 
 def _may_receive(event: OutboxEvent, subscription: WebhookSubscription, grants: dict[int, set[str]]) -> bool:
     integration = subscription.integration
-    if event.type not in subscription.event_types:
-        return False
+    if event.type not in subscription.event_types or subscription.created_at > event.created_at:
+        return False  # a subscription hears of what happens after it was made
     flow = FLOW_OF_EVENT.get(event.type)
     if flow is not None and not integration.workflow_enabled(flow):
         return False
