@@ -18,6 +18,8 @@ PORT="${PORT:-8000}"
 # Plain http on localhost: no HTTPS redirect, no secure-only cookies.
 export DEBUG="${DEBUG:-true}"
 export HTTPS_ONLY="${HTTPS_ONLY:-false}"
+# Development: webhooks and manifest calls may target this machine (the examples/ connectors run here).
+export WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
 LOG_DIR="var/log"
 PY=.venv/bin/python
 

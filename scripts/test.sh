@@ -52,6 +52,8 @@ SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export SECRET_KEY
 export DEBUG=false
 export HTTPS_ONLY=false
+# The suite delivers to receivers on 127.0.0.1; the SSRF tests switch this off where they test it.
+export WEBHOOK_ALLOW_PRIVATE_TARGETS=true
 # Keep the suite's files (cache, secret key, ...) out of the developer's var/.
 export VAR_DIR="$test_tmp/var"
 

@@ -195,7 +195,8 @@ def test_org_keys_list_the_organizations_subscriptions(api_client, shop, org, or
         "http://224.0.0.1/hook",
     ],
 )
-def test_private_targets_are_refused(shop, target):
+def test_private_targets_are_refused(shop, target, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False  # production's default (make test turns it on)
     refused = subscribe(shop, url=target)
 
     assert (refused.status_code, code(refused)) == (400, "validation_error")
