@@ -154,8 +154,17 @@ def _deliveries_for(events: list[OutboxEvent]) -> list[WebhookDelivery]:
     rendered: dict[tuple[str, int], dict[str, Any]] = {}
     for (object_type, integration_id), ids in wanted.items():
         renderer = _renderers.get(object_type)
-        if renderer is not None:
+        if renderer is None:
+            continue
+        try:
             rendered[(object_type, integration_id)] = renderer(integrations[integration_id], sorted(ids))
+        except Exception:
+            # One object that cannot be rendered must not stall the outbox behind it: what it cannot show
+            # is not delivered (who may see it is unknown), and the error is logged with its ids.
+            logger.exception(
+                "Rendering %s %s for integration %s failed", object_type, sorted(ids), integration_id
+            )
+            rendered[(object_type, integration_id)] = {}
 
     visible = []
     for event, subscription in pairs:
@@ -296,9 +305,13 @@ def claim(limit: int | None = None) -> list[WebhookDelivery]:
 
 def _send(delivery: WebhookDelivery) -> outbound.Outcome:
     subscription = delivery.subscription
-    return outbound.post_signed(
-        subscription.url, subscription.secret, delivery.event_id, delivery.body.encode("utf-8")
-    )
+    try:
+        return outbound.post_signed(
+            subscription.url, subscription.secret, delivery.event_id, delivery.body.encode("utf-8")
+        )
+    except Exception as exc:  # a bad row (say, an unusable secret) fails alone, not its whole batch
+        logger.exception("Delivery %s could not be sent", delivery.pk)
+        return outbound.Outcome(False, error=f"Could not send: {type(exc).__name__}: {exc}"[:500])
 
 
 def deliver_due(limit: int | None = None) -> int:

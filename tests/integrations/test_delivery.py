@@ -543,3 +543,35 @@ def test_prune_deletes_old_succeeded_deliveries_only(
     assert pruned["deliveries"] == 1 and pruned["outbox_events"] >= 2
     assert list(WebhookDelivery.objects.values_list("status", flat=True)) == [S.FAILED]
     assert WebhookAttempt.objects.count() == 1
+
+
+# --- one bad row fails alone -----------------------------------------------------------------------------
+
+
+def test_an_object_that_cannot_be_rendered_does_not_stall_the_outbox(
+    subscribe, receiver, ingest, order_body, products, monkeypatch
+):
+    subscribe(events=["order.created", "integration.status_changed"])
+    ingest(order_body)
+
+    def broken(integration, ids):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setitem(delivery._renderers, "order", broken)
+    flush()
+
+    assert not OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
+    assert receiver.requests == []
+
+
+def test_a_delivery_that_cannot_be_signed_fails_alone(subscribe, receiver, ingest, order_body, products):
+    good, _ = subscribe(events=["order.created"])
+    bad, _ = subscribe(events=["order.created"], path="/bad")
+    WebhookSubscription.objects.filter(pk=bad.pk).update(secret="not-a-secret")
+    ingest(order_body)
+
+    flush()
+
+    statuses = dict(WebhookDelivery.objects.values_list("subscription_id", "status"))
+    assert statuses == {good.pk: S.SUCCEEDED, bad.pk: S.FAILED}
+    assert WebhookDelivery.objects.get(subscription=bad).last_error.startswith("Could not send")
