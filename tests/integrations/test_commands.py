@@ -12,7 +12,15 @@ from automations.choices import ExceptionKind, ExceptionStatus
 from automations.models import SyncException
 from integrations import services
 from integrations.choices import EventKind, IntegrationStatus, Workflow
-from integrations.models import Connector, Integration, IntegrationEvent, OutboxEvent
+from integrations.models import (
+    Connector,
+    Integration,
+    IntegrationEvent,
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from inventory import services as inventory
 from inventory.models import InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
 from orders import services as order_services
@@ -374,6 +382,9 @@ def _counts():
             Fulfillment,
             SyncException,
             OutboxEvent,
+            WebhookSubscription,
+            WebhookDelivery,
+            WebhookAttempt,
         )
     }
 
@@ -407,6 +418,10 @@ def test_seed_demo_is_idempotent_and_prints_a_working_login_last(db):
     assert (counts["InventoryLevel"], counts["InventoryBuffer"], counts["ShippingMethod"]) == (24, 1, 2)
     assert (counts["ShippingMethodMapping"], counts["SkuMapping"]) == (4, 1)
     assert (counts["ShippingRequest"], counts["Fulfillment"], counts["SyncException"]) == (5, 2, 1)
+    # A switched-off subscription with delivered and dead deliveries: nothing is owed, nothing goes out.
+    assert (counts["WebhookSubscription"], counts["WebhookDelivery"], counts["WebhookAttempt"]) == (1, 6, 6)
+    assert not WebhookSubscription.objects.get().active
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded", "dead"}
     summary = (
         "Demo Outfitters: 12 products, 2 locations, 8 orders (2 on hold, 1 ready, 2 sent to fulfillment, "
         "1 partially fulfilled, 1 fulfilled, 1 canceled); {} order(s) created this run."

@@ -12,13 +12,15 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from integrations import services
 from integrations.catalog import CHANNEL_GRANTS
 from integrations.choices import IntegrationStatus as Status
 from integrations.choices import Workflow
-from integrations.models import Connector, Integration
+from integrations.models import Connector, Integration, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from integrations.signing import new_secret, payload
 from inventory import services as inventory
 from inventory.choices import LocationKind
 from inventory.models import InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
@@ -204,6 +206,7 @@ class Command(BaseCommand):
             new_orders = self._commerce(
                 orgs["demo"], demo_integrations[CHANNEL], demo_integrations[WAREHOUSE]
             )
+            self._webhooks(demo_integrations[CHANNEL])
 
         self.stdout.write(
             f"Demo organizations: demo (Demo Outfitters), northwind (Northwind Goods); "
@@ -250,6 +253,61 @@ class Command(BaseCommand):
         elif status == Status.ERROR:
             services.report_error(integration, WEST_ERROR, actor=ACTOR)
         return integration, True
+
+    # --- webhook deliveries of the demo ------------------------------------------------------------------
+
+    def _webhooks(self, channel) -> None:
+        """
+        A switched-off subscription of the web shop with delivered and dead deliveries, so the deliveries
+        pages have something to show. Off (a 410, as if the shop had moved), so nothing is sent from the
+        demo to an address that does not exist.
+        """
+        if channel.webhook_subscriptions.exists():
+            return
+        now = timezone.now()
+        subscription = WebhookSubscription.objects.create(
+            integration=channel,
+            url="https://shop.demo.example/switchyard/webhooks",
+            event_types=["order.created", "order.updated", "fulfillment.created"],
+            secret=new_secret(),
+            active=False,
+            disabled_reason="The receiver answered 410 Gone.",
+            disabled_at=now,
+        )
+        events = list(channel.outbox_events.filter(type__startswith="order.").order_by("pk")[:6])
+        for sequence, event in enumerate(events, start=1):
+            dead = sequence > 4
+            event_id = f"evt_demo{sequence:016d}"
+            delivery = WebhookDelivery.objects.create(
+                organization_id=channel.organization_id,
+                integration=channel,
+                subscription=subscription,
+                outbox_event=event,
+                event_id=event_id,
+                event_type=event.type,
+                sequence=sequence,
+                body=payload(event_id, event.type, event.created_at, sequence, event.payload).decode(),
+                status="dead" if dead else "succeeded",
+                attempts=10 if dead else 1,
+                next_attempt_at=now,
+                last_attempt_at=now,
+                last_status_code=503 if dead else 200,
+                last_response="Service Unavailable" if dead else "ok",
+                last_duration_ms=120 if dead else 35,
+                succeeded_at=None if dead else now,
+            )
+            WebhookAttempt.objects.create(
+                delivery=delivery,
+                number=delivery.attempts,
+                url=subscription.url,
+                request_headers={"webhook-id": event_id, "content-type": "application/json"},
+                status_code=delivery.last_status_code,
+                response_excerpt=delivery.last_response,
+                duration_ms=delivery.last_duration_ms,
+                succeeded=not dead,
+                started_at=now,
+            )
+        WebhookSubscription.objects.filter(pk=subscription.pk).update(last_sequence=len(events))
 
     # --- catalog, stock and orders of the demo organization ------------------------------------------
 
