@@ -1,0 +1,146 @@
+"""
+The whole journey through real processes (conftest.py): a channel pushes an order, the order is routed to
+a 3PL, the 3PL hears of it by signed webhook, acknowledges and ships, and the channel hears of the shipment
+by signed webhook and marks its order dispatched. Then the delivery engine's promises: a receiver that
+fails is retried with the same webhook-id on the Standard Webhooks schedule (or sooner with Retry-After),
+and a worker killed mid-delivery loses nothing and duplicates nothing.
+"""
+
+from .conftest import LEASE, Receiver
+
+# Until the routing engine lands, routing is the orders service, called as support staff would.
+ROUTE = """
+from inventory.models import Location
+from orders import services
+from orders.models import Order
+request = services.create_shipping_request(Order.objects.get(pk={order}), Location.objects.get(pk={location}))
+print(request.pk)
+"""
+
+
+def test_order_to_dispatch_through_signed_webhooks(hub, connectors):
+    # given a 3PL with its location and stock, and a channel, both subscribed to their webhooks
+    tpl = connectors.start(
+        "sample_3pl.py",
+        "--key",
+        hub.keys["Warehouse"],
+        "--location-name",
+        "E2E 3PL",
+        "--stock",
+        "E2E-TEE=10,E2E-MUG=5",
+        "--carrier",
+        "E2E Post",
+        "--poll-interval",
+        "0",  # webhooks only: a lost webhook must fail this test, not be papered over by the poll
+    )
+    location = tpl.wait_for("location", name="E2E 3PL")["id"]
+    stock = tpl.wait_for("stock_pushed")
+    assert (stock["updated"], stock["errors"]) == (2, [])
+    tpl.wait_for("subscribed")
+    channel = connectors.start(
+        "sample_channel.py",
+        "--key",
+        hub.keys["Shop"],
+        "--external-id-prefix",
+        "E2E-",
+        "--push-order",
+        "E2E-TEE:2,E2E-MUG:1",
+        "--poll-interval",
+        "0",
+    )
+    assert channel.wait_for("connected")["status"] == "connected"
+    channel.wait_for("subscribed")
+
+    # when the channel pushes an order and it is routed to the 3PL's location
+    pushed = channel.wait_for("order_pushed", external_id="E2E-1")
+    assert pushed["status"] == "ready", pushed
+    request_id = hub.shell(ROUTE.format(order=int(pushed["order"]), location=int(location))).split()[-1]
+
+    # then the 3PL hears of it by a verified webhook, acknowledges it and ships it
+    heard = tpl.wait_for("webhook", type="shipping_request.created", data_id=request_id, status=200)
+    assert heard["verified"] is True
+    assert tpl.wait_for("acknowledged", shipping_request=request_id)["status"] == "acknowledged"
+    shipped = tpl.wait_for("shipped", shipping_request=request_id)
+    assert shipped["via"] == "webhook"
+    assert sorted((line["sku"], line["quantity"]) for line in shipped["lines"]) == [
+        ("E2E-MUG", 1),
+        ("E2E-TEE", 2),
+    ]
+
+    # and the channel hears of the shipment by a verified webhook and marks its order dispatched
+    told = channel.wait_for("webhook", type="fulfillment.created", data_id=shipped["fulfillment"], status=200)
+    assert told["verified"] is True
+    dispatched = channel.wait_for("order_dispatched", external_id="E2E-1")
+    assert dispatched["fulfillment"] == shipped["fulfillment"]
+    assert (dispatched["carrier"], dispatched["tracking_number"]) == ("E2E Post", shipped["tracking_number"])
+    assert (dispatched["via"], dispatched["confirmed"]) == ("webhook", True)
+    assert channel.wait_for("order_status", order=pushed["order"], status="fulfilled")
+
+    # and the hub agrees; no delivery anywhere failed its signature check
+    with hub.api("Shop") as api:
+        assert api.get(f"/orders/{pushed['order']}").json()["status"] == "fulfilled"
+    unverified = [e for e in tpl.events + channel.events if e["event"] == "webhook" and not e["verified"]]
+    assert unverified == []
+
+
+def test_a_failing_receiver_is_retried_with_the_same_webhook_id(hub, receivers):
+    # given a receiver that answers 500, then 503 asking to retry in 1 s, then recovers
+    receiver = Receiver(answers=[(500, {}), (503, {"Retry-After": "1"})])
+    subscription = hub.subscribe("Flaky shop", receivers.start(receiver), ["order.created"])
+    receiver.secret = subscription["secret"]
+
+    # when an event is due to it
+    hub.push_order("Flaky shop", "FLAKY-1", [{"sku": "E2E-TEE", "quantity": 1, "unit_price": "12.50"}])
+
+    # then it is tried three times with the same webhook-id and body, each one signed
+    first, second, third = receiver.wait_for(3, timeout=60)
+    assert [r.status for r in (first, second, third)] == [500, 503, 200]
+    assert first.webhook_id.startswith("evt_")
+    assert {r.webhook_id for r in (first, second, third)} == {first.webhook_id}
+    assert {r.body for r in (first, second, third)} == {first.body}
+    assert all(r.verified for r in (first, second, third))
+    # the first retry on the schedule (about 5 s, ±10%), the second sooner than scheduled: Retry-After
+    assert 4.0 <= second.at - first.at <= 15.0, second.at - first.at
+    assert third.at - second.at <= 10.0, third.at - second.at
+
+    # and the hub records one delivery, succeeded on its third attempt
+    [delivery] = hub.deliveries(subscription["id"])
+    assert delivery == {
+        "event_id": first.webhook_id,
+        "event_type": "order.created",
+        "status": "succeeded",
+        "attempts": 3,
+    }
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_nothing(hub, receivers):
+    # given a receiver that holds the first request of each event open
+    receiver = Receiver(hold_first=True)
+    subscription = hub.subscribe("Stalled shop", receivers.start(receiver), ["order.created"])
+    receiver.secret = subscription["secret"]
+    hub.push_order("Stalled shop", "STALL-1", [{"sku": "E2E-MUG", "quantity": 1, "unit_price": "8.00"}])
+    [in_flight] = receiver.wait_for(1, timeout=30)
+    assert in_flight.verified
+
+    # when the worker sending it is killed (SIGKILL to its whole process group) and a new one starts
+    killed = hub.procs["worker"]
+    killed.kill_group()
+    assert not killed.alive()
+    receiver.release()
+    hub.start_worker().wait_for_text(" ready.")
+
+    # then the delivery arrives again, with the same webhook-id and body, once its lease has run out
+    again = receiver.wait_for(2, timeout=60)[1]
+    assert (again.webhook_id, again.body, again.verified, again.status) == (
+        in_flight.webhook_id,
+        in_flight.body,
+        True,
+        200,
+    )
+    assert again.at - in_flight.at >= LEASE - 1  # not before the lease (taken just before) ran out
+
+    # and exactly one succeeded delivery is recorded, and nothing more was sent
+    deliveries = hub.deliveries(subscription["id"])
+    assert [(d["event_id"], d["status"]) for d in deliveries] == [(in_flight.webhook_id, "succeeded")]
+    assert deliveries[0]["attempts"] >= 2  # the killed attempt counted when it was claimed
+    assert len(receiver.requests) == 2
