@@ -4,12 +4,13 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, slugify
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
@@ -22,16 +23,33 @@ from organizations.admin_mixins import (
     OrganizationScopedInline,
     ReadOnlyAdminMixin,
     badge,
+    granted_integrations,
     html_table,
 )
 from organizations.choices import Role
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
-from . import services
-from .choices import BADGE, EventKind, IntegrationStatus, Workflow
+from . import delivery, services, webhooks
+from .choices import (
+    BADGE,
+    DELIVERY_BADGE,
+    TEST_EVENT_TYPE,
+    DeliveryStatus,
+    EventKind,
+    EventType,
+    IntegrationStatus,
+    Workflow,
+)
 from .forms import SETTING_PREFIX, ChooseConnectorForm, ConnectorForm, ImportForm, integration_form_for
-from .models import Connector, Integration, IntegrationEvent, WebhookSubscription
+from .models import (
+    Connector,
+    Integration,
+    IntegrationEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 User = get_user_model()
 
@@ -42,6 +60,8 @@ STATUS_FIELDS = [
     "last_error",
     "last_error_at",
     "last_activity_at",
+    "consecutive_failures",
+    "webhook_deliveries",
 ]
 FLOW_FIELDS = [f"flow_{flow.value}" for flow in Workflow]
 PERM_LABELS = {
@@ -51,8 +71,38 @@ PERM_LABELS = {
 }
 
 
+# The delivery states someone may need to act on, counted on the integration and subscription pages.
+UNSETTLED = (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+
+
 def status_badge(status, label=None):
     return badge(BADGE, status, label or IntegrationStatus(status).label)
+
+
+def deliveries_links(query, counts, *, label):
+    """A link to the filtered deliveries list, then one per status with its count."""
+    url = reverse("admin:integrations_webhookdelivery_changelist")
+    parts = format_html_join(
+        ", ",
+        '<a href="{}?{}&amp;status__exact={}" data-status="{}">{} {}</a>',
+        ((url, query, status, status, counts[status], status) for status in counts),
+    )
+    return format_html('<a href="{}?{}">{}</a>: {}', url, query, label, parts)
+
+
+def has_endpoint(integration, name) -> bool:
+    manifest = integration.connector.manifest
+    return isinstance(manifest, dict) and bool(manifest.get(name))
+
+
+def describe_outcome(integration, outcome) -> str:
+    """A health check's answer in one line: ok or failed, status code, duration, and the error or excerpt."""
+    answer = f"HTTP {outcome.status_code}" if outcome.status_code else "no answer"
+    head = f"Test connection to “{integration.name}”: {'ok' if outcome.ok else 'failed'}, {answer} in "
+    head += f"{outcome.duration_ms} ms"
+    detail = " ".join((outcome.error or ("" if outcome.ok else outcome.excerpt)).split())
+    tail = f". Status: {integration.get_status_display()}."
+    return head + (f": {Truncator(detail).chars(300)}" if detail else "") + tail
 
 
 @admin.register(Connector)
@@ -303,6 +353,13 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
             return "—"
         return f"{connector.name} ({connector.get_type_display()}, v{connector.version})"
 
+    @admin.display(description="webhook deliveries")
+    def webhook_deliveries(self, obj):
+        counts = WebhookDelivery.objects.filter(integration=obj).aggregate(
+            **{status.value: Count("pk", filter=Q(status=status)) for status in UNSETTLED}
+        )
+        return deliveries_links(f"integration__id__exact={obj.pk}", counts, label="Deliveries")
+
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
         initial.pop("connector", None)
@@ -380,6 +437,21 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
             ),
             path("<path:object_id>/enable/", wrap(self.enable_view), name="integrations_integration_enable"),
             path("<path:object_id>/access/", wrap(self.access_view), name="integrations_integration_access"),
+            path(
+                "<path:object_id>/reenable/",
+                wrap(self.reenable_view),
+                name="integrations_integration_reenable",
+            ),
+            path(
+                "<path:object_id>/test-connection/",
+                wrap(self.test_connection_view),
+                name="integrations_integration_test_connection",
+            ),
+            path(
+                "<path:object_id>/signing-secret/",
+                wrap(self.signing_secret_view),
+                name="integrations_integration_signing_secret",
+            ),
             *super().get_urls(),
         ]
 
@@ -401,6 +473,77 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
 
     def enable_view(self, request, object_id):
         return self._button_move(request, object_id, services.enable, "Enabled")
+
+    def reenable_view(self, request, object_id):
+        return self._button_move(request, object_id, services.reenable, "Re-enabled")
+
+    def may_manage_secrets(self, request, integration) -> bool:
+        """The signing secret is a credential: org admins and members who manage the integration's keys."""
+        return scope_for(request.user).administers(integration.organization_id) or request.user.has_perm(
+            "integrations.manage_keys_integration", integration
+        )
+
+    def _posted_object(self, request, object_id):
+        if request.method != "POST":
+            return None, HttpResponseNotAllowed(["POST"])
+        integration = self.get_object(request, object_id)
+        back = HttpResponseRedirect(reverse("admin:integrations_integration_change", args=[integration.pk]))
+        return integration, back
+
+    def test_connection_view(self, request, object_id):
+        """Calls the manifest's health endpoint now and says what came back."""
+        integration, back = self._posted_object(request, object_id)
+        if integration is None:
+            return back
+        if not self.has_change_permission(request, integration):
+            raise PermissionDenied
+        if not has_endpoint(integration, "health"):
+            self.message_user(
+                request, f"“{integration.name}” has no health endpoint to call.", messages.ERROR
+            )
+            return back
+        try:
+            from .manifest import check_health  # the manifest client is loaded only when it is used
+        except ImportError:
+            self.message_user(request, "Connection tests are not available in this version.", messages.ERROR)
+            return back
+        outcome = check_health(integration, actor=request.user)
+        integration.refresh_from_db(fields=["status"])
+        self.message_user(
+            request,
+            describe_outcome(integration, outcome),
+            messages.SUCCESS if outcome.ok else messages.ERROR,
+        )
+        return back
+
+    def signing_secret_view(self, request, object_id):
+        """A new signing secret for manifest calls, shown on this response only (never stored in a page)."""
+        integration, back = self._posted_object(request, object_id)
+        if integration is None:
+            return back
+        if not self.may_manage_secrets(request, integration):
+            raise PermissionDenied
+        if not integration.connector.manifest:
+            self.message_user(
+                request,
+                f"“{integration.name}” has no manifest: the hub makes no calls to sign.",
+                messages.ERROR,
+            )
+            return back
+        secret = services.rotate_signing_secret(integration, actor=request.user)
+        response = TemplateResponse(
+            request,
+            "admin/integrations/integration/signing_secret.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": integration,
+                "title": "Copy the new signing secret now",
+                "secret": secret,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
     def export_view(self, request, object_id):
         integration = self.get_object(request, object_id)
@@ -518,10 +661,16 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
+            can_move = self.has_change_permission(request, obj)
             context.update(
-                can_move=self.has_change_permission(request, obj),
+                can_move=can_move,
                 can_manage_access=scope_for(request.user).administers(obj.organization_id),
                 is_disabled=obj.status == IntegrationStatus.DISABLED,
+                is_error=obj.status == IntegrationStatus.ERROR,
+                can_test_connection=can_move and has_endpoint(obj, "health"),
+                can_rotate_secret=bool(obj.connector.manifest) and self.may_manage_secrets(request, obj),
+                deliveries_url=reverse("admin:integrations_webhookdelivery_changelist")
+                + f"?integration__id__exact={obj.pk}",
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -557,23 +706,402 @@ class IntegrationEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         return Truncator(obj.message).chars(100)
 
 
+SUBSCRIPTION_BADGE = {"active": "green", "failing": "amber", "off": "red"}
+
+
+def _deliveries_of(status):
+    """Deliveries of the row's subscription in `status`: a subquery run for the listed rows only."""
+    counted = (
+        WebhookDelivery.objects.filter(subscription=OuterRef("pk"), status=status)
+        .order_by()
+        .values("subscription")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(OrganizationScopedAdmin):
     """Webhook subscriptions of the organization's integrations; the signing secret is never shown."""
 
     organization_field = "integration__organization"
     member_access_field = "integration"
-    list_display = ["url", "integration", "event_list", "active", "created_at"]
+    list_display = [
+        "url",
+        "integration",
+        "event_list",
+        "state_badge",
+        "failing_since",
+        "delivery_counts",
+        "created_at",
+    ]
     list_filter = ["active", "integration"]
     list_select_related = ["integration"]
     search_fields = ["url", "integration__name"]
     exclude = ["secret"]
-    # URL and events are checked (SSRF guard, grants) by the API's service only: not editable here.
-    readonly_fields = ["integration", "url", "event_types", "created_at", "updated_at"]
+    # URL and events are checked (SSRF guard, grants) by the API's service only: not editable here. On and
+    # off go through the buttons and actions, which record why.
+    fields = [
+        "integration",
+        "url",
+        "event_types",
+        "state_badge",
+        "disabled_at",
+        "failing_since",
+        "last_sequence",
+        "delivery_counts",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+    actions = ["send_test_event_selected", "switch_on_selected", "switch_off_selected"]
+    change_form_template = "admin/integrations/webhooksubscription/change_form.html"
 
     def has_add_permission(self, request, *args):
         return False  # made through the API, which shows the secret once
 
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(**{f"_{status.value}": _deliveries_of(status) for status in UNSETTLED})
+        )
+
     @admin.display(description="events")
     def event_list(self, obj):
         return ", ".join(obj.event_types)
+
+    @admin.display(description="state", ordering="active")
+    def state_badge(self, obj):
+        if not obj.active:
+            return format_html(
+                "{}<br><small>{}</small>",
+                badge(SUBSCRIPTION_BADGE, "off", "Switched off"),
+                obj.disabled_reason or "No reason recorded.",
+            )
+        if obj.failing_since:
+            return badge(SUBSCRIPTION_BADGE, "failing", "Failing")
+        return badge(SUBSCRIPTION_BADGE, "active", "Active")
+
+    @admin.display(description="deliveries")
+    def delivery_counts(self, obj):
+        counts = {status.value: getattr(obj, f"_{status.value}", 0) for status in UNSETTLED}
+        return deliveries_links(f"subscription__id__exact={obj.pk}", counts, label="All")
+
+    # --- test event, on and off: actions on the list, buttons on the page --------------------------------
+    def _test_event(self, request, subscription):
+        if not subscription.active:
+            return f"{subscription.url} is switched off: switch it on first.", messages.WARNING
+        if subscription.integration.status == IntegrationStatus.DISABLED:
+            return f"“{subscription.integration}” is disabled: nothing is sent while it is.", messages.WARNING
+        sent = delivery.send_test_event(subscription, actor=request.user)
+        link = reverse("admin:integrations_webhookdelivery_change", args=[sent.pk])
+        return (
+            format_html(
+                'Test event <a href="{}">{}</a> queued for {}.', link, sent.event_id, subscription.url
+            ),
+            messages.SUCCESS,
+        )
+
+    def _switch_on(self, request, subscription):
+        if not webhooks.reactivate(subscription, actor=request.user):
+            return f"{subscription.url} is already on.", messages.INFO
+        return f"Switched {subscription.url} back on; what it owes goes out now.", messages.SUCCESS
+
+    def _switch_off(self, request, subscription):
+        if not subscription.active:
+            return f"{subscription.url} is already off.", messages.INFO
+        delivery.switch_off(subscription, f"Switched off by {services.actor_label(request.user)}.")
+        return f"Switched {subscription.url} off; its deliveries wait until it is on again.", messages.SUCCESS
+
+    def _each(self, request, queryset, do):
+        for subscription in queryset.select_related("integration__organization"):
+            if not self.has_change_permission(request, subscription):
+                self.message_user(request, f"{subscription.url}: not allowed.", messages.WARNING)
+                continue
+            self.message_user(request, *do(request, subscription))
+
+    @admin.action(description="Send a test event to selected subscriptions", permissions=["change"])
+    def send_test_event_selected(self, request, queryset):
+        self._each(request, queryset, self._test_event)
+
+    @admin.action(description="Switch selected subscriptions back on", permissions=["change"])
+    def switch_on_selected(self, request, queryset):
+        self._each(request, queryset, self._switch_on)
+
+    @admin.action(description="Switch selected subscriptions off", permissions=["change"])
+    def switch_off_selected(self, request, queryset):
+        self._each(request, queryset, self._switch_off)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        name = "integrations_webhooksubscription_"
+        return [
+            path("<path:object_id>/test-event/", wrap(self.button(self._test_event)), name=name + "test"),
+            path("<path:object_id>/switch-on/", wrap(self.button(self._switch_on)), name=name + "switch_on"),
+            path(
+                "<path:object_id>/switch-off/", wrap(self.button(self._switch_off)), name=name + "switch_off"
+            ),
+            *super().get_urls(),
+        ]
+
+    def button(self, do):
+        def view(request, object_id):
+            if request.method != "POST":
+                return HttpResponseNotAllowed(["POST"])
+            subscription = self.get_object(request, object_id)
+            if not self.has_change_permission(request, subscription):
+                raise PermissionDenied
+            self.message_user(request, *do(request, subscription))
+            return HttpResponseRedirect(
+                reverse("admin:integrations_webhooksubscription_change", args=[subscription.pk])
+            )
+
+        return view
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["can_act"] = self.has_change_permission(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # Deleting in the admin is unsubscribing: recorded on the integration's trail like the API's DELETE.
+    def delete_model(self, request, obj):
+        webhooks.unsubscribe(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for subscription in queryset.select_related("integration__organization"):
+            webhooks.unsubscribe(subscription, actor=request.user)
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """The catalogue's event types and the test event: no DISTINCT scan of the deliveries table."""
+
+    title = "event type"
+    parameter_name = "event_type"
+
+    def lookups(self, request, model_admin):
+        return [(t.value, t.value) for t in EventType] + [(TEST_EVENT_TYPE, TEST_EVENT_TYPE)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event_type=self.value()) if self.value() else queryset
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(OrganizationColumnMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
+    """The delivery log: what was owed to whom, how each attempt went; replayed, never edited."""
+
+    member_access_field = "integration"
+    list_display = [
+        "created_at",
+        "organization",
+        "integration",
+        "event_type",
+        "event_id",
+        "sequence",
+        "status_badge",
+        "attempts",
+        "last_status_code",
+        "last_duration",
+        "next_attempt",
+    ]
+    list_display_links = ["created_at", "event_id"]
+    list_filter = ["status", EventTypeFilter, "integration"]
+    list_select_related = ["integration", "organization"]
+    # Event ids are pasted from a receiver's logs (the webhook-id header), whole or cut short.
+    search_fields = ["^event_id"]
+    search_help_text = "The event id (webhook-id header), or its start."
+    show_full_result_count = False
+    actions = ["replay_selected"]
+    change_form_template = "admin/integrations/webhookdelivery/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "created_at",
+                    "organization",
+                    "integration",
+                    "subscription_link",
+                    "event_id",
+                    "event_type",
+                    "sequence",
+                ]
+            },
+        ),
+        (
+            "Status",
+            {
+                "fields": [
+                    "status_badge",
+                    "attempts",
+                    "next_attempt",
+                    "last_attempt_at",
+                    "last_status_code",
+                    "last_duration",
+                    "last_error",
+                    "last_response_excerpt",
+                    "succeeded_at",
+                ]
+            },
+        ),
+        ("Body", {"fields": ["pretty_body"]}),
+        ("Attempts", {"fields": ["attempt_table"]}),
+    ]
+    readonly_fields = [
+        "subscription_link",
+        "status_badge",
+        "next_attempt",
+        "last_duration",
+        "last_response_excerpt",
+        "pretty_body",
+        "attempt_table",
+    ]
+
+    # --- list -----------------------------------------------------------------------------------------
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(DELIVERY_BADGE, obj.status, obj.get_status_display())
+
+    @admin.display(description="last duration", ordering="last_duration_ms")
+    def last_duration(self, obj):
+        return "—" if obj.last_duration_ms is None else f"{obj.last_duration_ms} ms"
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        if obj.status not in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+            return "—"  # settled: the stored time is history, not a plan
+        return timezone.localtime(obj.next_attempt_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    # --- the page -------------------------------------------------------------------------------------
+    @admin.display(description="subscription")
+    def subscription_link(self, obj):
+        subscription = obj.subscription
+        state = "" if subscription.active else " (switched off)"
+        return format_html(
+            '<a href="{}">{}</a>{}',
+            reverse("admin:integrations_webhooksubscription_change", args=[subscription.pk]),
+            subscription.url,
+            state,
+        )
+
+    @admin.display(description="last response")
+    def last_response_excerpt(self, obj):
+        return pre(obj.last_response) if obj.last_response else "—"
+
+    @admin.display(description="body (as signed and sent)")
+    def pretty_body(self, obj):
+        try:
+            text = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False)
+        except ValueError:
+            text = obj.body
+        return pre(text)
+
+    @admin.display(description="attempts")
+    def attempt_table(self, obj):
+        # The latest ATTEMPTS_SHOWN, oldest first (a replay starts numbering again at 1).
+        attempts = reversed(obj.attempt_log.order_by("-started_at", "-pk")[:ATTEMPTS_SHOWN])
+        return html_table(
+            ["#", "Started", "URL", "Request headers", "Response", "Body excerpt", "Duration", "Error"],
+            (
+                (
+                    a.number,
+                    timezone.localtime(a.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    a.url,
+                    pre("\n".join(f"{k}: {v}" for k, v in (a.request_headers or {}).items())),
+                    attempt_badge(a),
+                    pre(a.response_excerpt) if a.response_excerpt else "—",
+                    "—" if a.duration_ms is None else f"{a.duration_ms} ms",
+                    a.error or "—",
+                )
+                for a in attempts
+            ),
+            empty="Not attempted yet.",
+        )
+
+    # --- replay -----------------------------------------------------------------------------------------
+    def has_replay_permission(self, request):
+        return self.role_allows(request, "change")
+
+    def replayable(self, request, queryset):
+        """Deliveries of organizations the user administers, or of integrations they may change."""
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return queryset
+        allowed = Q(organization__in=scope.admin_org_ids)
+        if scope.member_org_ids:
+            changeable = granted_integrations(request.user, scope, ("change_integration",))
+            allowed |= Q(integration__in=changeable.values("pk"))
+        return queryset.filter(allowed)
+
+    def _replay(self, request, queryset):
+        selected = queryset.count()
+        allowed = self.replayable(request, queryset)
+        permitted = selected if scope_for(request.user).is_superuser else allowed.count()
+        queued = delivery.replay(allowed)
+        if queued:
+            self.message_user(
+                request, f"Queued {queued} deliver{'y' if queued == 1 else 'ies'} again.", messages.SUCCESS
+            )
+            waiting = allowed.filter(subscription__active=False).count()
+            if waiting:
+                self.message_user(
+                    request,
+                    f"{waiting} of them wait: their subscription is switched off (switch it back on to send).",
+                    messages.WARNING,
+                )
+        if permitted - queued:
+            self.message_user(
+                request, f"{permitted - queued} already pending: left as they are.", messages.INFO
+            )
+        if selected - permitted:
+            self.message_user(
+                request,
+                f"{selected - permitted} not replayed: you may not change their integration.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Replay selected deliveries", permissions=["replay"])
+    def replay_selected(self, request, queryset):
+        self._replay(request, queryset)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="integrations_webhookdelivery_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        sent = self.get_object(request, object_id)
+        one = WebhookDelivery.objects.filter(pk=sent.pk)
+        if not self.replayable(request, one).exists():
+            raise PermissionDenied
+        self._replay(request, one)
+        return HttpResponseRedirect(reverse("admin:integrations_webhookdelivery_change", args=[sent.pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["can_replay"] = self.replayable(
+                request, WebhookDelivery.objects.filter(pk=obj.pk)
+            ).exists()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+ATTEMPTS_SHOWN = 50
+
+
+def pre(text):
+    return format_html(
+        '<pre style="white-space: pre-wrap; max-height: 30em; overflow: auto; margin: 0">{}</pre>', text
+    )
+
+
+def attempt_badge(attempt: WebhookAttempt):
+    label = str(attempt.status_code) if attempt.status_code else "no answer"
+    return badge({"ok": "green", "failed": "red"}, "ok" if attempt.succeeded else "failed", label)

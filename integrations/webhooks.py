@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from . import services
 from .choices import EventKind, EventType
@@ -142,3 +143,33 @@ def unsubscribe(subscription: WebhookSubscription, *, actor=None) -> None:
         actor=actor,
         data=data,
     )
+
+
+@transaction.atomic
+def reactivate(subscription: WebhookSubscription, *, actor=None) -> bool:
+    """
+    Switch a switched-off subscription back on (False if it was on): its failure run starts afresh, and the
+    deliveries it owes, which waited while it was off, go out.
+    """
+    from .delivery import OWED, ring  # delivery imports this module
+
+    now = timezone.now()
+    updated = WebhookSubscription.objects.filter(pk=subscription.pk, active=False).update(
+        active=True, disabled_reason="", disabled_at=None, failing_since=None, updated_at=now
+    )
+    if not updated:
+        return False
+    reason = subscription.disabled_reason
+    subscription.active, subscription.disabled_reason = True, ""
+    subscription.disabled_at = subscription.failing_since = None
+    services.record_event(
+        subscription.integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription to {subscription.url} switched back on.",
+        actor=actor,
+        data={"webhook": str(subscription.pk), "url": subscription.url, "was": reason},
+    )
+    owed = subscription.deliveries.filter(status__in=OWED, next_attempt_at__lte=now).count()
+    if owed:
+        transaction.on_commit(lambda: ring(owed))
+    return True
