@@ -307,6 +307,11 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
             },
             integration=locked,
         )
+        if to_status == Status.CONNECTING and (locked.connector.manifest or {}).get("health"):
+            # A manifest connector's handshake is the hub's health check: run one once this commits.
+            from .manifest import schedule_health_check  # manifest imports this module
+
+            schedule_health_check(locked.pk)
     for field in (
         "status",
         "status_reason",

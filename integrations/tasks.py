@@ -47,3 +47,30 @@ def sweep_deliveries_task():
 def prune_deliveries_task():
     """Beat (daily): succeeded deliveries and dispatched outbox rows past WEBHOOK_RETENTION_DAYS."""
     return delivery.prune()
+
+
+# --- manifest connectors ---------------------------------------------------------------------------------
+
+
+@shared_task(**RELIABLE)
+def check_health_task(integration_id):
+    """Call one integration's health endpoint (entering connecting, or the beat's round); a repeat is harmless."""
+    from . import manifest  # appended section: kept local so the module's head stays as it was
+
+    integration = (
+        manifest.health_check_targets().select_related("connector").filter(pk=integration_id).first()
+    )
+    if integration is None:  # deleted, disabled or moved on since it was queued
+        return None
+    return manifest.check_health(integration).ok
+
+
+@shared_task(**RELIABLE)
+def check_manifest_health_task():
+    """Beat (every 5 minutes): a health check for every connected or connecting manifest integration."""
+    from . import manifest
+
+    ids = list(manifest.health_check_targets().order_by("pk").values_list("pk", flat=True))
+    for integration_id in ids:
+        manifest.enqueue_health_check(integration_id)
+    return len(ids)

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.tokens",
     "tests.fixtures.commerce",
     "tests.fixtures.receiver",
+    "tests.fixtures.manifest",
 ]
 
 
