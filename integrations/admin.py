@@ -30,7 +30,7 @@ from organizations.choices import Role
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
-from . import delivery, services, webhooks
+from . import delivery, manifest, services, webhooks
 from .choices import (
     BADGE,
     DELIVERY_BADGE,
@@ -91,8 +91,8 @@ def deliveries_links(query, counts, *, label):
 
 
 def has_endpoint(integration, name) -> bool:
-    manifest = integration.connector.manifest
-    return isinstance(manifest, dict) and bool(manifest.get(name))
+    endpoints = integration.connector.manifest
+    return isinstance(endpoints, dict) and bool(endpoints.get(name))
 
 
 def describe_outcome(integration, outcome) -> str:
@@ -502,12 +502,7 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
                 request, f"“{integration.name}” has no health endpoint to call.", messages.ERROR
             )
             return back
-        try:
-            from .manifest import check_health  # the manifest client is loaded only when it is used
-        except ImportError:
-            self.message_user(request, "Connection tests are not available in this version.", messages.ERROR)
-            return back
-        outcome = check_health(integration, actor=request.user)
+        outcome = manifest.check_health(integration, actor=request.user)
         integration.refresh_from_db(fields=["status"])
         self.message_user(
             request,

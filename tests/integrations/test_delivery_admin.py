@@ -530,9 +530,6 @@ def test_test_connection_button_only_for_a_health_endpoint(
 def test_test_connection_calls_the_health_endpoint_and_reports(
     admin_client_for, org_admin, manifest_integration, receiver, settings
 ):
-    pytest.importorskip(
-        "integrations.manifest", reason="integrations/manifest.py (check_health) is not in this tree yet"
-    )
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     settings.WEBHOOK_TIMEOUT, settings.WEBHOOK_CONNECT_TIMEOUT = 2.0, 1.0
     services.save_integration(manifest_integration, settings={"base_url": receiver.url})
