@@ -65,6 +65,7 @@ class Proc:
         self.events: list[dict] = []
         self.changed = threading.Condition()
         self.popen: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
         self.eof = False  # its stdout ended (json_lines)
         self.stopped = False
 
@@ -82,7 +83,8 @@ class Proc:
         )
         _started.append(self)
         if self.json_lines:
-            threading.Thread(target=self._read, name=f"read-{self.name}", daemon=True).start()
+            self.reader = threading.Thread(target=self._read, name=f"read-{self.name}", daemon=True)
+            self.reader.start()
         return self
 
     def _read(self) -> None:
@@ -129,6 +131,8 @@ class Proc:
                 self._signal_group(signal.SIGKILL)
                 self.popen.wait(timeout=STOP_TIMEOUT)
         self._signal_group(signal.SIGKILL)  # children the leader left behind, if any
+        if self.reader is not None:
+            self.reader.join(timeout=5)  # the rest of its output, before the pipe and the log close
         if self.popen.stdout:
             self.popen.stdout.close()
         self._log.close()
