@@ -1033,7 +1033,7 @@ class WebhookDeliveryAdmin(OrganizationColumnMixin, ReadOnlyAdminMixin, Organiza
         selected = queryset.count()
         allowed = self.replayable(request, queryset)
         permitted = selected if scope_for(request.user).is_superuser else allowed.count()
-        queued = delivery.replay(allowed)
+        queued = delivery.replay(allowed, actor=request.user)
         if queued:
             self.message_user(
                 request, f"Queued {queued} deliver{'y' if queued == 1 else 'ies'} again.", messages.SUCCESS

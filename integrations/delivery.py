@@ -21,7 +21,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from . import outbound, services, signals, signing
@@ -468,18 +468,35 @@ def switch_off(subscription: WebhookSubscription, reason: str, *, delivery=None,
 # --- operator actions ------------------------------------------------------------------------------------
 
 
-def replay(deliveries) -> int:
-    """Queue deliveries again with a fresh retry schedule (same webhook-id and body); returns how many."""
+def replay(deliveries, *, actor=None) -> int:
+    """
+    Queue deliveries again with a fresh retry schedule (same webhook-id and body); returns how many. One
+    event per integration says who replayed what.
+    """
     now = timezone.now()
-    count = (
-        WebhookDelivery.objects.filter(pk__in=deliveries.values("pk"))
-        .exclude(status=DeliveryStatus.PENDING)
-        .update(
+    with transaction.atomic():
+        chosen = WebhookDelivery.objects.filter(pk__in=deliveries.values("pk")).exclude(
+            status=DeliveryStatus.PENDING
+        )
+        per_integration = dict(
+            chosen.values_list("integration_id").annotate(n=Count("pk")).values_list("integration_id", "n")
+        )
+        count = chosen.update(
             status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, locked_until=None, updated_at=now
         )
-    )
-    if count:
-        transaction.on_commit(lambda: ring(count))
+        for integration in Integration.objects.filter(pk__in=list(per_integration)).select_related(
+            "organization"
+        ):
+            n = per_integration[integration.pk]
+            services.record_event(
+                integration,
+                EventKind.DELIVERY,
+                f"{n} webhook deliver{'y' if n == 1 else 'ies'} queued again (replay).",
+                actor=actor,
+                data={"replayed": n},
+            )
+        if count:
+            transaction.on_commit(lambda: ring(count))
     return count
 
 

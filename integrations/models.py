@@ -315,6 +315,11 @@ class WebhookDelivery(models.Model):
         return f"{self.event_type} → {self.subscription_id} ({self.status})"
 
 
+# PostgreSQL also has delivery_event_id_idx on (UPPER(event_id) text_pattern_ops) for the admin's search by
+# webhook-id, made by migration 0011 in SQL (Django renders that expression index without the parentheses
+# PostgreSQL needs).
+
+
 class WebhookAttempt(models.Model):
     """One HTTP attempt of a delivery: what was sent, what came back, how long it took."""
 

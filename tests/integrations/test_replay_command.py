@@ -120,7 +120,9 @@ def test_works_in_bounded_batches_with_progress(subscription, monkeypatch):
     dead = [make_delivery(subscription) for _ in range(10)]
     calls = []
     real = replay_deliveries.delivery.replay
-    monkeypatch.setattr(replay_deliveries.delivery, "replay", lambda qs: calls.append(1) or real(qs))
+    monkeypatch.setattr(
+        replay_deliveries.delivery, "replay", lambda qs, **kw: calls.append(1) or real(qs, **kw)
+    )
 
     out, err = run()
 
@@ -183,3 +185,15 @@ def test_bad_input_exits_non_zero_from_the_shell(db):
         utility.execute()
 
     assert exit_info.value.code != 0
+
+
+def test_a_replay_is_on_the_integrations_trail(subscription, integration):
+    from integrations.models import IntegrationEvent
+
+    for _ in range(2):
+        make_delivery(subscription, D.DEAD)
+
+    run()
+
+    event = IntegrationEvent.objects.get(integration=integration, message__contains="replay")
+    assert event.actor == "support:replay_deliveries" and event.data == {"replayed": 2}

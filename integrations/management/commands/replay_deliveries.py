@@ -97,7 +97,7 @@ class Command(BaseCommand):
             batch = WebhookDelivery.objects.filter(pk__in=ids, status=status).filter(
                 Q(locked_until__isnull=True) | Q(locked_until__lt=now)
             )
-            queued += delivery.replay(batch)
+            queued += delivery.replay(batch, actor="support:replay_deliveries")
             if expected > BATCH:
                 self.stderr.write(f"{status}: {queued} of {expected} queued…")
         return queued
