@@ -1,8 +1,10 @@
 """Manifest calls against a real receiver on 127.0.0.1: signing, auth, failures, the health check and its lifecycle."""
 
 import json
+import threading
 
 import pytest
+from django.db import connection, transaction
 from django_celery_beat.models import PeriodicTask
 
 from automations.choices import ExceptionKind, ExceptionStatus
@@ -364,3 +366,31 @@ def test_saving_state_keeps_the_other_keys(storefront):
 
     storefront.refresh_from_db()
     assert storefront.manifest_state == {"orders_cursor": "c1", "dispatch_after": 7}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_another_worker_is_claiming_is_skipped_not_waited_for(storefront):
+    # given another worker in the middle of its claim (the integration's row locked)
+    locked, finish = threading.Event(), threading.Event()
+
+    def other_worker():
+        try:
+            with transaction.atomic():
+                Integration.objects.select_for_update().get(pk=storefront.pk)
+                locked.set()
+                finish.wait(5)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    assert locked.wait(5)
+    try:
+        # when this worker claims: it skips the row at once
+        assert manifest.claim("dispatch", Workflow.FULFILLMENTS_OUT, limit=5) == []
+    finally:
+        finish.set()
+        thread.join(5)
+
+    # then, once free, the row is claimed
+    assert [i.pk for i in manifest.claim("dispatch", Workflow.FULFILLMENTS_OUT, limit=5)] == [storefront.pk]
