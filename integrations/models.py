@@ -220,6 +220,8 @@ class OutboxEvent(models.Model):
                 fields=["id"], name="outbox_undispatched_idx", condition=models.Q(dispatched_at__isnull=True)
             ),
             models.Index(fields=["organization", "type", "-created_at"], name="outbox_org_type_idx"),
+            # Manifest dispatch reads an integration's fulfillment events past its cursor.
+            models.Index(fields=["integration", "type", "id"], name="outbox_integration_type_idx"),
         ]
 
     def __str__(self):
