@@ -20,6 +20,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -242,10 +243,31 @@ def ring(deliveries: int = 1, *, countdown: float | None = None) -> None:
         _enqueue(deliver_due_task, countdown=countdown)
 
 
+# While a rung dispatch has not started yet, further commits need not ring again: the task claims every
+# row committed before it starts. The flag expires on its own, so a lost message costs at most this long
+# (and the sweeper is there anyway).
+DOORBELL_KEY = "integrations:dispatch-rung"
+DOORBELL_TTL = 10
+
+
 def _dispatch_soon() -> None:
     from .tasks import dispatch_outbox_task  # tasks imports this module
 
-    _enqueue(dispatch_outbox_task)
+    try:
+        if not cache.add(DOORBELL_KEY, 1, timeout=DOORBELL_TTL):
+            return  # a dispatch is already on its way
+    except Exception:  # the cache down: ring anyway, a duplicate task is harmless
+        logger.warning("Cache unavailable for the dispatch doorbell.", exc_info=True)
+    if not _enqueue(dispatch_outbox_task):
+        cache.delete(DOORBELL_KEY)
+
+
+def answer_doorbell() -> None:
+    """Called by the dispatch task before it claims rows, so commits from now on ring again."""
+    try:
+        cache.delete(DOORBELL_KEY)
+    except Exception:
+        logger.warning("Cache unavailable for the dispatch doorbell.", exc_info=True)
 
 
 def schedule_dispatch() -> None:

@@ -21,6 +21,7 @@ def expire_stale_connecting_task():
 @shared_task(**RELIABLE)
 def dispatch_outbox_task():
     """On commit of a change: its outbox rows become deliveries (bounded batches, re-enqueued if more)."""
+    delivery.answer_doorbell()
     for _ in range(10):
         dispatched, _made = delivery.dispatch_outbox()
         if dispatched < delivery.OUTBOX_BATCH:

@@ -575,3 +575,22 @@ def test_a_delivery_that_cannot_be_signed_fails_alone(subscribe, receiver, inges
     statuses = dict(WebhookDelivery.objects.values_list("subscription_id", "status"))
     assert statuses == {good.pk: S.SUCCEEDED, bad.pk: S.FAILED}
     assert WebhookDelivery.objects.get(subscription=bad).last_error.startswith("Could not send")
+
+
+def test_the_doorbell_rings_once_until_the_dispatch_starts(monkeypatch):
+    from django.core.cache import cache
+
+    from integrations import tasks
+
+    rung = []
+    monkeypatch.setattr(tasks.dispatch_outbox_task, "apply_async", lambda *a, **k: rung.append(1))
+    cache.delete(delivery.DOORBELL_KEY)
+
+    delivery._dispatch_soon()
+    delivery._dispatch_soon()  # a second commit before the task started: the first task will see its rows
+    assert rung == [1]
+
+    delivery.answer_doorbell()  # the task starts: later commits ring again
+    delivery._dispatch_soon()
+    assert rung == [1, 1]
+    cache.delete(delivery.DOORBELL_KEY)
