@@ -22,7 +22,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import BigIntegerField, Count, F, Q, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from . import outbound, services, signals, signing
@@ -566,6 +568,22 @@ def sweep(max_batches: int = 20) -> dict[str, int]:
     return {"events": events, "deliveries": made, "due": due}
 
 
+def _prunable_outbox(cutoff):
+    """
+    Dispatched outbox rows past the retention, but never a shipment a manifest connector has not taken yet:
+    its dispatch reads them from the outbox past its cursor, however long it stayed in error.
+    """
+    cursor = Coalesce(
+        Cast(KeyTextTransform("dispatch_after", "integration__manifest_state"), BigIntegerField()), Value(0)
+    )
+    owed_to_manifest = Q(
+        type=EventType.FULFILLMENT_CREATED,
+        integration__connector__manifest__has_key="dispatch",
+        pk__gt=cursor,
+    )
+    return OutboxEvent.objects.filter(dispatched_at__lt=cutoff).exclude(owed_to_manifest)
+
+
 def prune(now=None, batch: int = 5000) -> dict[str, int]:
     """Delete succeeded deliveries (with their attempts) and dispatched outbox rows past the retention."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
@@ -581,7 +599,7 @@ def prune(now=None, batch: int = 5000) -> dict[str, int]:
         WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
         deleted["deliveries"] += WebhookDelivery.objects.filter(pk__in=ids)._raw_delete(connection.alias)
     while True:
-        ids = list(OutboxEvent.objects.filter(dispatched_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        ids = list(_prunable_outbox(cutoff).values_list("pk", flat=True)[:batch])
         if not ids:
             break
         WebhookDelivery.objects.filter(outbox_event_id__in=ids).update(outbox_event=None)

@@ -8,6 +8,7 @@ from django_celery_beat.models import PeriodicTask
 
 from automations.choices import ExceptionKind
 from automations.models import SyncException
+from integrations import delivery
 from integrations import manifest as calls
 from integrations import services as integration_services
 from integrations.choices import EventKind, EventType, IntegrationStatus
@@ -425,3 +426,19 @@ def test_each_call_is_in_the_audit_trail(storefront, shipped, receiver):
 
     [event] = IntegrationEvent.objects.filter(integration=storefront, kind=EventKind.OUTBOUND_CALL)
     assert event.data["endpoint"] == "dispatch" and event.data["ok"] is True
+
+
+def test_pruning_keeps_shipments_a_manifest_connector_has_not_taken(storefront, shipped, receiver, settings):
+    # given: the storefront was unreachable past the retention, so its shipment sits past its cursor
+    old = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS + 1)
+    OutboxEvent.objects.update(dispatched_at=old, created_at=old)
+    waiting = OutboxEvent.objects.get(type=EventType.FULFILLMENT_CREATED)
+
+    delivery.prune()
+
+    assert OutboxEvent.objects.filter(pk=waiting.pk).exists()
+    receiver.script = [accepting]
+    assert manifest.push_dispatch(manifest_state_fresh(storefront))["sent"] == 1
+
+    delivery.prune()  # taken now: it goes with the rest
+    assert not OutboxEvent.objects.filter(pk=waiting.pk).exists()
