@@ -2,6 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from automations.api import views as automation_views
 from integrations.api import views as integration_views
 from inventory.api import views as inventory_views
 from orders.api import views as order_views
@@ -12,6 +13,7 @@ from .errors import not_found_view
 router = SimpleRouter(trailing_slash=False)
 router.register("events", integration_views.EventViewSet, basename="event")
 router.register("webhooks", integration_views.WebhookViewSet, basename="webhook")
+router.register("exceptions", automation_views.SyncExceptionViewSet, basename="exception")
 router.register("products", inventory_views.ProductViewSet, basename="product")
 router.register("locations", inventory_views.LocationViewSet, basename="location")
 router.register("orders", order_views.OrderViewSet, basename="order")

@@ -95,9 +95,14 @@ REGISTRY: dict[str, Tenancy] = {
 }
 
 # The catalog and stock routes and the order flow bring their entries and their cases (`build(world)`).
-from tests.api import matrix_inventory, matrix_orders, matrix_webhooks  # noqa: E402 - they use Tenancy, defined above
+from tests.api import (  # noqa: E402 - they use Tenancy, defined above
+    matrix_exceptions,
+    matrix_inventory,
+    matrix_orders,
+    matrix_webhooks,
+)
 
-EXTENSIONS = (matrix_inventory, matrix_orders, matrix_webhooks)
+EXTENSIONS = (matrix_inventory, matrix_orders, matrix_webhooks, matrix_exceptions)
 for _extension in EXTENSIONS:
     REGISTRY.update(_extension.ENTRIES)
 

@@ -1,0 +1,17 @@
+"""Query filters of the exceptions endpoint; every list also takes ?updated_since= (API.md, Conventions)."""
+
+import django_filters
+
+from config.api.filters import UpdatedSinceFilterSet
+
+from .choices import ExceptionKind, ExceptionStatus
+from .models import SyncException
+
+
+class SyncExceptionFilter(UpdatedSinceFilterSet):
+    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices)
+    kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices)
+
+    class Meta:
+        model = SyncException
+        fields = ["status", "kind"]
