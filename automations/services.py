@@ -26,7 +26,10 @@ def raise_exception(
             occurrences=F("occurrences") + 1, last_seen=now, message=message, data=data or {}, updated_at=now
         )
         if updated:
-            return SyncException.objects.filter(**cause).first()
+            row = SyncException.objects.filter(**cause).first()
+            if row is not None:
+                return row
+            continue  # resolved between the count and the read: open a new one
         try:
             with transaction.atomic():
                 return SyncException.objects.create(**cause, message=message, data=data or {})
