@@ -368,7 +368,9 @@ def test_saving_state_keeps_the_other_keys(storefront):
     assert storefront.manifest_state == {"orders_cursor": "c1", "dispatch_after": 7}
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback, as every transactional test here: a plain flush re-creates content types that the
+# next serialized test would insert again (duplicate key at its setup).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_row_another_worker_is_claiming_is_skipped_not_waited_for(storefront):
     # given another worker in the middle of its claim (the integration's row locked)
     locked, finish = threading.Event(), threading.Event()
