@@ -1070,7 +1070,7 @@ BUCKETS = (
     ("record_outcomes (attempts, delivery updates, counters)", ("record_outcomes",)),
     ("claim (SELECT … FOR UPDATE SKIP LOCKED, UPDATE, SELECT)", ("claim (",)),
     ("dispatch_outbox (outbox → deliveries)", ("dispatch_outbox",)),
-    ("ring / publish to the broker", ("ring (", "_enqueue")),
+    ("ring / publish to the broker", ("ring (", "enqueue (")),
     ("sweep", ("sweep (",)),
     ("other engine code", ("integrations/",)),
     ("celery / kombu (task machinery, broker)", ("celery/", "kombu/", "billiard/")),

@@ -27,6 +27,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
+from config.celery import enqueue
+
 from . import outbound, services, signals, signing
 from .choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Integration, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -226,23 +228,13 @@ def _take_sequences(subscriptions: list[WebhookSubscription]) -> dict[int, list[
 # --- the doorbell ----------------------------------------------------------------------------------------
 
 
-def _enqueue(task, **options) -> bool:
-    """Publish without retrying: with the broker down the sweeper finds the rows later (nothing is lost)."""
-    try:
-        task.apply_async(retry=False, **options)
-    except Exception:  # any broker failure; the database still holds the work
-        logger.warning("Could not enqueue %s; the sweeper will pick the work up.", task.name, exc_info=True)
-        return False
-    return True
-
-
 def ring(deliveries: int = 1, *, countdown: float | None = None) -> None:
     """Wake enough delivery tasks for `deliveries` rows (at most MAX_PARALLEL_TASKS)."""
     from .tasks import deliver_due_task  # tasks imports this module
 
     tasks = min(max(1, math.ceil(deliveries / settings.WEBHOOK_BATCH_SIZE)), MAX_PARALLEL_TASKS)
     for _ in range(tasks):
-        _enqueue(deliver_due_task, countdown=countdown)
+        enqueue(deliver_due_task, countdown=countdown)
 
 
 # While a rung dispatch has not started yet, further commits need not ring again: the task claims every
@@ -260,7 +252,7 @@ def _dispatch_soon() -> None:
             return  # a dispatch is already on its way
     except Exception:  # the cache down: ring anyway, a duplicate task is harmless
         logger.warning("Cache unavailable for the dispatch doorbell.", exc_info=True)
-    if not _enqueue(dispatch_outbox_task):
+    if not enqueue(dispatch_outbox_task):
         cache.delete(DOORBELL_KEY)
 
 

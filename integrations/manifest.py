@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
+from config.celery import enqueue
+
 from . import outbound, services, signals
 from .choices import EventKind, IntegrationStatus, Workflow
 from .models import Integration
@@ -180,10 +182,7 @@ def schedule_health_check(integration_id: int) -> None:
 def enqueue_health_check(integration_id: int) -> None:
     from .tasks import check_health_task  # tasks imports this module
 
-    try:
-        check_health_task.apply_async(args=[integration_id], retry=False)
-    except Exception:  # a broker failure: the beat's health round checks it within minutes
-        logger.warning("Could not enqueue a health check for integration %s.", integration_id, exc_info=True)
+    enqueue(check_health_task, args=[integration_id])  # broker down: the beat's round checks it soon
 
 
 def health_check_targets():

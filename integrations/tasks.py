@@ -5,11 +5,9 @@ lease), so a duplicate message, a redelivered one after a worker died, or two wo
 
 from celery import shared_task
 
-from . import delivery, services
+from config.celery import RELIABLE, enqueue
 
-# Global Celery settings already ask for acks_late, reject_on_worker_lost and prefetch 1 (config/settings.py);
-# they are repeated on the delivery tasks because losing one of those would lose nothing but time.
-RELIABLE = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+from . import delivery, services
 
 
 @shared_task(acks_late=True)
@@ -26,7 +24,7 @@ def dispatch_outbox_task():
         dispatched, _made = delivery.dispatch_outbox()
         if dispatched < delivery.OUTBOX_BATCH:
             return
-    dispatch_outbox_task.apply_async(retry=False)
+    enqueue(dispatch_outbox_task)
 
 
 @shared_task(**RELIABLE)

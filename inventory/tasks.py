@@ -3,15 +3,11 @@ Stock tasks. Idempotent: the channels they work on are claimed in the database (
 and a push sends only figures that differ from what was last accepted, so a repeat sends nothing twice.
 """
 
-import logging
-
 from celery import shared_task
 
+from config.celery import RELIABLE, enqueue
+
 from . import manifest
-
-logger = logging.getLogger(__name__)
-
-RELIABLE = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
 @shared_task(**RELIABLE)
@@ -20,8 +16,5 @@ def manifest_inventory_sweep_task():
     result = manifest.sweep()
     if result["full"]:
         # More channels are waiting than one sweep takes: continue at once (the claims drain them).
-        try:
-            manifest_inventory_sweep_task.apply_async(retry=False)
-        except Exception:  # the broker is down: the next beat continues
-            logger.warning("Could not re-enqueue %s.", manifest_inventory_sweep_task.name, exc_info=True)
+        enqueue(manifest_inventory_sweep_task)  # the broker down: the next beat continues
     return result

@@ -3,15 +3,11 @@ Order tasks. Idempotent: the integrations they work on are claimed in the databa
 so a duplicate message, a redelivered one or two workers at once never pull or dispatch the same one twice.
 """
 
-import logging
-
 from celery import shared_task
 
+from config.celery import RELIABLE, enqueue
+
 from . import manifest
-
-logger = logging.getLogger(__name__)
-
-RELIABLE = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
 @shared_task(**RELIABLE)
@@ -20,8 +16,5 @@ def manifest_orders_sweep_task():
     result = manifest.sweep()
     if result["full"]:
         # More integrations are waiting than one sweep takes: continue at once (the claims drain them).
-        try:
-            manifest_orders_sweep_task.apply_async(retry=False)
-        except Exception:  # the broker is down: the next beat continues
-            logger.warning("Could not re-enqueue %s.", manifest_orders_sweep_task.name, exc_info=True)
+        enqueue(manifest_orders_sweep_task)  # the broker down: the next beat continues
     return result
