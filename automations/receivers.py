@@ -2,7 +2,10 @@
 
 from django.dispatch import receiver
 
+from config.celery import enqueue
 from integrations import signals
+from inventory import signals as inventory_signals
+from orders import signals as order_signals
 
 from . import services
 from .choices import ExceptionKind
@@ -57,3 +60,27 @@ def integration_recovered(sender, integration, **kwargs):
         entity_type="integration",
         entity_id=integration.pk,
     )
+
+
+# --- the engines' triggers: each change enqueues its engine's task once it is committed -----------------
+
+
+@receiver(order_signals.order_received)
+def order_received(sender, organization_id, order_id, created, **kwargs):
+    from .tasks import process_order_task
+
+    enqueue(process_order_task, args=[order_id, created])
+
+
+@receiver(order_signals.order_ready)
+def order_ready(sender, organization_id, order_id, **kwargs):
+    from .tasks import route_order_task
+
+    enqueue(route_order_task, args=[order_id])
+
+
+@receiver(inventory_signals.availability_changed)
+def availability_changed(sender, organization_id, **kwargs):
+    from .tasks import inventory_changes_task
+
+    enqueue(inventory_changes_task, args=[organization_id])

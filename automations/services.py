@@ -58,3 +58,27 @@ def close_exceptions(queryset, status) -> int:
         raise ValueError(f"Cannot close exceptions as {status!r}.")
     now = timezone.now()
     return queryset.filter(status=ExceptionStatus.OPEN).update(status=status, resolved_at=now, updated_at=now)
+
+
+# --- engine settings ----------------------------------------------------------------------------------
+
+
+def engine_settings(organization):
+    """The organization's engine settings; every engine on, with defaults, until an admin changes them."""
+    from .models import EngineSettings
+
+    org_id = organization if isinstance(organization, int) else organization.pk
+    settings, _ = EngineSettings.objects.get_or_create(organization_id=org_id)
+    return settings
+
+
+def engine_enabled(organization, engine) -> bool:
+    from .models import EngineSettings
+
+    org_id = organization if isinstance(organization, int) else organization.pk
+    flag = (
+        EngineSettings.objects.filter(organization_id=org_id)
+        .values_list(f"{engine}_enabled", flat=True)
+        .first()
+    )
+    return True if flag is None else flag  # no row yet: the defaults, every engine on

@@ -186,11 +186,19 @@ class InventoryBuffer(models.Model):
 
 
 class ChannelInventory(models.Model):
-    """What a channel was last told it may sell of a product."""
+    """
+    What a channel may sell of a product, as the inventory engine last computed it (`available`; a change
+    emits inventory.updated), and what a manifest connector last accepted (`published`).
+    """
 
     channel = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="channel_inventory")
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="channel_inventory")
     available = models.IntegerField(default=0)
+    published = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="The figure a manifest connector last accepted (empty: never pushed).",
+    )
     published_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -203,3 +211,21 @@ class ChannelInventory(models.Model):
 
     def __str__(self):
         return f"{self.product.sku} on {self.channel}: {self.available}"
+
+
+class AvailabilityChange(models.Model):
+    """
+    A product whose availability must be recomputed (written in the transaction that moved its stock, so a
+    change is never lost to a dead worker); no product: the whole organization (a buffer or link changed).
+    The inventory engine drains these rows.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "id"], name="availchange_org_idx")]
+
+    def __str__(self):
+        return f"{self.product_id or 'everything'} in {self.organization_id}"

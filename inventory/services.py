@@ -6,7 +6,7 @@ commitments, and what a channel may sell (available to sell, after buffers).
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -16,9 +16,63 @@ from automations.choices import ExceptionKind
 from integrations import services as integration_services
 from integrations.choices import EventType
 
-from .models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
+from . import signals
+from .models import (
+    AvailabilityChange,
+    ChannelLocation,
+    InventoryBuffer,
+    InventoryLevel,
+    Location,
+    Product,
+    SkuMapping,
+)
 
 PRODUCT_FIELDS = ("name", "barcode", "price", "weight", "active")
+
+
+# --- what the inventory engine must recompute ----------------------------------------------------------
+
+
+def mark_changed(organization, product_ids=None) -> None:
+    """
+    Record, in the caller's transaction, that these products' availability must be recomputed (None: every
+    product of the organization: a buffer, a channel's locations or a location's flags changed). The
+    inventory engine is told after the commit; its sweep finds the rows if that message is lost.
+    """
+    org_id = organization if isinstance(organization, int) else organization.pk
+    if product_ids is None:
+        rows = [AvailabilityChange(organization_id=org_id, product=None)]
+    else:
+        rows = [
+            AvailabilityChange(organization_id=org_id, product_id=pid) for pid in sorted(set(product_ids))
+        ]
+    if not rows:
+        return
+    AvailabilityChange.objects.bulk_create(rows, batch_size=5000)
+    _announce(org_id)
+
+
+class _Announce:
+    """The on-commit callback that tells the engine; one per organization and transaction."""
+
+    def __init__(self, org_id):
+        self.org_id = org_id
+
+    def __call__(self):
+        signals.availability_changed.send(AvailabilityChange, organization_id=self.org_id)
+
+
+def _announce(org_id) -> None:
+    if connection.in_atomic_block and any(
+        isinstance(callback, _Announce) and callback.org_id == org_id
+        for _, callback, _ in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(_Announce(org_id))
+
+
+def _org_of(location_id) -> int:
+    return Location.objects.values_list("organization_id", flat=True).get(pk=location_id)
 
 
 # --- SKU translation ----------------------------------------------------------------------------------
@@ -100,6 +154,8 @@ def upsert_products(organization, items, *, integration=None) -> tuple[int, int,
         created = Product.objects.bulk_create(to_create)
         if to_update:
             Product.objects.bulk_update(to_update, [*PRODUCT_FIELDS, "updated_at"], batch_size=500)
+            # A product switched on or off sells (or not) on every channel.
+            mark_changed(organization, [p.pk for p in to_update])
         events = [(EventType.PRODUCT_CREATED, p) for p in created] + [
             (EventType.PRODUCT_UPDATED, p) for p in to_update
         ]
@@ -158,6 +214,7 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
                 unique_fields=["product", "location"],
                 update_fields=["on_hand", "updated_at"],
             )
+            mark_changed(organization, changed)
             sku_of = {p.pk: p.sku for p in products.values()}
             integration_services.emit_many(
                 organization,
@@ -204,6 +261,7 @@ def commit_stock(location_id, quantities: dict[int, int]):
         InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
             committed=F("committed") + quantities[product_id], updated_at=timezone.now()
         )
+    mark_changed(_org_of(location_id), quantities)
 
 
 def release_stock(location_id, quantities: dict[int, int]):
@@ -212,6 +270,7 @@ def release_stock(location_id, quantities: dict[int, int]):
         InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
             committed=Greatest(F("committed") - quantities[product_id], 0), updated_at=timezone.now()
         )
+    mark_changed(_org_of(location_id), quantities)
 
 
 def ship_stock(location_id, quantities: dict[int, int]):
@@ -223,6 +282,7 @@ def ship_stock(location_id, quantities: dict[int, int]):
             on_hand=Greatest(F("on_hand") - qty, 0),
             updated_at=timezone.now(),
         )
+    mark_changed(_org_of(location_id), quantities)
 
 
 # --- what a channel may sell --------------------------------------------------------------------------

@@ -90,6 +90,14 @@ class Order(models.Model):
     tags = models.JSONField(default=list, blank=True)
     hold_reason = models.CharField(max_length=300, blank=True)
     hold_until = models.DateTimeField(null=True, blank=True)
+    routing_location = models.ForeignKey(
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Set by an automation rule: routed here when this location can ship it all.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     canceled_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ in the same transaction.
 
 from collections import defaultdict
 from decimal import Decimal
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -17,6 +18,7 @@ from integrations import services as integration_services
 from integrations.choices import EventType
 from inventory import services as inventory
 
+from . import signals
 from .choices import ORDER_TRANSITIONS, OrderStatus, ShippingRequestStatus
 from .models import (
     Fulfillment,
@@ -50,6 +52,8 @@ HEADER_FIELDS = (
 
 
 MAPPING_REASON = "unmapped "
+UNROUTABLE_REASON = "no location can ship it"
+REASON_SEPARATOR = "; "
 
 
 class OrderConflict(Exception):
@@ -103,6 +107,11 @@ def move(order: Order, to_status, *, reason="") -> Order:
         order.canceled_at = timezone.now()
         fields.append("canceled_at")
     order.save(update_fields=fields)
+    if to_status == OrderStatus.READY:
+        org_id, order_id = order.organization_id, order.pk
+        transaction.on_commit(
+            lambda: signals.order_ready.send(Order, organization_id=org_id, order_id=order_id)
+        )
     return order
 
 
@@ -114,13 +123,27 @@ def _locked(order) -> Order:
     )
 
 
-def hold(order: Order, reason: str, *, until=None) -> Order:
+def hold(order: Order, reason: str, *, until=None, add=False) -> Order:
+    """
+    Hold an order (until a time, else until released). With `add`, an order already on hold keeps its
+    other reasons beside this one and stays held as long as the longest of them; unchanged, nothing is
+    written or emitted.
+    """
     with transaction.atomic():
         order = _locked(order)
         if order.shipping_requests.filter(status__in=OPEN_REQUEST).exists():
             # Its stock is committed and the 3PL may ship it: a held order could not follow the fulfillment.
             raise OrderConflict(f"Order {order} has open shipping requests; cancel them before holding it.")
-        if order.status != OrderStatus.ON_HOLD:
+        if add and order.status == OrderStatus.ON_HOLD:
+            reasons = [r for r in order.hold_reason.split(REASON_SEPARATOR) if r]
+            if reason and reason not in reasons:
+                reasons.append(reason)
+            # An open-ended hold (None) outlasts any timed one.
+            until = None if order.hold_until is None or until is None else max(order.hold_until, until)
+            reason = REASON_SEPARATOR.join(reasons)
+            if (reason[:300], until) == (order.hold_reason, order.hold_until):
+                return order
+        elif order.status != OrderStatus.ON_HOLD:
             move(order, OrderStatus.ON_HOLD)
         order.hold_reason, order.hold_until = reason[:300], until
         order.save(update_fields=["hold_reason", "hold_until", "updated_at"])
@@ -167,8 +190,20 @@ def ingest_order(integration, data: dict) -> tuple[Order, bool]:
                     .first()
                 )
                 if existing is not None:
-                    return _update_order(existing, integration, data), False
-                return _create_order(integration, data), True
+                    order, created = _update_order(existing, integration, data), False
+                else:
+                    order, created = _create_order(integration, data), True
+                # The hold engine hears of it once it is committed (its rules run on a worker).
+                transaction.on_commit(
+                    partial(
+                        signals.order_received.send,
+                        Order,
+                        organization_id=order.organization_id,
+                        order_id=order.pk,
+                        created=created,
+                    )
+                )
+                return order, created
         except IntegrityError:
             continue  # a concurrent request created it first: update that one
     raise OrderConflict("The order is being written by another request; retry.")
@@ -280,9 +315,10 @@ def _check_mappings(order, integration, lines, *, created):
             move(order, OrderStatus.ON_HOLD)
         order.hold_reason = "; ".join(other + reasons)[:300]
         order.save(update_fields=["hold_reason", "updated_at"])
-    elif created:
-        # Nothing holds it: ready to be routed (the hold engine may hold it later).
+    elif created and not exceptions.engine_enabled(order.organization_id, "hold"):
+        # Nothing holds it and no rules are to be applied: ready to be routed.
         move(order, OrderStatus.READY)
+    # Else a new order stays `new` until the hold engine applied the rules (automations.engines.hold).
     elif order.status == OrderStatus.ON_HOLD and order.hold_reason.startswith(MAPPING_REASON) and not other:
         move(order, OrderStatus.READY)
     elif order.status == OrderStatus.ON_HOLD and other and "; ".join(other) != order.hold_reason:

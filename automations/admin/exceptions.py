@@ -10,9 +10,9 @@ from organizations.admin_mixins import (
     badge,
 )
 
-from . import services
-from .choices import EXCEPTION_BADGE, ExceptionStatus
-from .models import SyncException
+from .. import services
+from ..choices import EXCEPTION_BADGE, ExceptionStatus
+from ..models import SyncException
 
 # Where an exception's entity opens in the admin.
 ENTITY_PAGES = {

@@ -1,0 +1,55 @@
+"""
+The engines' tasks: small and idempotent (each claims or locks what it works on), enqueued after the commit
+of the change that concerns them (automations/receivers.py), and swept by beat (migration 0003) so nothing
+is left behind when a worker dies or the broker was down.
+"""
+
+from celery import shared_task
+
+from config.celery import RELIABLE
+
+from .choices import RuleTrigger
+from .engines import exceptions, hold, inventory, routing
+
+
+@shared_task(**RELIABLE)
+def process_order_task(order_id, created=True):
+    """An order arrived or its channel updated it: apply the automation rules (the hold engine)."""
+    trigger = RuleTrigger.ORDER_CREATED if created else RuleTrigger.ORDER_UPDATED
+    return hold.process_order(order_id, trigger=trigger)
+
+
+@shared_task(**RELIABLE)
+def route_order_task(order_id):
+    """An order became ready: route it (the routing engine)."""
+    return routing.route_order_by_id(order_id)
+
+
+@shared_task(**RELIABLE)
+def inventory_changes_task(organization_id):
+    """Stock moved in an organization: recompute what its channels may sell for the products concerned."""
+    return inventory.process_changes(organization_id)
+
+
+@shared_task(**RELIABLE)
+def hold_sweep_task():
+    """Beat: release holds whose time passed; apply rules to new orders whose message was lost."""
+    return hold.sweep()
+
+
+@shared_task(**RELIABLE)
+def routing_sweep_task():
+    """Beat: route ready orders whose message was lost; retry unroutable orders whose retry is due."""
+    return routing.sweep()
+
+
+@shared_task(**RELIABLE)
+def inventory_sweep_task():
+    """Beat: process stock changes no message processed yet."""
+    return inventory.sweep()
+
+
+@shared_task(**RELIABLE)
+def exceptions_sweep_task():
+    """Beat: stuck orders, stale exceptions, notification digests."""
+    return exceptions.sweep()
