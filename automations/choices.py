@@ -19,6 +19,7 @@ class ExceptionKind(models.TextChoices):
     STUCK_ORDER = "stuck_order", _("Stuck order")
     INTEGRATION_ERROR = "integration_error", _("Integration error")
     CONNECTOR_REPORTED = "connector_reported", _("Reported by the connector")
+    RULE_RAISED = "rule_raised", _("Raised by an automation rule")
 
 
 EXCEPTION_BADGE = {
@@ -41,6 +42,7 @@ EXCEPTION_CATEGORIES = {
     "stuck": ("Stuck orders", [ExceptionKind.STUCK_ORDER]),
     "integration": ("Integration errors", [ExceptionKind.INTEGRATION_ERROR]),
     "connector": ("Reported by connectors", [ExceptionKind.CONNECTOR_REPORTED]),
+    "rules": ("Raised by automation rules", [ExceptionKind.RULE_RAISED]),
 }
 CATEGORY_OF_KIND = {kind: category for category, (_, kinds) in EXCEPTION_CATEGORIES.items() for kind in kinds}
 

@@ -165,6 +165,41 @@ def release(order: Order) -> Order:
     return order
 
 
+def make_ready(order: Order) -> Order:
+    """A new order the hold engine let through: `new` → `ready` (then routed). Any other status: unchanged."""
+    with transaction.atomic():
+        order = _locked(order)
+        if order.status == OrderStatus.NEW:
+            move(order, OrderStatus.READY)
+            _emit_order(order, EventType.ORDER_UPDATED)
+    return order
+
+
+def add_tags(order: Order, tags) -> Order:
+    """Add tags an order does not have yet (automation rules); nothing written when none is new."""
+    with transaction.atomic():
+        order = _locked(order)
+        new = [t for t in dict.fromkeys(str(t).strip() for t in tags) if t and t not in (order.tags or [])]
+        if new:
+            order.tags = [*(order.tags or []), *new]
+            order.save(update_fields=["tags", "updated_at"])
+            _emit_order(order, EventType.ORDER_UPDATED)
+    return order
+
+
+def set_routing_location(order: Order, location) -> Order:
+    """An automation rule names where the order should ship from (honoured when it can ship it all)."""
+    with transaction.atomic():
+        order = _locked(order)
+        location_id = location.pk if location is not None else None
+        if location is not None and location.organization_id != order.organization_id:
+            raise ValidationError("That location belongs to another organization.")
+        if order.routing_location_id != location_id:
+            order.routing_location_id = location_id
+            order.save(update_fields=["routing_location", "updated_at"])
+    return order
+
+
 def _mapping_problems(order) -> list[str]:
     problems = [f"unmapped SKU {line.external_sku}" for line in order.lines.all() if line.product_id is None]
     if order.shipping_method_code and order.shipping_method_id is None:
