@@ -354,3 +354,37 @@ def availability(channel, product_ids=None, *, include_incoming=None) -> dict[in
         pool = pooled.get(pid, 0)
         result[pid] = located.get(pid, 0) + max(pool - (buffer.held_back(pool) if buffer else 0), 0)
     return result
+
+
+# --- the organization-wide buffer (engine settings) -----------------------------------------------------
+
+
+def set_default_buffer(organization, *, quantity=None, percent=None) -> bool:
+    """
+    Set the organization-wide buffer (no location, product or channel): units or percent held back from
+    every channel; neither removes it. Returns whether it changed; a change makes the inventory engine
+    recompute every product of the organization.
+    """
+    if quantity is not None and percent is not None:
+        raise ValueError("A buffer holds back a quantity or a percent, not both.")
+    if quantity is not None and quantity < 0:
+        raise ValueError(f"A buffer quantity cannot be negative ({quantity}).")
+    if percent is not None and not 0 <= Decimal(percent) <= 100:
+        raise ValueError(f"A buffer percent must be between 0 and 100 ({percent}).")
+    org_id = organization if isinstance(organization, int) else organization.pk
+    scope = {"organization_id": org_id, "location": None, "product": None, "channel": None}
+    with transaction.atomic():
+        current = InventoryBuffer.objects.select_for_update().filter(**scope).first()
+        if quantity is None and percent is None:
+            if current is None:
+                return False
+            current.delete()
+        elif current is not None and (current.quantity, current.percent) == (quantity, percent):
+            return False
+        else:
+            # update_or_create: a concurrent first save finds the row the other one created.
+            InventoryBuffer.objects.update_or_create(
+                **scope, defaults={"quantity": quantity, "percent": percent}
+            )
+        mark_changed(org_id)
+    return True
