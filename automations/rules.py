@@ -192,8 +192,8 @@ def try_rule(rule, order, facts) -> tuple[bool, list[dict]]:
 
 def apply(order, trigger, *, dry_run=False) -> list[RuleRun]:
     """
-    Try each applicable rule on the order and run the actions of those that match (on a dry run: only
-    record what would be done). Every evaluation is logged; `stop_processing` ends the pass.
+    Try each applicable rule on the order (as it is now: the engine passes it locked) and run the actions
+    of those that match (on a dry run: only record what would be done). Every evaluation is logged.
     """
     lines = list(order.lines.all())
     facts = conditions.facts(order, lines)

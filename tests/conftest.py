@@ -7,6 +7,8 @@ pytest_plugins = [
     "tests.fixtures.commerce",
     "tests.fixtures.receiver",
     "tests.fixtures.manifest",
+    "tests.fixtures.routing",
+    "tests.fixtures.rules",
 ]
 
 

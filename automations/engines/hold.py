@@ -1,1 +1,186 @@
-"""placeholder: being written."""
+"""
+The hold engine: a new order gets its organization's automation rules (which may hold, tag, route or raise)
+and the default new-order hold, then moves on to `ready` (the routing engine hears of it after the commit).
+A beat sweep releases holds whose time passed and processes new orders whose message was lost.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orders import services as orders
+from orders.choices import OrderStatus
+from orders.models import Order
+
+from .. import rules
+from ..choices import ActionType, Engine, RuleTrigger, RunTrigger
+from ..models import RuleRun
+from . import Skipped, merge, organizations, running
+
+logger = logging.getLogger(__name__)
+
+# Orders handled per organization per sweep; the next sweep takes the rest.
+BATCH = getattr(django_settings, "HOLD_SWEEP_BATCH", 500)
+# A new order's own message normally arrives within a second: only older ones count as lost.
+GRACE = timedelta(seconds=getattr(django_settings, "HOLD_SWEEP_GRACE_SECONDS", 30))
+# order.updated rules touch orders whose routing is not decided yet (never routed, fulfilled, canceled).
+UPDATABLE = (OrderStatus.NEW, OrderStatus.ON_HOLD, OrderStatus.READY)
+# A created order's rules run once, while it is new or held (by ingest, for mappings); later it moved on.
+UNPROCESSED = (OrderStatus.NEW, OrderStatus.ON_HOLD)
+
+
+def process_order(order_id, *, trigger, run_trigger=RunTrigger.EVENT) -> dict:
+    """Apply the rules for `trigger` to one order (its row locked for the run); counts of what happened."""
+    org_id = Order.objects.filter(pk=order_id).values_list("organization_id", flat=True).first()
+    if org_id is None:
+        return {"missing": 1}
+    try:
+        with running(org_id, Engine.HOLD, run_trigger) as (engine_settings, counts):
+            merge(counts, _process(order_id, trigger, engine_settings))
+    except Skipped:
+        return {"skipped": 1}
+    return counts
+
+
+def _process(order_id, trigger, engine_settings, *, skip_locked=False) -> dict:
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+            .select_related("source", "shipping_method")
+            .prefetch_related("lines")
+            .filter(pk=order_id)
+            .first()
+        )
+        if order is None:
+            return {"missing": 1} if not skip_locked else {"busy": 1}
+        if trigger == RuleTrigger.ORDER_CREATED:
+            return _created(order, engine_settings)
+        return _updated(order)
+
+
+def _created(order, engine_settings) -> dict:
+    # A duplicate message or an overlapping sweep: the first run (committed before our lock) did it all.
+    if (
+        order.status not in UNPROCESSED
+        or RuleRun.objects.filter(order=order, trigger=RuleTrigger.ORDER_CREATED, dry_run=False).exists()
+    ):
+        return {"orders": 1, "already_processed": 1}
+    runs = rules.apply(order, RuleTrigger.ORDER_CREATED)
+    order = Order.objects.get(pk=order.pk)
+    released = any(
+        entry["done"] and entry["type"] == ActionType.RELEASE
+        for run in runs
+        if run.matched
+        for entry in run.actions
+    )
+    minutes = engine_settings.default_hold_minutes
+    if minutes and not released and order.status in UNPROCESSED:
+        # A rule's explicit release means "route now"; otherwise every new order waits its minutes.
+        until = order.created_at + timedelta(minutes=minutes)
+        if until > timezone.now():
+            order = orders.hold(order, f"new-order hold ({minutes} min)", add=True, until=until)
+    if order.status == OrderStatus.NEW:
+        order = orders.make_ready(order)
+    return _counts(order, runs)
+
+
+def _updated(order) -> dict:
+    if order.status not in UPDATABLE:
+        return {"orders": 1, "not_updatable": 1}
+    runs = rules.apply(order, RuleTrigger.ORDER_UPDATED)
+    return _counts(Order.objects.get(pk=order.pk), runs)
+
+
+def _counts(order, runs) -> dict:
+    return {
+        "orders": 1,
+        "rules_matched": sum(1 for run in runs if run.matched),
+        "held": int(order.status == OrderStatus.ON_HOLD),
+        "ready": int(order.status == OrderStatus.READY),
+    }
+
+
+# --- the sweep ------------------------------------------------------------------------------------------
+
+
+def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=GRACE) -> dict:
+    """Per organization with the engine on: release expired holds, process new orders whose message was lost."""
+    total: dict[str, int] = {}
+    for org in organizations(Engine.HOLD, organization):
+        try:
+            with running(org, Engine.HOLD, trigger) as (engine_settings, counts):
+                merge(counts, _release_expired(org))
+                merge(counts, _process_lost(org, engine_settings, grace))
+        except Skipped:  # switched off since the list was read
+            continue
+        merge(total, counts)
+        total["organizations"] = total.get("organizations", 0) + 1
+    return total
+
+
+def run_now(organization=None) -> dict:
+    """`manage.py run_engine hold`: the sweep at once, new orders included however recent."""
+    return sweep(organization, trigger=RunTrigger.COMMAND, grace=timedelta(0))
+
+
+def _unmapped():
+    return Q(lines__product__isnull=True) | (~Q(shipping_method_code="") & Q(shipping_method__isnull=True))
+
+
+def _release_expired(org) -> dict:
+    now = timezone.now()
+    expired = Order.objects.filter(organization=org, status=OrderStatus.ON_HOLD, hold_until__lte=now)
+    # Orders release() would refuse (unmapped) stay held; left out of the batch so they never crowd it.
+    unmapped = expired.filter(pk__in=expired.filter(_unmapped()).values("pk"))
+    counts = {"still_unmapped": unmapped.count()}
+    due = expired.exclude(pk__in=unmapped.values("pk")).order_by("hold_until", "pk")
+    for order_id in due.values_list("pk", flat=True)[:BATCH]:
+        outcome = _each(order_id, _release_one, now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _release_one(order_id, now) -> str:
+    with transaction.atomic():
+        # SKIP LOCKED: an order another sweep (or an event) is working on is theirs.
+        order = (
+            Order.objects.select_for_update(of=("self",), skip_locked=True)
+            .filter(pk=order_id, status=OrderStatus.ON_HOLD, hold_until__lte=now)
+            .first()
+        )
+        if order is None:
+            return "busy"
+        try:
+            orders.release(order)
+        except orders.OrderConflict:
+            return "still_unmapped"  # mapped between the query and now, then unmapped again: held as is
+        return "released"
+
+
+def _process_lost(org, engine_settings, grace) -> dict:
+    lost = Order.objects.filter(
+        organization=org, status=OrderStatus.NEW, created_at__lte=timezone.now() - grace
+    ).order_by("created_at", "pk")
+    counts: dict[str, int] = {}
+    for order_id in lost.values_list("pk", flat=True)[:BATCH]:
+        result = _each(order_id, _process_one, engine_settings)
+        merge(counts, result if isinstance(result, dict) else {result: 1})
+    return counts
+
+
+def _process_one(order_id, engine_settings) -> dict:
+    counts = _process(order_id, RuleTrigger.ORDER_CREATED, engine_settings, skip_locked=True)
+    return {**counts, "lost_messages": int("orders" in counts and "already_processed" not in counts)}
+
+
+def _each(order_id, work, *args):
+    """One order's work in its own transaction; a failure is logged and counted, the others go on."""
+    try:
+        return work(order_id, *args)
+    except Exception:  # one bad order must not stop the sweep of the rest
+        logger.exception("The hold engine failed on order %s.", order_id)
+        return "failed"
