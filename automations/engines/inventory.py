@@ -1,1 +1,138 @@
-"""placeholder: being written."""
+"""
+The inventory engine: stock moves, buffer and link changes leave AvailabilityChange rows (written with the
+change, inventory.services.mark_changed); this engine drains them and recomputes what each sales channel may
+sell for those products — or for the whole catalog when a row names no product — through inventory.sync,
+which stores the figures and emits `inventory.updated` for the changed ones only. Orders waiting for stock are
+then retried by the routing engine.
+"""
+
+import logging
+
+from django.conf import settings as django_settings
+from django.db import transaction
+
+from inventory import sync
+from inventory.models import AvailabilityChange, Product
+
+from ..choices import Engine, RunTrigger
+from . import Skipped, merge, organizations, running
+
+logger = logging.getLogger(__name__)
+
+# Change rows taken per transaction, and transactions per run; a run that hits the bound re-enqueues itself.
+DRAIN_BATCH = getattr(django_settings, "INVENTORY_DRAIN_BATCH", 10_000)
+MAX_ROUNDS = getattr(django_settings, "INVENTORY_MAX_ROUNDS", 10)
+
+
+def _org_id(organization) -> int:
+    return organization if isinstance(organization, int) else organization.pk
+
+
+def process_changes(organization, *, trigger=RunTrigger.EVENT) -> dict:
+    """Drain the organization's pending changes and recompute the products they name; counts."""
+    org_id = _org_id(organization)
+    try:
+        with running(org_id, Engine.INVENTORY, trigger) as (_, counts):
+            for _ in range(MAX_ROUNDS):
+                drained, more = _drain_and_recompute(org_id, counts)
+                if drained is not None:
+                    _retry_routing(org_id, drained)
+                if not more:
+                    break
+            else:
+                _enqueue_again(org_id)
+    except Skipped:
+        return {"skipped": 1}
+    return counts
+
+
+def _drain_and_recompute(org_id, counts) -> tuple[list[int] | None, bool]:
+    """
+    One transaction: the organization's recompute lock, up to DRAIN_BATCH change rows deleted (rows another
+    transaction holds are skipped) and the recompute they ask for. Returns (products, more rows left);
+    products is None when nothing was drained, [] … when the whole catalog was recomputed: see _retry_routing.
+    """
+    with transaction.atomic():
+        sync.lock(org_id)  # before the drain: a run waiting here then sees what the previous one deleted
+        rows = list(
+            AvailabilityChange.objects.filter(organization_id=org_id)
+            .order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "product_id")[:DRAIN_BATCH]
+        )
+        if not rows:
+            return None, False
+        everything = any(product_id is None for _, product_id in rows)
+        if everything:
+            # The whole catalog is recomputed: every visible change row of the organization is covered by it.
+            taken = (
+                AvailabilityChange.objects.filter(organization_id=org_id)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)
+            )
+            AvailabilityChange.objects.filter(pk__in=list(taken)).delete()
+            merge(counts, sync.recompute(org_id))
+            merge(counts, {"full": 1})
+            return [], False
+        AvailabilityChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        products = sorted({product_id for _, product_id in rows})
+        merge(counts, sync.recompute(org_id, products))
+    return products, len(rows) >= DRAIN_BATCH
+
+
+def _retry_routing(org_id, products) -> None:
+    """Orders waiting for stock of these products may ship now; [] means the whole catalog."""
+    from . import routing  # imported here: the routing engine is a sibling loaded with the tasks
+
+    if not products:
+        products = Product.objects.filter(organization_id=org_id).values_list("pk", flat=True)
+    try:
+        routing.retry_for_products(org_id, products)
+    except Exception:  # the figures are committed; a failed retry is the routing sweep's to repeat
+        logger.exception("Retrying orders waiting for stock failed for organization %s.", org_id)
+
+
+def _enqueue_again(org_id) -> None:
+    from config.celery import enqueue
+
+    from ..tasks import inventory_changes_task  # tasks imports this module
+
+    enqueue(inventory_changes_task, args=[org_id])
+
+
+def full_recompute(organization, *, trigger=RunTrigger.COMMAND) -> dict:
+    """Recompute every figure of the organization (pending change rows are covered, so they are drained)."""
+    org_id = _org_id(organization)
+    try:
+        with running(org_id, Engine.INVENTORY, trigger) as (_, counts):
+            with transaction.atomic():
+                sync.lock(org_id)
+                pending = AvailabilityChange.objects.filter(organization_id=org_id).select_for_update(
+                    skip_locked=True
+                )
+                AvailabilityChange.objects.filter(pk__in=list(pending.values_list("pk", flat=True))).delete()
+                merge(counts, sync.recompute(org_id))
+            _retry_routing(org_id, [])
+    except Skipped:
+        return {"skipped": 1}
+    return counts
+
+
+def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE) -> dict:
+    """Beat: every organization with the engine on and changes that no message processed yet."""
+    total: dict[str, int] = {}
+    pending = set(AvailabilityChange.objects.values_list("organization_id", flat=True).distinct())
+    for org in organizations(Engine.INVENTORY, organization):
+        if org.pk in pending:
+            merge(total, process_changes(org.pk, trigger=trigger))
+            merge(total, {"organizations": 1})
+    return total
+
+
+def run_now(organization=None) -> dict:
+    """`run_engine inventory`: the repair tool — a full recompute of each organization with the engine on."""
+    total: dict[str, int] = {}
+    for org in organizations(Engine.INVENTORY, organization):
+        merge(total, full_recompute(org.pk, trigger=RunTrigger.COMMAND))
+        merge(total, {"organizations": 1})
+    return total

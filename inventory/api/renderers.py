@@ -3,11 +3,13 @@
 from django.db.models import Q
 
 from config.api.base import render_for, viewset_for
+from integrations.choices import Workflow
 from integrations.delivery import register_renderer
 
-from .. import services
-from .serializers import InventoryLevelSerializer
-from .views import InventoryView, ProductViewSet
+from .. import services, sync
+from ..models import ChannelInventory
+from .serializers import AvailabilitySerializer, InventoryLevelSerializer
+from .views import CHANNEL_TYPES, AvailabilityView, InventoryView, ProductViewSet
 
 
 @register_renderer("product")
@@ -26,3 +28,43 @@ def render_inventory_levels(integration, ids):
     external = services.external_skus(integration, [level.product_id for level in levels])
     data = InventoryLevelSerializer(levels, many=True, context={"external_skus": external}).data
     return {f"{level.product_id}:{level.location_id}": item for level, item in zip(levels, data, strict=True)}
+
+
+@register_renderer(sync.OBJECT_TYPE)
+def render_channel_inventory(integration, ids):
+    """
+    A channel's figures ("<product id>:<channel id>") as GET /availability answers them, to that channel only
+    (in its own SKUs); any other integration, or the channel with inventory out switched off, gets nothing.
+    """
+    if integration.connector.type not in CHANNEL_TYPES or not integration.workflow_enabled(
+        Workflow.INVENTORY_OUT
+    ):
+        return {}
+    wanted = set()
+    for name in ids:
+        product_id, _, channel_id = name.partition(":")
+        if channel_id == str(integration.pk) and product_id.isdigit():
+            wanted.add(int(product_id))
+    if not wanted:
+        return {}
+    catalog = viewset_for(AvailabilityView, integration, action="list").get_queryset()
+    rows = list(
+        ChannelInventory.objects.filter(channel=integration, product__in=catalog.filter(pk__in=wanted))
+        .select_related("product")
+        .order_by("product_id")
+    )
+    external = services.external_skus(integration, [row.product_id for row in rows])
+    data = AvailabilitySerializer(
+        [
+            {
+                "sku": external.get(row.product_id, row.product.sku),
+                "available": row.available,
+                "updated_at": row.updated_at,
+            }
+            for row in rows
+        ],
+        many=True,
+    ).data
+    return {
+        sync.object_id(row.product_id, integration.pk): item for row, item in zip(rows, data, strict=True)
+    }
