@@ -48,6 +48,7 @@ def build(world):
             "lines": [{"sku": "TSHIRT-S", "quantity": 2, "unit_price": "1"}],
         },
     )
+    shared = services.make_ready(shared)  # no rules: as the hold engine lets it through
     line = shared.lines.get()
     to_sibling = services.create_shipping_request(shared, sibling_location, [(line, 1)])
     to_a = services.create_shipping_request(shared, w.warehouse, [(line, 1)])
@@ -84,7 +85,7 @@ def build(world):
         },
     )
     services.create_fulfillment(
-        services.create_shipping_request(twin, globex_dc),
+        services.create_shipping_request(services.make_ready(twin), globex_dc),
         {"external_id": "F1", "lines": [(mug.pk, 1)]},
         integration=w.b,
     )

@@ -116,6 +116,7 @@ def world(
 ):  # fmt: skip
     # Tenant A: the web shop's order, routed to its 3PL, partly shipped.
     order, _ = order_services.ingest_order(integration, order_body)
+    order = order_services.make_ready(order)  # no rules: as the hold engine lets it through
     shipping_request = order_services.create_shipping_request(order, warehouse)
     fulfillment, _ = order_services.create_fulfillment(
         shipping_request,

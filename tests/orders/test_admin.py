@@ -87,6 +87,7 @@ def globex(other_org, other_integration, tpl_connector):
         "lines": [{"sku": "WIDGET", "quantity": 1}],
     }
     order, _ = services.ingest_order(other_integration, body)
+    order = services.make_ready(order)
     request = ship(order, location, None, tpl, tracking="GLOBEX-TRACK-1")
     return {
         "order": order,

@@ -285,7 +285,7 @@ def ship(stock, warehouse, warehouse_integration):
 def shipped(storefront, products, ship):
     """An order of the storefront, shipped."""
     order, _ = services.ingest_order(storefront, body(1))
-    return ship(order)
+    return ship(services.make_ready(order))
 
 
 def accepting(request):
@@ -408,7 +408,7 @@ def test_dispatch_batches_are_bounded(storefront, products, ship, receiver, monk
     monkeypatch.setattr(manifest, "DISPATCH_BATCH", 2)
     for n in range(1, 6):
         order, _ = services.ingest_order(storefront, body(n))
-        ship(order, n=n)
+        ship(services.make_ready(order), n=n)
     receiver.default = (200, {"accepted": 2})
 
     result = manifest.push_dispatch(storefront, max_batches=2)

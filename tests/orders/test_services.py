@@ -295,9 +295,10 @@ def test_ingest_writes_outbox_events_for_the_channel(
     )
     assert events == [
         ("order.created", integration.pk, str(order.pk)),
+        ("order.updated", integration.pk, str(order.pk)),  # new → ready (the `ingest` fixture's make_ready)
         ("order.updated", integration.pk, str(order.pk)),
     ]
-    assert OutboxEvent.objects.get(type="order.created").payload["status"] == OrderStatus.READY
+    assert OutboxEvent.objects.get(type="order.created").payload["status"] == OrderStatus.NEW
 
 
 def test_rolled_back_ingest_leaves_no_outbox_row(ingest, order_body, products):
