@@ -136,7 +136,8 @@ def _release_expired(org) -> dict:
     expired = Order.objects.filter(organization=org, status=OrderStatus.ON_HOLD, hold_until__lte=now)
     # Orders release() would refuse (unmapped) stay held; left out of the batch so they never crowd it.
     unmapped = expired.filter(pk__in=expired.filter(_unmapped()).values("pk"))
-    counts = {"still_unmapped": unmapped.count()}
+    still_unmapped = unmapped.count()
+    counts = {"still_unmapped": still_unmapped} if still_unmapped else {}
     due = expired.exclude(pk__in=unmapped.values("pk")).order_by("hold_until", "pk")
     for order_id in due.values_list("pk", flat=True)[:BATCH]:
         outcome = _each(order_id, _release_one, now)
