@@ -1,1 +1,537 @@
-"""placeholder: being written."""
+"""
+Engine settings per organization (the four switches, their parameters, the organization-wide buffer, a
+"Run now" button per engine) and the organization dashboard at /admin/automations/dashboard/.
+"""
+
+import logging
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
+
+from integrations.choices import BADGE as INTEGRATION_BADGE
+from integrations.choices import IntegrationStatus
+from integrations.models import Integration
+from inventory import services as inventory_services
+from inventory.models import InventoryBuffer
+from orders.choices import ORDER_BADGE, OrderStatus
+from orders.models import Order
+from organizations.admin_mixins import OrganizationScopedAdmin, badge
+from organizations.models import Organization
+from organizations.scoping import scope_for
+
+from ..choices import EXCEPTION_CATEGORIES, RUN_BADGE, Engine, ExceptionStatus, RunOutcome
+from ..engines import exceptions, hold, inventory, routing
+from ..models import EngineSettings, EngineStatus, SyncException
+from ..services import engine_settings
+
+logger = logging.getLogger(__name__)
+
+MODULES = {
+    Engine.HOLD: hold,
+    Engine.ROUTING: routing,
+    Engine.INVENTORY: inventory,
+    Engine.EXCEPTIONS: exceptions,
+}
+SWITCH_BADGE = {True: "green", False: "grey"}
+HELD_SHOWN = 10  # most recent on-hold orders listed on the dashboard
+
+
+def describe_counts(counts) -> str:
+    """{"released": 3, "held": 1} → "3 released, 1 held" (what an engine run did, for people)."""
+    done = [f"{value} {key.replace('_', ' ')}" for key, value in (counts or {}).items() if value]
+    return ", ".join(done) or "nothing to do"
+
+
+def default_buffer(organization_id):
+    """The organization-wide buffer row (no location, product or channel), or None."""
+    return InventoryBuffer.objects.filter(
+        organization_id=organization_id, location=None, product=None, channel=None
+    ).first()
+
+
+# --- engine settings ------------------------------------------------------------------------------------
+
+
+class EngineSettingsForm(forms.ModelForm):
+    """The settings, with notification categories as checkboxes and the org-wide buffer beside them."""
+
+    notify_categories = forms.MultipleChoiceField(
+        choices=[(key, label) for key, (label, _) in EXCEPTION_CATEGORIES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Notify about",
+        help_text="Exception categories e-mailed to the integration's (else the organization's) address.",
+    )
+    buffer_quantity = forms.IntegerField(
+        min_value=0,
+        required=False,
+        label="Default buffer (units)",
+        help_text="Units of every product held back from every channel, unless a more specific buffer "
+        "(location, product or channel) applies.",
+    )
+    buffer_percent = forms.DecimalField(
+        min_value=0,
+        max_value=100,
+        max_digits=5,
+        decimal_places=2,
+        required=False,
+        label="Default buffer (percent)",
+        help_text="Or a percent of what is available, rounded up. Leave both empty for no default buffer.",
+    )
+
+    class Meta:
+        model = EngineSettings
+        fields = [
+            "hold_enabled",
+            "routing_enabled",
+            "inventory_enabled",
+            "exceptions_enabled",
+            "default_hold_minutes",
+            "routing_strategy",
+            "allow_split",
+            "unroutable_retry_minutes",
+            "stuck_after_hours",
+            "stale_after_days",
+            "notify_categories",
+            "digest_minutes",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            buffer = default_buffer(self.instance.organization_id)
+            if buffer is not None:
+                self.initial.setdefault("buffer_quantity", buffer.quantity)
+                self.initial.setdefault("buffer_percent", buffer.percent)
+
+    def clean_notify_categories(self):
+        chosen = set(self.cleaned_data["notify_categories"])
+        return [key for key in EXCEPTION_CATEGORIES if key in chosen]  # stored in the catalogue's order
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("buffer_quantity") is not None and cleaned.get("buffer_percent") is not None:
+            raise forms.ValidationError(
+                "A default buffer holds back units or a percent, not both: leave one of them empty."
+            )
+        return cleaned
+
+
+def _status_display(engine):
+    """A change-page field showing `engine`'s last run beside its switch."""
+
+    @admin.display(description="status")
+    def show(self, obj):
+        return self.engine_status(obj, engine)
+
+    return show
+
+
+@admin.register(EngineSettings)
+class EngineSettingsAdmin(OrganizationScopedAdmin):
+    """
+    One row per organization, made on first visit: its admins change it, its members view it. Saving
+    stores the org-wide buffer through inventory.services so the inventory engine recomputes.
+    """
+
+    form = EngineSettingsForm
+    change_form_template = "admin/automations/enginesettings/change_form.html"
+    list_display = [
+        "organization",
+        "hold_enabled",
+        "routing_enabled",
+        "inventory_enabled",
+        "exceptions_enabled",
+        "default_hold_minutes",
+        "routing_strategy",
+        "updated_at",
+    ]
+    list_select_related = ["organization"]
+    ordering = ["organization__name"]
+    search_fields = ["organization__name", "organization__slug"]
+    fieldsets = [
+        (None, {"fields": ["organization"]}),
+        (
+            "Engines",
+            {
+                "fields": [(f"{engine}_enabled", f"{engine}_status") for engine in Engine.values],
+                "description": "Every engine is on by default. A switched-off engine does nothing for this "
+                "organization: its orders, stock and exceptions wait until it is on again.",
+            },
+        ),
+        ("Hold", {"fields": ["default_hold_minutes"]}),
+        ("Routing", {"fields": ["routing_strategy", "allow_split", "unroutable_retry_minutes"]}),
+        (
+            "Inventory",
+            {
+                "fields": ["buffer_quantity", "buffer_percent"],
+                "description": "The safety buffer held back from every channel. Buffers for a location, "
+                "product or channel are set under Inventory › Inventory buffers; the most specific wins.",
+            },
+        ),
+        (
+            "Exceptions",
+            {"fields": ["stuck_after_hours", "stale_after_days", "notify_categories", "digest_minutes"]},
+        ),
+    ]
+    readonly_fields = ["organization", *(f"{engine}_status" for engine in Engine.values)]
+
+    hold_status = _status_display(Engine.HOLD)
+    routing_status = _status_display(Engine.ROUTING)
+    inventory_status = _status_display(Engine.INVENTORY)
+    exceptions_status = _status_display(Engine.EXCEPTIONS)
+
+    # --- scope: members of an organization view its settings; its admins change them ----------------------
+    def scope_queryset(self, request, queryset):
+        scope = scope_for(request.user)
+        return queryset if scope.is_superuser else queryset.filter(organization__in=scope.org_ids)
+
+    def role_allows(self, request, action, obj=None) -> bool:
+        scope = scope_for(request.user)
+        if scope.is_superuser:
+            return action in ("view", "change")
+        if action == "view":
+            return obj.organization_id in scope.org_ids if obj is not None else bool(scope.org_ids)
+        if action == "change":
+            return (
+                obj.organization_id in scope.admin_org_ids if obj is not None else bool(scope.admin_org_ids)
+            )
+        return False  # one row per organization, made on first visit: never added or deleted here
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # --- read-only display (members) ---------------------------------------------------------------------
+    def get_fieldsets(self, request, obj=None):
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        # Read-only: show the buffer and the categories as words, not the form's inputs.
+        swap = {
+            "buffer_quantity": "default_buffer",
+            "buffer_percent": "default_buffer",
+            "notify_categories": "notify_categories_display",
+        }
+        return [
+            (name, {**options, "fields": list(dict.fromkeys(swap.get(f, f) for f in options["fields"]))})
+            for name, options in self.fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "default_buffer", "notify_categories_display"]
+
+    @admin.display(description="default buffer")
+    def default_buffer(self, obj):
+        buffer = default_buffer(obj.organization_id)
+        if buffer is None:
+            return "None"
+        return f"{buffer.quantity} units" if buffer.quantity is not None else f"{buffer.percent} %"
+
+    @admin.display(description="notify about")
+    def notify_categories_display(self, obj):
+        chosen = [
+            EXCEPTION_CATEGORIES[k][0] for k in obj.notify_categories or [] if k in EXCEPTION_CATEGORIES
+        ]
+        return ", ".join(chosen) or "Nothing"
+
+    def engine_status(self, obj, engine):
+        statuses = getattr(obj, "_statuses", None)
+        if statuses is None:  # one query for the four engines of the page
+            statuses = obj._statuses = {
+                s.engine: s for s in EngineStatus.objects.filter(organization_id=obj.organization_id)
+            }
+        return status_summary(statuses.get(engine))
+
+    # --- the list: a row for every organization in scope, and straight to it for a one-org user ------------
+    def changelist_view(self, request, extra_context=None):
+        scope = scope_for(request.user)
+        orgs = Organization.objects.filter(engine_settings__isnull=True)
+        if not scope.is_superuser:
+            orgs = orgs.filter(pk__in=scope.org_ids)
+        EngineSettings.objects.bulk_create(
+            [EngineSettings(organization_id=pk) for pk in orgs.values_list("pk", flat=True)],
+            ignore_conflicts=True,  # made by engine_settings() meanwhile
+        )
+        if not scope.is_superuser and len(scope.org_ids) == 1:
+            (org_id,) = scope.org_ids
+            settings = engine_settings(org_id)
+            return HttpResponseRedirect(
+                reverse("admin:automations_enginesettings_change", args=[settings.pk])
+            )
+        return super().changelist_view(request, extra_context)
+
+    # --- saving: the settings row, and the org-wide buffer through its owner's service ------------------
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if {"buffer_quantity", "buffer_percent"} & set(form.changed_data):
+            inventory_services.set_default_buffer(
+                obj.organization,
+                quantity=form.cleaned_data.get("buffer_quantity"),
+                percent=form.cleaned_data.get("buffer_percent"),
+            )
+
+    # --- Run now ---------------------------------------------------------------------------------------
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.has_change_permission(request, obj):
+            context["run_buttons"] = [
+                (engine, label, reverse("admin:automations_enginesettings_run", args=[obj.pk, engine]))
+                for engine, label in Engine.choices
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/run/<str:engine>/",
+                wrap(self.run_view),
+                name="automations_enginesettings_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    def run_view(self, request, object_id, engine):
+        """POST: run one engine now for this organization and say what it did."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        settings = self.get_object(request, object_id)  # 404 outside your organizations
+        if engine not in MODULES:
+            raise Http404("No such engine.")
+        if not self.has_change_permission(request, settings):
+            raise PermissionDenied
+        label = Engine(engine).label
+        back = HttpResponseRedirect(reverse("admin:automations_enginesettings_change", args=[settings.pk]))
+        if not settings.enabled(engine):
+            self.message_user(
+                request,
+                f"The {label} engine is switched off for {settings.organization}: nothing ran.",
+                messages.WARNING,
+            )
+            return back
+        try:
+            counts = MODULES[engine].run_now(settings.organization)
+        except Exception as error:  # recorded on the engine's status by running(); shown, not a 500
+            logger.exception(
+                "Run now of the %s engine failed for organization %s.", engine, settings.organization_id
+            )
+            self.message_user(request, f"The {label} engine failed: {error}", messages.ERROR)
+            return back
+        level = messages.WARNING if (counts or {}).get("failed") else messages.SUCCESS
+        self.message_user(
+            request, f"Ran the {label} engine for {settings.organization}: {describe_counts(counts)}.", level
+        )
+        return back
+
+
+def status_summary(status) -> str:
+    """An engine's last run as badge, time, trigger, duration and counts, and its last error if any."""
+    if status is None or status.last_run_at is None:
+        return format_html('<span class="sy-muted">Not run yet.</span>')
+    summary = format_html(
+        "{} {} · {} · {} ms · {}",
+        badge(RUN_BADGE, status.last_outcome, status.get_last_outcome_display()),
+        timezone.localtime(status.last_run_at).strftime("%Y-%m-%d %H:%M:%S"),
+        status.get_last_trigger_display(),
+        status.last_duration_ms,
+        describe_counts(status.last_counts),
+    )
+    if status.last_error:
+        when = (
+            timezone.localtime(status.last_error_at).strftime("%Y-%m-%d %H:%M")
+            if status.last_error_at
+            else ""
+        )
+        summary = format_html(
+            '{}<div class="sy-error">Last error {}: {}</div>', summary, when, status.last_error
+        )
+    return summary
+
+
+# --- the dashboard --------------------------------------------------------------------------------------
+
+
+def _changelist(name, **params) -> str:
+    url = reverse(f"admin:{name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _selected_organization(request, orgs):
+    """`?org=<id>` among the organizations the user sees (another one: 404); one organization: that one."""
+    raw = request.GET.get("org", "")
+    if raw == "":
+        return orgs[0] if len(orgs) == 1 else None
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise Http404("No such organization.") from None
+    for org in orgs:
+        if org.pk == wanted:
+            return org
+    raise Http404("No such organization.")
+
+
+class Dashboard:
+    """The figures of one organization (or all the user sees): a fixed number of aggregate queries."""
+
+    def __init__(self, request, site, orgs, selected):
+        self.request, self.site, self.orgs, self.selected = request, site, orgs, selected
+        self.filter = {"organization__id__exact": selected.pk} if selected else {}
+
+    def scoped(self, model):
+        """The model's rows as its own admin scopes them (the tenancy chokepoint), narrowed to the org."""
+        queryset = self.site._registry[model].get_queryset(self.request).order_by()
+        return queryset.filter(organization=self.selected) if self.selected else queryset
+
+    def by_status(self, model, statuses, colours, changelist, **extra):
+        counts = dict(self.scoped(model).filter(**extra).values_list("status").annotate(n=Count("pk")))
+        return [
+            {
+                "status": status.value,
+                "badge": badge(colours, status.value, status.label),
+                "count": counts.get(status.value, 0),
+                "url": _changelist(changelist, status__exact=status.value, **self.filter),
+            }
+            for status in statuses
+        ]
+
+    def open_exceptions(self):
+        group = Coalesce("integration_id", Value(0))
+        latest = (
+            SyncException.objects.filter(
+                status=ExceptionStatus.OPEN, organization_id=OuterRef("organization_id")
+            )
+            .annotate(group=group)
+            .filter(group=Coalesce(OuterRef("integration_id"), Value(0)))
+            .order_by("-last_seen", "-pk")
+            .values("message")[:1]
+        )
+        rows = (
+            self.scoped(SyncException)
+            .filter(status=ExceptionStatus.OPEN)
+            .values("organization_id", "organization__name", "integration_id", "integration__name")
+            .annotate(count=Count("pk"), last_seen=Max("last_seen"), message=Subquery(latest))
+            .order_by("-count", "integration__name")
+        )
+        for row in rows:
+            where = (
+                {"integration__id__exact": row["integration_id"]}
+                if row["integration_id"]
+                else {"integration__isnull": "True", "organization__id__exact": row["organization_id"]}
+            )
+            row["url"] = _changelist("automations_syncexception", status__exact="open", **where)
+        return list(rows)
+
+    def held_orders(self):
+        return list(
+            self.scoped(Order)
+            .filter(status=OrderStatus.ON_HOLD)
+            .select_related("organization")
+            .order_by("-updated_at", "-pk")[:HELD_SHOWN]
+        )
+
+    def engines(self):
+        org_ids = None if scope_for(self.request.user).is_superuser else [o.pk for o in self.orgs]
+        if self.selected:
+            org_ids = [self.selected.pk]
+        settings = EngineSettings.objects.all()
+        statuses = EngineStatus.objects.filter(last_run_at__isnull=False).select_related("organization")
+        if org_ids is not None:
+            settings = settings.filter(organization_id__in=org_ids)
+            statuses = statuses.filter(organization_id__in=org_ids)
+        off = settings.aggregate(
+            **{e: Count("pk", filter=Q(**{f"{e}_enabled": False})) for e in Engine.values}
+        )
+        failing = dict(
+            statuses.filter(last_outcome=RunOutcome.FAILED)
+            .order_by()
+            .values_list("engine")
+            .annotate(Count("pk"))
+        )
+        # The latest run of each engine among the organizations shown (one query, however many).
+        latest = {
+            s.engine: s
+            for s in statuses.annotate(
+                rank=Window(RowNumber(), partition_by=F("engine"), order_by=F("last_run_at").desc())
+            ).filter(rank=1)
+        }
+        total = 1 if self.selected else len(self.orgs)
+        return [
+            {
+                "engine": engine,
+                "label": label,
+                "on": total - off[engine],
+                "total": total,
+                "switch": badge(SWITCH_BADGE, off[engine] == 0, "On" if off[engine] == 0 else "Off"),
+                "status": latest.get(engine),
+                "outcome": badge(
+                    RUN_BADGE, latest[engine].last_outcome, latest[engine].get_last_outcome_display()
+                )
+                if engine in latest
+                else "",
+                "counts": describe_counts(latest[engine].last_counts) if engine in latest else "",
+                "failing": failing.get(engine, 0),
+            }
+            for engine, label in Engine.choices
+        ]
+
+    def context(self):
+        return {
+            "integrations": self.by_status(
+                Integration, IntegrationStatus, INTEGRATION_BADGE, "integrations_integration"
+            ),
+            "orders": self.by_status(Order, OrderStatus, ORDER_BADGE, "orders_order"),
+            "exceptions": self.open_exceptions(),
+            "exceptions_url": _changelist("automations_syncexception", status__exact="open", **self.filter),
+            "held_orders": self.held_orders(),
+            "engines": self.engines(),
+        }
+
+
+def dashboard_view(request, site=admin.site):
+    """Integrations, orders, open exceptions and engines of the user's organization(s); members too."""
+    scope = scope_for(request.user)
+    if not (scope.is_superuser or scope.org_ids):
+        raise PermissionDenied
+    orgs = Organization.objects.order_by("name", "pk")
+    orgs = list(orgs if scope.is_superuser else orgs.filter(pk__in=scope.org_ids))
+    selected = _selected_organization(request, orgs)
+    settings_url = None
+    if selected is not None:
+        settings_url = reverse("admin:automations_enginesettings_change", args=[engine_settings(selected).pk])
+    context = {
+        **site.each_context(request),
+        "title": "Dashboard",
+        "subtitle": selected.name if selected else ("All organizations" if len(orgs) > 1 else ""),
+        "organizations": orgs,
+        "selected": selected,
+        "settings_url": settings_url,
+        "settings_list_url": reverse("admin:automations_enginesettings_changelist"),
+        "held_shown": HELD_SHOWN,
+        **Dashboard(request, site, orgs, selected).context(),
+    }
+    return TemplateResponse(request, "admin/automations/dashboard.html", context)
+
+
+def _add_dashboard_url(site):
+    """The dashboard sits beside the app's models at /admin/automations/dashboard/: added to the site's URLs."""
+    model_urls = site.get_urls
+
+    def get_urls():
+        dashboard = site.admin_view(lambda request: dashboard_view(request, site))
+        return [path("automations/dashboard/", dashboard, name="automations_dashboard"), *model_urls()]
+
+    site.get_urls = get_urls
+
+
+_add_dashboard_url(admin.site)
