@@ -1,21 +1,28 @@
 """
-The whole journey through real processes (conftest.py): a channel pushes an order, the order is routed to
-a 3PL, the 3PL hears of it by signed webhook, acknowledges and ships, and the channel hears of the shipment
+The whole journey through real processes (conftest.py): a channel pushes an order, the engines route it to
+a 3PL on their own (hold engine, then routing engine, each on commit), the 3PL hears of it by signed webhook, acknowledges and ships, and the channel hears of the shipment
 by signed webhook and marks its order dispatched. Then the delivery engine's promises: a receiver that
 fails is retried with the same webhook-id on the Standard Webhooks schedule (or sooner with Retry-After),
 and a worker killed mid-delivery loses nothing and duplicates nothing.
 """
 
+import time
+
 from .conftest import LEASE, Receiver
 
-# Until the routing engine lands, routing is the orders service, called as support staff would.
-ROUTE = """
-from inventory.models import Location
-from orders import services
-from orders.models import Order
-request = services.create_shipping_request(Order.objects.get(pk={order}), Location.objects.get(pk={location}))
-print(request.pk)
-"""
+
+def routed_request(hub, order_id, timeout=30.0) -> dict:
+    """The shipping request the engines made for an order, once they did (the channel's view of its order)."""
+    deadline = time.monotonic() + timeout
+    with hub.api("Shop") as api:
+        while True:
+            order = api.get(f"/orders/{order_id}").json()
+            if order["status"] == "sent_to_fulfillment":
+                [request] = order["shipping_requests"]
+                return request
+            assert order["status"] in ("new", "ready"), order  # held or worse: the engines refused it
+            assert time.monotonic() < deadline, f"not routed within {timeout} s: {order}"
+            time.sleep(0.2)
 
 
 def test_order_to_dispatch_through_signed_webhooks(hub, connectors):
@@ -51,10 +58,13 @@ def test_order_to_dispatch_through_signed_webhooks(hub, connectors):
     assert channel.wait_for("connected")["status"] == "connected"
     channel.wait_for("subscribed")
 
-    # when the channel pushes an order and it is routed to the 3PL's location
+    # when the channel pushes an order: the hold engine lets it through, the routing engine routes it to
+    # the only location with its stock
     pushed = channel.wait_for("order_pushed", external_id="E2E-1")
-    assert pushed["status"] == "ready", pushed
-    request_id = hub.shell(ROUTE.format(order=int(pushed["order"]), location=int(location))).split()[-1]
+    assert pushed["status"] == "new", pushed  # the engines take it from here, after the commit
+    request = routed_request(hub, pushed["order"])
+    assert str(request["location"]) == str(location)
+    request_id = request["id"]
 
     # then the 3PL hears of it by a verified webhook, acknowledges it and ships it
     heard = tpl.wait_for("webhook", type="shipping_request.created", data_id=request_id, status=200)
