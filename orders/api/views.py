@@ -86,6 +86,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         "retrieve": "orders:read",
         "create": "orders:write",
         "cancel": "orders:write",
+        "release": "orders:write",
     }
 
     def integration_scope(self, integration):
@@ -132,6 +133,21 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         body.is_valid(raise_exception=True)
         with service_errors():
             services.cancel_order(order, reason=body.validated_data.get("reason", ""))
+        return self.respond(order, status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Release a held order",
+        description="Lifts every hold reason: the order becomes `ready` and is routed. 409 `conflict` when it "
+        "is not on hold, or while one of its SKUs or its shipping method is still unmapped (map it first).",
+        request=None,
+        responses=OrderSerializer,
+        parameters=[OPAQUE_ID],
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        order = self.get_object()
+        with service_errors():
+            services.release(order)
         return self.respond(order, status.HTTP_200_OK)
 
 

@@ -138,6 +138,7 @@ ENTRIES: dict[str, Tenancy] = {
     "api:order-list": Tenancy(**ORDERS, body=order_body),
     "api:order-detail": Tenancy(**ORDERS, obj=lambda w: w.order),
     "api:order-cancel": Tenancy(**ORDERS, obj=lambda w: w.order, body=lambda w: {"reason": "outsider"}),
+    "api:order-release": Tenancy(**ORDERS, obj=lambda w: w.order),
     "api:shipping-request-list": Tenancy(**REQUESTS),
     "api:shipping-request-detail": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
     "api:shipping-request-acknowledge": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
