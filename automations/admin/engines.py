@@ -387,6 +387,7 @@ class Dashboard:
     def __init__(self, request, site, orgs, selected):
         self.request, self.site, self.orgs, self.selected = request, site, orgs, selected
         self.filter = {"organization__id__exact": selected.pk} if selected else {}
+        self.settings = None  # the selected organization's EngineSettings row, once engines() read it
 
     def scoped(self, model):
         """The model's rows as its own admin scopes them (the tenancy chokepoint), narrowed to the org."""
@@ -444,14 +445,20 @@ class Dashboard:
         org_ids = None if scope_for(self.request.user).is_superuser else [o.pk for o in self.orgs]
         if self.selected:
             org_ids = [self.selected.pk]
-        settings = EngineSettings.objects.all()
         statuses = EngineStatus.objects.filter(last_run_at__isnull=False).select_related("organization")
         if org_ids is not None:
-            settings = settings.filter(organization_id__in=org_ids)
             statuses = statuses.filter(organization_id__in=org_ids)
-        off = settings.aggregate(
-            **{e: Count("pk", filter=Q(**{f"{e}_enabled": False})) for e in Engine.values}
-        )
+        if self.selected:
+            # No row yet: every engine on (the defaults); the settings page makes it on first visit.
+            row = self.settings = EngineSettings.objects.filter(organization=self.selected).first()
+            off = {e: int(row is not None and not row.enabled(e)) for e in Engine.values}
+        else:
+            settings = EngineSettings.objects.all()
+            if org_ids is not None:
+                settings = settings.filter(organization_id__in=org_ids)
+            off = settings.aggregate(
+                **{e: Count("pk", filter=Q(**{f"{e}_enabled": False})) for e in Engine.values}
+            )
         failing = dict(
             statuses.filter(last_outcome=RunOutcome.FAILED)
             .order_by()
@@ -485,8 +492,16 @@ class Dashboard:
             for engine, label in Engine.choices
         ]
 
+    def settings_url(self):
+        """The organization's settings page (the list, which makes the row, when there is none yet)."""
+        if self.settings is None:
+            return reverse("admin:automations_enginesettings_changelist")
+        return reverse("admin:automations_enginesettings_change", args=[self.settings.pk])
+
     def context(self):
         return {
+            "engines": self.engines(),
+            "settings_url": self.settings_url(),  # after engines(), which read the row
             "integrations": self.by_status(
                 Integration, IntegrationStatus, INTEGRATION_BADGE, "integrations_integration"
             ),
@@ -494,7 +509,6 @@ class Dashboard:
             "exceptions": self.open_exceptions(),
             "exceptions_url": _changelist("automations_syncexception", status__exact="open", **self.filter),
             "held_orders": self.held_orders(),
-            "engines": self.engines(),
         }
 
 
@@ -506,17 +520,12 @@ def dashboard_view(request, site=admin.site):
     orgs = Organization.objects.order_by("name", "pk")
     orgs = list(orgs if scope.is_superuser else orgs.filter(pk__in=scope.org_ids))
     selected = _selected_organization(request, orgs)
-    settings_url = None
-    if selected is not None:
-        settings_url = reverse("admin:automations_enginesettings_change", args=[engine_settings(selected).pk])
     context = {
         **site.each_context(request),
         "title": "Dashboard",
         "subtitle": selected.name if selected else ("All organizations" if len(orgs) > 1 else ""),
         "organizations": orgs,
         "selected": selected,
-        "settings_url": settings_url,
-        "settings_list_url": reverse("admin:automations_enginesettings_changelist"),
         "held_shown": HELD_SHOWN,
         **Dashboard(request, site, orgs, selected).context(),
     }
