@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.admin.filters import RelatedFieldListFilter
+from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -11,7 +13,7 @@ from organizations.admin_mixins import (
 )
 
 from .. import services
-from ..choices import EXCEPTION_BADGE, ExceptionStatus
+from ..choices import EXCEPTION_BADGE, EXCEPTION_CATEGORIES, ExceptionStatus
 from ..models import SyncException
 
 # Where an exception's entity opens in the admin.
@@ -22,6 +24,38 @@ ENTITY_PAGES = {
     "shipping_request": "admin:orders_shippingrequest_change",
     "fulfillment": "admin:orders_fulfillment_change",
 }
+
+
+class CategoryFilter(admin.SimpleListFilter):
+    """The notification categories (EngineSettings.notify_categories): their kinds at once."""
+
+    title = "category"
+    parameter_name = "category"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in EXCEPTION_CATEGORIES.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in EXCEPTION_CATEGORIES:
+            return queryset.filter(kind__in=EXCEPTION_CATEGORIES[self.value()][1])
+        return queryset
+
+
+class IntegrationFilter(RelatedFieldListFilter):
+    """
+    The integrations of the user's (scoped) exceptions, each with its open count: which one needs a person,
+    at a glance. One aggregate over the scoped queryset, so no other organization's integration is named.
+    """
+
+    def field_choices(self, field, request, model_admin):
+        rows = (
+            model_admin.get_queryset(request)
+            .filter(integration__isnull=False)
+            .values("integration", "integration__name")
+            .annotate(open=Count("pk", filter=Q(status=ExceptionStatus.OPEN)))
+            .order_by("integration__name", "integration")
+        )
+        return [(r["integration"], f"{r['integration__name']} ({r['open']} open)") for r in rows]
 
 
 @admin.register(SyncException)
@@ -37,10 +71,11 @@ class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organizati
         "occurrences",
         "first_seen",
         "last_seen",
+        "notified",
         "message_excerpt",
         "organization",
     ]
-    list_filter = ["status", "kind", "integration"]
+    list_filter = ["status", CategoryFilter, "kind", ("integration", IntegrationFilter)]
     list_select_related = ["integration", "organization"]
     search_fields = ["message", "entity_id"]
     actions = ["resolve_selected", "dismiss_selected"]
@@ -55,6 +90,7 @@ class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organizati
         "occurrences",
         "first_seen",
         "last_seen",
+        "notified_at",
         "resolved_at",
     ]
     readonly_fields = fields
@@ -65,6 +101,17 @@ class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organizati
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return badge(EXCEPTION_BADGE, obj.status, obj.get_status_display())
+
+    @admin.display(description="e-mailed", ordering="notified_at")
+    def notified(self, obj):
+        # Not e-mailed yet: waiting for the next digest, or its category is not switched on.
+        if obj.notified_at is None:
+            return badge({}, "not_notified", "not yet")
+        return format_html(
+            '<span title="{}">{}</span>',
+            f"{obj.notified_at:%Y-%m-%d %H:%M} UTC",
+            badge({"notified": "green"}, "notified", "e-mailed"),
+        )
 
     @admin.display(description="entity")
     def entity(self, obj):

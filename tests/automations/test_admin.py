@@ -150,3 +150,65 @@ def test_changelist_query_count_is_bounded(
         page = acme_client.get(CHANGELIST)
 
     assert page.context["cl"].result_count == count
+
+
+# --- category and integration filters, the e-mailed column ----------------------------------------------
+
+
+def test_filter_by_category_takes_all_its_kinds(acme_client, org, integration, unmapped, unknown):
+    method = services.raise_exception(
+        org, ExceptionKind.UNMAPPED_SHIPPING_METHOD, "unmapped method", integration=integration, entity_id=8
+    )
+    dead = services.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
+
+    mapping = acme_client.get(CHANGELIST, {"category": "mapping"})
+    delivery = acme_client.get(CHANGELIST, {"category": "delivery"})
+
+    assert {e.pk for e in mapping.context["cl"].result_list} == {unmapped.pk, unknown.pk, method.pk}
+    assert [e.pk for e in delivery.context["cl"].result_list] == [dead.pk]
+    assert "Unmapped SKU or shipping method" in mapping.content.decode()
+
+
+def test_integration_filter_lists_only_own_integrations_with_open_counts(
+    acme_client, org, integration, warehouse_integration, unmapped, globex_exception
+):
+    services.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
+    closed = services.raise_exception(
+        org, ExceptionKind.DELIVERY_DEAD, "x", integration=warehouse_integration
+    )
+    services.close_exceptions(SyncException.objects.filter(pk=closed.pk), ExceptionStatus.DISMISSED)
+
+    page = acme_client.get(CHANGELIST)
+
+    (spec,) = [s for s in page.context["cl"].filter_specs if s.title == "integration"]
+    assert [label for _, label in spec.lookup_choices] == ["Acme 3PL (0 open)", "Acme web shop (2 open)"]
+    assert "Globex web shop" not in page.content.decode()
+
+
+def test_another_orgs_integration_in_the_filter_url_shows_nothing_of_theirs(
+    acme_client, unmapped, globex_exception, other_integration
+):
+    page = acme_client.get(CHANGELIST, {"integration__id__exact": other_integration.pk})
+
+    assert page.status_code == 200
+    assert list(page.context["cl"].result_list) == []
+    assert b"Globex" not in page.content
+
+
+def test_e_mailed_column(acme_client, unmapped, unknown):
+    SyncException.objects.filter(pk=unmapped.pk).update(notified_at=unmapped.last_seen)
+
+    html = acme_client.get(CHANGELIST).content.decode()
+
+    assert 'data-status="notified">e-mailed</span>' in html
+    assert 'data-status="not_notified">not yet</span>' in html
+
+
+def test_bulk_action_by_another_org_admin_leaves_our_rows_alone(
+    admin_client_for, other_admin, unmapped, globex_exception
+):
+    response = act(admin_client_for(other_admin), "dismiss_selected", [unmapped, globex_exception])
+
+    assert ("success", "Dismissed 1 exception.") in messages_of(response)
+    assert SyncException.objects.get(pk=unmapped.pk).status == ExceptionStatus.OPEN
+    assert SyncException.objects.get(pk=globex_exception.pk).status == ExceptionStatus.DISMISSED
