@@ -47,7 +47,11 @@ HELD_SHOWN = 10  # most recent on-hold orders listed on the dashboard
 
 def describe_counts(counts) -> str:
     """{"released": 3, "held": 1} → "3 released, 1 held" (what an engine run did, for people)."""
-    done = [f"{value} {key.replace('_', ' ')}" for key, value in (counts or {}).items() if value]
+    done = [
+        f"{value} {key.replace('_', ' ')}"
+        for key, value in (counts or {}).items()
+        if value and key != "organizations"  # Run now is for one organization: it goes without saying
+    ]
     return ", ".join(done) or "nothing to do"
 
 
