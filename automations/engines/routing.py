@@ -297,18 +297,23 @@ def _unroutable(order, card, reason, *, retry) -> bool:
     return True
 
 
-def _route_one(order_id, settings, counts) -> None:
-    """Route one order in its own transactions; a failure is logged and counted, never passed on."""
+def _route_one(order_id, settings, counts, *, retry=False) -> None:
+    """
+    Route one ready order (`retry`: one held as unroutable) in its own transactions; an order found in
+    another state was dealt with by an overlapping run. A failure is logged and counted, never passed on.
+    """
     try:
         order = (
             Order.objects.select_related("source", "routing_location", "shipping_method")
             .filter(pk=order_id)
             .first()
         )
-        if order is None:
-            counts["missing"] = counts.get("missing", 0) + 1
+        expected = (
+            _held_unroutable(order) if retry else order is not None and order.status == OrderStatus.READY
+        )
+        if not expected:
+            counts["unchanged"] = counts.get("unchanged", 0) + 1
             return
-        retry = _held_unroutable(order)
         result = route(order, settings)
     except Exception:
         logger.exception("Routing order %s failed.", order_id)
@@ -373,7 +378,7 @@ def retry_for_products(organization_id, product_ids) -> dict:
             lines = OrderLine.objects.filter(product_id__in=product_ids).values("order_id")
             for ids in _batches(_unroutable_orders(organization_id).filter(pk__in=lines)):
                 for order_id in ids:
-                    _route_one(order_id, settings, counts)
+                    _route_one(order_id, settings, counts, retry=True)
     except Skipped:
         return {"skipped": 1}
     return counts
@@ -394,6 +399,9 @@ def _due_retries(organization_id, settings, now):
 
 def _sweep_org(organization, settings, counts, *, grace) -> None:
     now = timezone.now()
+    # Retries due are listed first: an order this run finds unroutable is not tried twice in one run.
+    due = _unroutable_orders(organization.pk) if not grace else _due_retries(organization.pk, settings, now)
+    due_ids = list(due.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH])
     lost = Order.objects.filter(organization=organization, status=OrderStatus.READY)
     if grace:
         lost = lost.filter(updated_at__lt=now - LOST_MESSAGE_AFTER)
@@ -404,13 +412,24 @@ def _sweep_org(organization, settings, counts, *, grace) -> None:
         new = Order.objects.filter(organization=organization, status=OrderStatus.NEW)
         if grace:
             new = new.filter(created_at__lt=now - NEW_ORDER_GRACE)
-        for order in new.order_by("pk")[:SWEEP_BATCH]:
-            order_services.make_ready(order)
-            counts["made_ready"] = counts.get("made_ready", 0) + 1
-            _route_one(order.pk, settings, counts)
-    due = _unroutable_orders(organization.pk) if not grace else _due_retries(organization.pk, settings, now)
-    for order_id in due.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH]:
-        _route_one(order_id, settings, counts)
+        for order_id in new.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH]:
+            if _make_ready(order_id, counts):
+                _route_one(order_id, settings, counts)
+    for order_id in due_ids:
+        _route_one(order_id, settings, counts, retry=True)
+
+
+def _make_ready(order_id, counts) -> bool:
+    """`new` → `ready` for the sweep (the hold engine being off); False when it had moved on or failed."""
+    try:
+        order = order_services.make_ready(Order(pk=order_id))
+    except Exception:
+        logger.exception("Making order %s ready failed.", order_id)
+        counts["failed"] = counts.get("failed", 0) + 1
+        return False
+    key = "made_ready" if order.status == OrderStatus.READY else "unchanged"
+    counts[key] = counts.get(key, 0) + 1
+    return key == "made_ready"
 
 
 def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=True) -> dict:
