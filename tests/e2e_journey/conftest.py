@@ -223,6 +223,7 @@ class Hub:
     keys: dict[str, str] = field(default_factory=dict)  # integration name → key
     integrations: dict[str, int] = field(default_factory=dict)  # integration name → id
     procs: dict[str, Proc] = field(default_factory=dict)
+    admin: tuple[str, str] = ("", "")  # the org admin's login (e-mail, password), for browser tests
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         """`manage.py ARGS` against the e2e database; its stdout (fails with its output if it fails)."""
@@ -418,7 +419,8 @@ def hub(tmp_path_factory):
         hub.manage("migrate", "--noinput", timeout=300)
         # The support commands in one process (each manage.py start costs seconds here); call_command parses
         # their arguments as the command line would, and the key is read from the last line of output.
-        given = f"ADMIN = {'admin@e2e.example'!r}\nPASSWORD = {secrets.token_urlsafe(16)!r}\n"
+        hub.admin = ("admin@e2e.example", secrets.token_urlsafe(16))
+        given = f"ADMIN = {hub.admin[0]!r}\nPASSWORD = {hub.admin[1]!r}\n"
         given += f"INTEGRATIONS = {INTEGRATIONS!r}\n"
         result = json.loads(hub.shell(given + SETUP).strip().splitlines()[-1])
         hub.keys, hub.integrations = result["keys"], result["integrations"]
