@@ -45,10 +45,15 @@ class JSONMerge(Func):
         super().__init__(F(field), Value(patch, output_field=JSONField()))
 
     def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, function="JSON_PATCH", template=None, arg_joiner=", ")
+        return self._call(compiler, connection, "JSON_PATCH")
 
     def as_mysql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, function="JSON_MERGE_PATCH", template=None, arg_joiner=", ")
+        return self._call(compiler, connection, "JSON_MERGE_PATCH")
+
+    def _call(self, compiler, connection, function):
+        return self.as_sql(
+            compiler, connection, function=function, template="%(function)s(%(expressions)s)", arg_joiner=", "
+        )
 
 
 def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, force_digest=False) -> dict:
