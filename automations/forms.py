@@ -117,15 +117,13 @@ class ActionForm(forms.Form):
         required=False, max_length=rules.MAX_MESSAGE, help_text="Raise an exception: what a person should do."
     )
 
-    def __init__(self, *args, locations=None, organization=None, **kwargs):
+    def __init__(self, *args, locations=None, organization=None, location_choices=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.organization = organization
-        self.fields["location"].queryset = (
-            locations if locations is not None else Location.objects.none()
-        ).select_related("organization")
-        if organization is None:
-            # Choices may span several organizations: say which each belongs to.
-            self.fields["location"].label_from_instance = lambda loc: f"{loc.name} ({loc.organization})"
+        field = self.fields["location"]
+        field.queryset = locations if locations is not None else Location.objects.none()
+        if location_choices is not None:
+            field.choices = location_choices  # read once for every row (the formset's), not once per row
 
     def clean(self):
         cleaned = super().clean()
@@ -154,7 +152,11 @@ class BaseActionFormSet(forms.BaseFormSet):
     def __init__(self, data=None, *args, actions=None, locations=None, organization=None, **kwargs):
         kwargs.setdefault("prefix", "actions")
         kwargs["initial"] = [_action_row(a) for a in actions or [] if isinstance(a, dict)]
-        kwargs["form_kwargs"] = {"locations": locations, "organization": organization}
+        kwargs["form_kwargs"] = {
+            "locations": locations,
+            "organization": organization,
+            "location_choices": _location_choices(locations, several_orgs=organization is None),
+        }
         super().__init__(data, *args, **kwargs)
 
     def clean(self):
@@ -182,6 +184,16 @@ class BaseActionFormSet(forms.BaseFormSet):
     def cleaned_actions(self) -> list[dict]:
         """The actions in row order, blank and deleted rows left out (call after is_valid())."""
         return [form.cleaned_data["action"] for form in self._rows()]
+
+
+def _location_choices(locations, *, several_orgs):
+    """The "route to" choices, labelled with their organization when they may span several."""
+    if locations is None:
+        return None
+    rows = locations.select_related("organization").order_by("organization__name", "priority", "name")
+    return BLANK + [
+        (loc.pk, f"{loc.name} ({loc.organization})" if several_orgs else loc.name) for loc in rows
+    ]
 
 
 def _action_row(action) -> dict:

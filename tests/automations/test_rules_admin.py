@@ -225,7 +225,7 @@ def test_changelist_shows_rules_in_words_with_bounded_queries(
         )
     rules.apply(new_order, RuleTrigger.ORDER_CREATED)
     # When the changelist is opened, then the number of queries does not grow with the rules
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(11):  # 10 measured, for 3 rules as for 30
         response = acme_client.get(CHANGELIST)
     html = response.content.decode()
     assert html.count("Route to East; Add tag “t”") == 30
