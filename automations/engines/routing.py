@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Prefetch
+from django.db.models import CharField, Exists, OuterRef, Prefetch, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -369,14 +369,21 @@ def _unroutable_orders(organization_id):
 
 
 def retry_for_products(organization_id, product_ids) -> dict:
-    """Stock of these products moved: retry now every order held as unroutable that has one of them."""
-    product_ids = list(product_ids)
-    if not product_ids:
+    """
+    Stock of these products moved (ids, or a queryset of them): retry now every order held as unroutable
+    that has one of them. Nothing waiting: nothing recorded, so the engine's last run stays a real one.
+    """
+    if not exception_services.engine_enabled(organization_id, Engine.ROUTING):
+        return {"skipped": 1}
+    if not isinstance(product_ids, QuerySet):
+        product_ids = list(product_ids)
+    lines = OrderLine.objects.filter(product_id__in=product_ids).values("order_id")
+    waiting = _unroutable_orders(organization_id).filter(pk__in=lines)
+    if not waiting.exists():
         return {}
     try:
         with running(organization_id, Engine.ROUTING, RunTrigger.EVENT) as (settings, counts):
-            lines = OrderLine.objects.filter(product_id__in=product_ids).values("order_id")
-            for ids in _batches(_unroutable_orders(organization_id).filter(pk__in=lines)):
+            for ids in _batches(waiting):
                 for order_id in ids:
                     _route_one(order_id, settings, counts, retry=True)
     except Skipped:

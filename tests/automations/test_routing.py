@@ -11,7 +11,7 @@ from automations.choices import ExceptionKind, ExceptionStatus, RoutingStrategy
 from automations.engines import routing
 from automations.models import EngineStatus, SyncException
 from inventory import allocation
-from inventory.models import InventoryLevel, Location
+from inventory.models import InventoryLevel, Location, Product
 from orders import services as order_services
 from orders.choices import OrderStatus
 from orders.models import Order, ShippingRequest
@@ -386,6 +386,20 @@ def test_retry_for_other_products_leaves_the_order_alone(ready_order, products, 
     order.refresh_from_db()
     assert counts == {}
     assert order.status == OrderStatus.ON_HOLD
+
+
+def test_retry_takes_a_queryset_of_products_and_records_nothing_when_nothing_waits(
+    ready_order, products, warehouse, shelve, org
+):
+    assert routing.retry_for_products(org.pk, Product.objects.filter(organization=org)) == {}
+    assert not EngineStatus.objects.filter(engine="routing").exists()
+
+    order = ready_order(("MUG", 1))
+    routing.route_order_by_id(order.pk)
+    shelve(warehouse, products["MUG"], 1)
+    counts = routing.retry_for_products(org.pk, Product.objects.filter(organization=org).values("pk"))
+
+    assert counts == {"retried_routed": 1}
 
 
 def test_a_review_hold_beside_the_unroutable_one_is_kept(ready_order, products, warehouse, shelve):

@@ -131,6 +131,18 @@ def test_another_organizations_location_cannot_be_listed(acme_client, org, other
     assert not RoutingRule.objects.exists()
 
 
+def test_a_superuser_cannot_mix_organizations_on_a_card(
+    admin_client_for, superuser, org, other_org, warehouse
+):
+    foreign = Location.objects.create(organization=other_org, name="Globex DC")
+
+    response = admin_client_for(superuser).post(ADD, card_post(org, locations=[warehouse, foreign]))
+
+    assert response.status_code == 200
+    assert "This location belongs to another organization." in response.content.decode()
+    assert not RoutingRule.objects.exists()
+
+
 def test_location_choices_are_the_orgs_shipping_locations(acme_client, org, other_org, warehouse, west, card):
     Location.objects.create(organization=org, name="Returns desk", ships=False)
     Location.objects.create(organization=org, name="Closed site", active=False)
