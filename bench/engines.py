@@ -41,6 +41,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -688,6 +690,66 @@ def latency(specs: list[Spec], found: dict, posted: Posted, seen: dict[int, floa
     }
 
 
+# --- (0) in-process: what each engine step costs ------------------------------------------------------
+
+
+def _step(work) -> tuple[object, dict]:
+    """(result, {wall ms, CPU ms of this process, queries}) of one call."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = work()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return result, {"ms": wall * 1000, "cpu_ms": cpu * 1000, "queries": len(captured.captured_queries)}
+
+
+def in_process(fixture: Fixture, specs: list[Spec]) -> dict:
+    """
+    Each order's steps one after the other in this process, triggers off: ingest, the hold engine's
+    process_order, the routing engine's route_order_by_id, the inventory engine's process_changes (which
+    retries the routing of orders held for the products that moved). Median and mean of each step.
+    """
+    from automations.choices import RuleTrigger
+    from automations.engines import hold, inventory, routing
+    from integrations.models import Integration
+    from orders import services as order_services
+    from orders.choices import OrderStatus
+
+    channel = Integration.objects.get(pk=fixture.channel_id)
+    steps = defaultdict(list)
+    with triggers_off():
+        inventory.process_changes(fixture.org_id)  # the setup's stock and buffer marks: not an order's cost
+        for spec in specs:
+            (order, _), cost = _step(partial(order_services.ingest_order, channel, spec.body()))
+            steps["ingest_order"].append(cost)
+            _, cost = _step(partial(hold.process_order, order.pk, trigger=RuleTrigger.ORDER_CREATED))
+            steps["hold.process_order"].append(cost)
+            order.refresh_from_db(fields=["status"])
+            if order.status == OrderStatus.READY:
+                _, cost = _step(partial(routing.route_order_by_id, order.pk))
+                steps["routing.route_order_by_id"].append(cost)
+            _, cost = _step(partial(inventory.process_changes, fixture.org_id))
+            steps["inventory.process_changes"].append(cost)
+    found = outcomes(fixture, specs)
+    return {
+        "orders": len(specs),
+        "steps": {
+            name: {
+                "n": len(costs),
+                **{
+                    f"{stat}_{key}": round(fn([c[key] for c in costs]), 2)
+                    for key in ("ms", "cpu_ms", "queries")
+                    for stat, fn in (("median", statistics.median), ("mean", statistics.fmean))
+                },
+            }
+            for name, costs in steps.items()
+        },
+        "check": compare(specs, found, fixture.names),
+    }
+
+
 # --- (6) overlapping sweeps ---------------------------------------------------------------------------
 
 
@@ -808,6 +870,16 @@ def print_report(report: dict) -> None:
         f"rule “total > {RULE_LIMIT} → hold for review”, card “Canada ships from West first”"
     )
     print()
+    if steps := report["in_process"]:
+        print(f"(0) in-process, one order at a time, triggers off ({steps['orders']} orders):")
+        print(f"  {'step':<28} {'n':>4} {'ms p50':>8} {'ms mean':>8} {'CPU ms':>8} {'queries':>8}")
+        for name, st in steps["steps"].items():
+            print(
+                f"  {name:<28} {st['n']:>4} {st['median_ms']:>8.1f} {st['mean_ms']:>8.1f} "
+                f"{st['mean_cpu_ms']:>8.1f} {st['median_queries']:>8g}"
+            )
+        print_outcome_check("  outcomes", steps["check"])
+        print()
     posted = run["posting"]
     print(
         f"(3) {posted['orders']} orders (+{meta['warmup_orders']} warm-up) at {meta['rate']:g}/s from "
@@ -944,6 +1016,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="run celery beat too (not needed: commits trigger the engines)",
     )
+    parser.add_argument(
+        "--inproc-orders", type=int, default=30, help="orders whose engine steps are timed in-process (30)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the orders (1)")
     add_common_arguments(
         parser, RESULTS, leaves="keeps one more organization with its integrations, stock, rules and orders"
@@ -1049,6 +1124,11 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
     warmup = make_specs(fixture, args.warmup_orders, f"warm-{fixture.tag}", rng, args)
     specs = make_specs(fixture, args.orders, f"run-{fixture.tag}", rng, args)
     sweep_specs = make_specs(fixture, args.sweep_orders, f"sweep-{fixture.tag}", rng, args)
+    inproc_specs = make_specs(fixture, args.inproc_orders, f"inproc-{fixture.tag}", rng, args)
+    print(
+        f"(0) in-process, triggers off: each engine step of {args.inproc_orders} orders, one after the other…"
+    )
+    steps = in_process(fixture, inproc_specs) if inproc_specs else None
     connections.close_all()
 
     base, server = start_gunicorn(stack, started, env, args.workers, args.threads, folder)
@@ -1099,6 +1179,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
             "worker_errors_logged": len(worker_problems),
             "worker_error_lines": worker_problems[-10:],
         },
+        "in_process": steps,
         "run": measured,
         "sweeps": sweeps,
         "final_stock": final_stock,
