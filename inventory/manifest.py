@@ -1,18 +1,21 @@
 """
 Manifest connectors, stock side (examples/MANIFEST_PROTOCOL.md, `inventory`): the hub pushes to a channel's
-`inventory` endpoint what it may sell — only the figures that differ from what it was last told
-(ChannelInventory), in its own SKUs where mapped. ChannelInventory moves only once the connector accepted
-a batch, so a failed push is simply computed and sent again next run.
+`inventory` endpoint what it may sell — the inventory engine's figures (ChannelInventory.available) that
+differ from what it last accepted (`published`), in its own SKUs where mapped. `published` moves only once
+the connector accepted a batch, so a failed push is simply sent again next run.
 """
 
 import logging
 
+from django.db.models import F, Q
 from django.utils import timezone
 
+from automations.choices import Engine
+from automations.services import engine_enabled
 from integrations import manifest as calls
 from integrations.choices import Workflow
 
-from . import services
+from . import services, sync
 from .models import ChannelInventory, Product
 
 logger = logging.getLogger(__name__)
@@ -24,12 +27,15 @@ INVENTORY_GAP = 20  # seconds: a channel's figures are computed at most this oft
 
 
 def changed_figures(channel) -> list[tuple[int, int]]:
-    """[(product id, available)] where what the channel may sell differs from what it was last told."""
-    figures = services.availability(channel)
-    published = dict(ChannelInventory.objects.filter(channel=channel).values_list("product_id", "available"))
-    for product_id in published:
-        figures.setdefault(product_id, 0)  # no longer stocked where it sells from: nothing to sell
-    return sorted((pid, n) for pid, n in figures.items() if published.get(pid) != n)
+    """
+    [(product id, available)] where the engine's figure differs from what the channel last accepted. A channel
+    the engine has not computed yet is computed first (inventory.sync), so a push never sends stale figures.
+    """
+    rows = ChannelInventory.objects.filter(channel=channel)
+    if not rows.exists() and engine_enabled(channel.organization_id, Engine.INVENTORY):
+        sync.recompute(channel.organization_id, channels=[channel])
+    changed = rows.filter(~Q(published=F("available")) | Q(published__isnull=True))
+    return list(changed.order_by("product_id").values_list("product_id", "available"))
 
 
 def _skus(channel, product_ids) -> dict[int, str]:
@@ -66,19 +72,22 @@ def push_inventory(channel, *, max_batches: int | None = None) -> dict:
             result["ok"] = False
             break  # nothing recorded: the same figures are sent again next run
         now = timezone.now()
-        ChannelInventory.objects.bulk_create(
-            [
-                ChannelInventory(
-                    channel=channel, product_id=pid, available=n, published_at=now, updated_at=now
-                )
-                for pid, n in batch
-            ],
-            update_conflicts=True,
-            unique_fields=["channel", "product"],
-            update_fields=["available", "published_at", "updated_at"],
+        # What was sent is recorded, not `available`: a figure the engine changed meanwhile is sent next run.
+        ChannelInventory.objects.bulk_update(
+            [ChannelInventory(pk=pk, published=n, published_at=now) for pk, n in _row_ids(channel, batch)],
+            ["published", "published_at"],
         )
         result["sent"] += len(items)
     return result
+
+
+def _row_ids(channel, batch) -> list[tuple[int, int]]:
+    """[(ChannelInventory id, the figure sent)] for a batch of (product id, available)."""
+    sent = dict(batch)
+    ids = ChannelInventory.objects.filter(channel=channel, product_id__in=list(sent)).values_list(
+        "pk", "product_id"
+    )
+    return [(pk, sent[product_id]) for pk, product_id in ids]
 
 
 def sweep(limit: int = SWEEP_LIMIT) -> dict:

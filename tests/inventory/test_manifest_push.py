@@ -3,10 +3,11 @@
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from automations.models import EngineSettings
 from integrations import services as integration_services
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Integration, IntegrationEvent
-from inventory import manifest
+from inventory import manifest, sync
 from inventory.models import ChannelInventory, InventoryBuffer, InventoryLevel, Location, SkuMapping
 from inventory.tasks import manifest_inventory_sweep_task
 
@@ -27,7 +28,9 @@ def pushed(receiver):
 
 
 def published(channel):
-    return dict(ChannelInventory.objects.filter(channel=channel).values_list("product__sku", "available"))
+    """{sku: the figure the channel accepted} of the figures it accepted."""
+    rows = ChannelInventory.objects.filter(channel=channel, published__isnull=False)
+    return dict(rows.values_list("product__sku", "published"))
 
 
 def fresh(channel):
@@ -68,11 +71,44 @@ def test_only_changed_figures_are_sent(storefront, stock, receiver, products, wa
     # stock of one product moves, and a buffer holds back some of another
     InventoryLevel.objects.filter(product=products["MUG"]).update(on_hand=4)
     InventoryBuffer.objects.create(organization=org, product=products["TSHIRT-M"], quantity=3)
+    sync.recompute(org)  # the inventory engine ran
 
     manifest.push_inventory(fresh(storefront))
 
     assert pushed(receiver)[1] == {"MUG": 4, "TSHIRT-M": 7}
     assert published(storefront) == {"MUG": 4, "TSHIRT-M": 7, "TSHIRT-S": 10}
+
+
+def test_the_push_sends_the_engines_figures_not_a_fresh_computation(storefront, stock, receiver, products):
+    manifest.push_inventory(storefront)
+    # given: stock moved, and the engine has not run yet
+    InventoryLevel.objects.filter(product=products["MUG"]).update(on_hand=4)
+
+    result = manifest.push_inventory(fresh(storefront))
+
+    assert result["sent"] == 0
+    assert ChannelInventory.objects.get(channel=storefront, product=products["MUG"]).published == 10
+
+
+def test_a_figure_the_engine_changed_is_pushed_once(storefront, stock, receiver, products, org):
+    manifest.push_inventory(storefront)
+    InventoryLevel.objects.filter(product=products["MUG"]).update(on_hand=4)
+    sync.recompute(org)
+
+    manifest.push_inventory(fresh(storefront))
+    manifest.push_inventory(fresh(storefront))
+
+    assert pushed(receiver)[1:] == [{"MUG": 4}]
+    row = ChannelInventory.objects.get(channel=storefront, product=products["MUG"])
+    assert (row.available, row.published) == (4, 4)
+
+
+def test_nothing_is_computed_for_a_push_while_the_inventory_engine_is_off(storefront, stock, receiver, org):
+    EngineSettings.objects.update_or_create(organization=org, defaults={"inventory_enabled": False})
+
+    assert manifest.push_inventory(storefront)["sent"] == 0
+
+    assert not ChannelInventory.objects.exists() and receiver.requests == []
 
 
 def test_the_channels_own_skus_are_used_where_mapped(storefront, stock, receiver, products):
@@ -83,9 +119,12 @@ def test_the_channels_own_skus_are_used_where_mapped(storefront, stock, receiver
     assert set(pushed(receiver)[0]) == {"shop-mug", "TSHIRT-M", "TSHIRT-S"}
 
 
-def test_stock_that_is_gone_from_where_it_sells_is_published_as_zero(storefront, stock, receiver, warehouse):
+def test_stock_that_is_gone_from_where_it_sells_is_published_as_zero(
+    storefront, stock, receiver, warehouse, org
+):
     manifest.push_inventory(storefront)
     Location.objects.filter(pk=warehouse.pk).update(sells=False)
+    sync.recompute(org)
 
     manifest.push_inventory(fresh(storefront))
 
