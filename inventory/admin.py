@@ -89,6 +89,43 @@ class OrganizationImportExportMixin(ImportExportMixin):
         return {"organization": cleaned.get("organization")}
 
 
+# --- changes that move what every channel may sell -------------------------------------------------------
+
+
+class RecomputesAvailability:
+    """
+    Saving or deleting these rows (buffers, channel links, a location's flags) moves availability across the
+    whole catalog: the inventory engine is told in the same transaction (services.mark_changed).
+    """
+
+    availability_org_field = "organization_id"
+
+    def _org_of(self, obj):
+        value = obj
+        for part in self.availability_org_field.split("__"):
+            value = getattr(value, part)
+        return value
+
+    def changes_availability(self, form, change) -> bool:
+        return True
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if self.changes_availability(form, change):
+            services.mark_changed(self._org_of(obj))
+
+    def delete_model(self, request, obj):
+        org_id = self._org_of(obj)
+        super().delete_model(request, obj)
+        services.mark_changed(org_id)
+
+    def delete_queryset(self, request, queryset):
+        org_ids = set(queryset.values_list(self.availability_org_field, flat=True))
+        super().delete_queryset(request, queryset)
+        for org_id in sorted(org_ids):
+            services.mark_changed(org_id)
+
+
 # --- catalog --------------------------------------------------------------------------------------------
 
 
@@ -140,7 +177,7 @@ class SkuMappingAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+class LocationAdmin(RecomputesAvailability, OrganizationColumnMixin, OrganizationScopedAdmin):
     member_access_field = "managed_by"
     form = same_organization_form("organization", "managed_by")
     list_display = [
@@ -156,6 +193,10 @@ class LocationAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
     list_filter = ["active", "kind", "managed_by"]
     list_select_related = ["managed_by", "organization"]
     search_fields = ["name"]
+
+    def changes_availability(self, form, change) -> bool:
+        # A new location holds no stock yet; an existing one counts (or stops counting) when a flag moves.
+        return change and bool({"active", "sells"} & set(form.changed_data))
 
     @admin.display(description="active", ordering="active")
     def active_badge(self, obj):
@@ -220,7 +261,7 @@ class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin
 
 
 @admin.register(InventoryBuffer)
-class InventoryBufferAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+class InventoryBufferAdmin(RecomputesAvailability, OrganizationColumnMixin, OrganizationScopedAdmin):
     """Stock held back from channels; the most specific matching buffer wins."""
 
     member_access_field = "channel"
@@ -233,8 +274,10 @@ class InventoryBufferAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
 
 
 @admin.register(ChannelLocation)
-class ChannelLocationAdmin(OrganizationScopedAdmin):
+class ChannelLocationAdmin(RecomputesAvailability, OrganizationScopedAdmin):
     """Which locations a channel sells from (none: every selling location)."""
+
+    availability_org_field = "channel__organization_id"
 
     organization_field = "channel__organization"
     member_access_field = "channel"

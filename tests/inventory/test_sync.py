@@ -275,3 +275,56 @@ def test_the_renderer_answers_nothing_for_another_channels_figure(
 
     assert render(integration, [name]) == {}
     assert render(other_channel, [name])[name]["available"] == 10
+
+
+# --- what tells the engine: admin changes that move every figure ------------------------------------------
+
+
+def pending_everything(org):
+    from inventory.models import AvailabilityChange
+
+    return AvailabilityChange.objects.filter(organization=org, product__isnull=True).count()
+
+
+def test_admin_buffer_and_link_changes_ask_for_a_full_recompute(
+    org, org_admin, admin_client_for, integration, warehouse
+):
+    client = admin_client_for(org_admin)
+
+    added = client.post(
+        "/admin/inventory/inventorybuffer/add/",
+        {"organization": org.pk, "quantity": 2, "location": "", "product": "", "channel": "", "percent": ""},
+    )
+    linked = client.post(
+        "/admin/inventory/channellocation/add/", {"channel": integration.pk, "location": warehouse.pk}
+    )
+
+    assert (added.status_code, linked.status_code) == (302, 302)
+    assert pending_everything(org) == 2
+    link = ChannelLocation.objects.get(channel=integration)
+    client.post(f"/admin/inventory/channellocation/{link.pk}/delete/", {"post": "yes"})
+    assert pending_everything(org) == 3
+
+
+def test_admin_location_flags_ask_for_a_full_recompute_and_other_edits_do_not(
+    org, org_admin, admin_client_for, warehouse
+):
+    client = admin_client_for(org_admin)
+    url = f"/admin/inventory/location/{warehouse.pk}/change/"
+    form = {
+        "organization": org.pk,
+        "name": warehouse.name,
+        "kind": warehouse.kind,
+        "address": "{}",
+        "active": "on",
+        "managed_by": warehouse.managed_by_id,
+        "priority": 5,
+        "ships": "on",
+        "sells": "on",
+    }
+
+    assert client.post(url, form).status_code == 302
+    assert pending_everything(org) == 0
+    form.pop("sells")
+    assert client.post(url, form).status_code == 302
+    assert pending_everything(org) == 1
