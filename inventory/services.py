@@ -273,6 +273,20 @@ def release_stock(location_id, quantities: dict[int, int]):
     mark_changed(_org_of(location_id), quantities)
 
 
+def release_levels(organization, owed: dict[tuple[int, int], int]):
+    """
+    Give back reservations at several locations at once ({(product id, location id): quantity}), in
+    (product, location) order: the order the routing engine locks levels in, so the two never deadlock.
+    """
+    now = timezone.now()
+    for product_id, location_id in sorted(owed):
+        InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
+            committed=Greatest(F("committed") - owed[product_id, location_id], 0), updated_at=now
+        )
+    if owed:
+        mark_changed(organization, {product_id for product_id, _ in owed})
+
+
 def ship_stock(location_id, quantities: dict[int, int]):
     """Stock leaves the building (fulfillment): the reservation is released and on hand goes down."""
     for product_id in sorted(quantities):

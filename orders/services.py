@@ -622,12 +622,20 @@ def cancel_order(order: Order, *, reason="") -> Order:
             OrderStatus.FULFILLED,
         ):
             raise OrderConflict(f"Order {order} has shipped (in part); it can no longer be canceled.")
-        for request in (
+        requests = list(
             order.shipping_requests.select_for_update()
             .filter(status__in=OPEN_REQUEST)
             .select_related("location")
-        ):
-            _cancel_request(request)
+            .order_by("pk")
+        )
+        # Released in one pass in (product, location) order, the order routing locks levels in
+        # (inventory/allocation.py): request by request would cross it and could deadlock a routing.
+        owed = defaultdict(int)
+        for rl in ShippingRequestLine.objects.filter(request__in=requests).select_related("request"):
+            owed[(rl.product_id, rl.request.location_id)] += rl.quantity - rl.fulfilled_quantity
+        inventory.release_levels(order.organization_id, owed)
+        for request in requests:
+            _close_request(request)
         move(order, OrderStatus.CANCELED)
         if reason:
             order.notes = (order.notes + "\n" if order.notes else "") + f"Canceled: {reason}"
@@ -636,11 +644,8 @@ def cancel_order(order: Order, *, reason="") -> Order:
     return order
 
 
-def _cancel_request(request):
-    quantities = defaultdict(int)
-    for rl in request.lines.all():
-        quantities[rl.product_id] += rl.quantity - rl.fulfilled_quantity
-    inventory.release_stock(request.location_id, quantities)
+def _close_request(request):
+    """A canceled request (its stock already released): status and event."""
     request.status = ShippingRequestStatus.CANCELED
     request.save(update_fields=["status", "updated_at"])
     integration_services.emit(
