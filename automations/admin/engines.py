@@ -28,7 +28,7 @@ from organizations.admin_mixins import OrganizationScopedAdmin, badge
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
-from ..choices import EXCEPTION_CATEGORIES, RUN_BADGE, Engine, ExceptionStatus, RunOutcome
+from ..choices import EXCEPTION_CATEGORIES, RUN_BADGE, Engine, ExceptionStatus, RunOutcome, RunTrigger
 from ..engines import exceptions, hold, inventory, routing
 from ..models import EngineSettings, EngineStatus, SyncException
 from ..services import engine_settings
@@ -324,7 +324,7 @@ class EngineSettingsAdmin(OrganizationScopedAdmin):
             )
             return back
         try:
-            counts = MODULES[engine].run_now(settings.organization)
+            counts = MODULES[engine].run_now(settings.organization, trigger=RunTrigger.ADMIN)
         except Exception as error:  # recorded on the engine's status by running(); shown, not a 500
             logger.exception(
                 "Run now of the %s engine failed for organization %s.", engine, settings.organization_id
@@ -534,17 +534,3 @@ def dashboard_view(request, site=admin.site):
         **Dashboard(request, site, orgs, selected).context(),
     }
     return TemplateResponse(request, "admin/automations/dashboard.html", context)
-
-
-def _add_dashboard_url(site):
-    """The dashboard sits beside the app's models at /admin/automations/dashboard/: added to the site's URLs."""
-    model_urls = site.get_urls
-
-    def get_urls():
-        dashboard = site.admin_view(lambda request: dashboard_view(request, site))
-        return [path("automations/dashboard/", dashboard, name="automations_dashboard"), *model_urls()]
-
-    site.get_urls = get_urls
-
-
-_add_dashboard_url(admin.site)

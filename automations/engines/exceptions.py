@@ -80,9 +80,9 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, force_digest=False)
     return totals
 
 
-def run_now(organization=None) -> dict:
+def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
     """`run_engine exceptions`: the sweep, with the digest sent now whatever `digest_minutes` says."""
-    return sweep(organization, trigger=RunTrigger.COMMAND, force_digest=True)
+    return sweep(organization, trigger=trigger, force_digest=True)
 
 
 def digest_due(settings, now) -> bool:

@@ -122,9 +122,9 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=GRACE) -> dic
     return total
 
 
-def run_now(organization=None) -> dict:
+def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
     """`manage.py run_engine hold`: the sweep at once, new orders included however recent."""
-    return sweep(organization, trigger=RunTrigger.COMMAND, grace=timedelta(0))
+    return sweep(organization, trigger=trigger, grace=timedelta(0))
 
 
 def _unmapped():

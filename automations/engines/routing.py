@@ -459,6 +459,6 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=True) -> dict
     return total
 
 
-def run_now(organization=None) -> dict:
+def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
     """`run_engine routing`: the sweep with no grace periods, every unroutable order retried now."""
-    return sweep(organization, trigger=RunTrigger.COMMAND, grace=False)
+    return sweep(organization, trigger=trigger, grace=False)

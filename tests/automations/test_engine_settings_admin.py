@@ -259,7 +259,7 @@ def test_run_now_runs_the_engine_and_shows_what_it_did(acme_client, org, acme_se
     [(level, text)] = messages_of(response)
     assert level == "success" and text.startswith("Ran the Hold engine for Acme Outfitters: ")
     status = EngineStatus.objects.get(organization=org, engine=Engine.HOLD)
-    assert status.last_outcome == RunOutcome.OK and status.runs == 1
+    assert (status.last_outcome, status.last_trigger, status.runs) == (RunOutcome.OK, RunTrigger.ADMIN, 1)
 
 
 def test_run_now_of_a_switched_off_engine_runs_nothing(acme_client, org, acme_settings):
