@@ -177,7 +177,7 @@ def admin_list_url(**filters) -> str:
     if "category" in filters:
         query["category"] = filters["category"]
     path = f"{reverse('admin:automations_syncexception_changelist')}?{urlencode(query)}"
-    base = getattr(django_settings, "SITE_URL", "").rstrip("/")
+    base = django_settings.SITE_URL.rstrip("/")
     return f"{base}{path}"
 
 

@@ -164,6 +164,8 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Switchyard <switchyard@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The hub's public address, for absolute links in e-mails (exception digests); empty: links are paths.
+SITE_URL = env.str("SITE_URL", default="")
 
 # --- Celery: Redis in production and tests; a folder under var/ as broker for a zero-service first run.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -211,6 +213,14 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=14)
 # Characters of a response body kept on the delivery and its attempt.
 WEBHOOK_RESPONSE_EXCERPT = env.int("WEBHOOK_RESPONSE_EXCERPT", default=1000)
+# --- Engines (automations/engines/): they react on commit; their beat sweeps are the safety net.
+# Orders (per organization and category) one sweep handles; the next beat run takes the rest.
+ENGINE_SWEEP_BATCH = env.int("ENGINE_SWEEP_BATCH", default=500)
+# Seconds after which a new or ready order no engine touched counts as having lost its message.
+ENGINE_LOST_MESSAGE_SECONDS = env.int("ENGINE_LOST_MESSAGE_SECONDS", default=30)
+# Rule runs (the automation rules' log) and resolved or dismissed exceptions are deleted after these days.
+RULE_RUN_RETENTION_DAYS = env.int("RULE_RUN_RETENTION_DAYS", default=30)
+EXCEPTION_RETENTION_DAYS = env.int("EXCEPTION_RETENTION_DAYS", default=90)
 # Per-key API rate limit, "<count>/<sec|min|hour>".
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
 

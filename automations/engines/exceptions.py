@@ -8,6 +8,7 @@ statements, bounded per run, and idempotent: a second or overlapping sweep finds
 import logging
 from datetime import timedelta
 
+from django.conf import settings as django_settings
 from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -30,8 +31,8 @@ STUCK_BATCH = 1000
 RESOLVE_BATCH = 5000
 STALE_BATCH = 5000
 DELETE_BATCH = 5000
-RULE_RUN_RETENTION_DAYS = 30
-CLOSED_EXCEPTION_RETENTION_DAYS = 90
+RULE_RUN_RETENTION_DAYS = django_settings.RULE_RUN_RETENTION_DAYS
+CLOSED_EXCEPTION_RETENTION_DAYS = django_settings.EXCEPTION_RETENTION_DAYS
 
 
 class JSONMerge(Func):

@@ -24,9 +24,9 @@ from . import Skipped, merge, organizations, running
 logger = logging.getLogger(__name__)
 
 # Orders handled per organization per sweep; the next sweep takes the rest.
-BATCH = getattr(django_settings, "HOLD_SWEEP_BATCH", 500)
+BATCH = django_settings.ENGINE_SWEEP_BATCH
 # A new order's own message normally arrives within a second: only older ones count as lost.
-GRACE = timedelta(seconds=getattr(django_settings, "HOLD_SWEEP_GRACE_SECONDS", 30))
+GRACE = timedelta(seconds=django_settings.ENGINE_LOST_MESSAGE_SECONDS)
 # order.updated rules touch orders whose routing is not decided yet (never routed, fulfilled, canceled).
 UPDATABLE = (OrderStatus.NEW, OrderStatus.ON_HOLD, OrderStatus.READY)
 # A created order's rules run once, while it is new or held (by ingest, for mappings); later it moved on.

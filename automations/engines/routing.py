@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import CharField, Exists, OuterRef, Prefetch, QuerySet
 from django.db.models.functions import Cast
@@ -37,11 +38,11 @@ logger = logging.getLogger(__name__)
 # A plan whose stock another routing took between planning and locking is made again this many times.
 ATTEMPTS = 4
 # Orders per category and organization in one sweep; more wait for the next beat run.
-SWEEP_BATCH = 500
+SWEEP_BATCH = django_settings.ENGINE_SWEEP_BATCH
 # A ready order untouched this long lost its routing message (it is routed within a second of commit).
-LOST_MESSAGE_AFTER = timedelta(seconds=30)
+LOST_MESSAGE_AFTER = timedelta(seconds=django_settings.ENGINE_LOST_MESSAGE_SECONDS)
 # With the hold engine off, a new order older than this was not made ready by ingest (the switch flipped).
-NEW_ORDER_GRACE = timedelta(seconds=60)
+NEW_ORDER_GRACE = timedelta(seconds=2 * django_settings.ENGINE_LOST_MESSAGE_SECONDS)
 DEFAULT_CARD = "Default (every shipping location by priority)"
 
 
