@@ -129,10 +129,10 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE) -> dict:
     return total
 
 
-def run_now(organization=None) -> dict:
+def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
     """`run_engine inventory`: the repair tool — a full recompute of each organization with the engine on."""
     total: dict[str, int] = {}
     for org in organizations(Engine.INVENTORY, organization):
-        merge(total, full_recompute(org.pk, trigger=RunTrigger.COMMAND))
+        merge(total, full_recompute(org.pk, trigger=trigger))
         merge(total, {"organizations": 1})
     return total
