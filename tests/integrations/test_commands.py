@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from guardian.models import UserObjectPermission
 
 from automations.choices import ExceptionKind, ExceptionStatus
-from automations.models import SyncException
+from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation, SyncException
 from integrations import services
 from integrations.choices import EventKind, IntegrationStatus, Workflow
 from integrations.models import (
@@ -385,6 +385,9 @@ def _counts():
             WebhookSubscription,
             WebhookDelivery,
             WebhookAttempt,
+            AutomationRule,
+            RoutingRule,
+            RoutingRuleLocation,
         )
     }
 
@@ -422,6 +425,8 @@ def test_seed_demo_is_idempotent_and_prints_a_working_login_last(db):
     assert (counts["WebhookSubscription"], counts["WebhookDelivery"], counts["WebhookAttempt"]) == (1, 6, 6)
     assert not WebhookSubscription.objects.get().active
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded", "dead"}
+    # Rules and a routing card to read, edit and dry-run in the admin.
+    assert (counts["AutomationRule"], counts["RoutingRule"], counts["RoutingRuleLocation"]) == (2, 1, 2)
     summary = (
         "Demo Outfitters: 12 products, 2 locations, 8 orders (2 on hold, 1 ready, 2 sent to fulfillment, "
         "1 partially fulfilled, 1 fulfilled, 1 canceled); {} order(s) created this run."

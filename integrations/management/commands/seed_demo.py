@@ -15,6 +15,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
+from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation
 from integrations import services
 from integrations.catalog import CHANNEL_GRANTS
 from integrations.choices import IntegrationStatus as Status
@@ -207,6 +208,7 @@ class Command(BaseCommand):
                 orgs["demo"], demo_integrations[CHANNEL], demo_integrations[WAREHOUSE]
             )
             self._webhooks(demo_integrations[CHANNEL])
+            self._automations(orgs["demo"])
 
         self.stdout.write(
             f"Demo organizations: demo (Demo Outfitters), northwind (Northwind Goods); "
@@ -218,6 +220,43 @@ class Command(BaseCommand):
             f"{NORTHWIND_ADMIN_EMAIL} (admin of Northwind Goods)."
         )
         self.stdout.write(f"Login: {ADMIN_EMAIL} / {password}")
+
+    def _automations(self, org):
+        """Two automation rules and a routing card the demo's admin can read, edit and dry-run."""
+        rules = [
+            (
+                "Hold orders over 500 for review",
+                10,
+                [{"field": "total", "operator": "gt", "value": "500"}],
+                [{"type": "hold", "reason": "review: order over 500"}],
+            ),
+            (
+                "Tag express orders",
+                20,
+                [{"field": "shipping_method", "operator": "eq", "value": "express"}],
+                [{"type": "add_tag", "tag": "express"}],
+            ),
+        ]
+        for name, position, conditions, actions in rules:
+            AutomationRule.objects.get_or_create(
+                organization=org,
+                name=name,
+                defaults={"position": position, "conditions": conditions, "actions": actions},
+            )
+        card, new = RoutingRule.objects.get_or_create(
+            organization=org,
+            name="Express orders ship from the 3PL, else the store",
+            defaults={
+                "position": 10,
+                "conditions": [{"field": "shipping_method", "operator": "eq", "value": "express"}],
+                "allow_split": True,
+            },
+        )
+        if new:
+            for position, name in enumerate((WAREHOUSE, STORE)):
+                location = Location.objects.filter(organization=org, name=name).first()
+                if location is not None:
+                    RoutingRuleLocation.objects.create(rule=card, location=location, position=position)
 
     def _organization(self, slug, name, email):
         org, _ = Organization.objects.get_or_create(
