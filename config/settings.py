@@ -218,6 +218,11 @@ WEBHOOK_RESPONSE_EXCERPT = env.int("WEBHOOK_RESPONSE_EXCERPT", default=1000)
 ENGINE_SWEEP_BATCH = env.int("ENGINE_SWEEP_BATCH", default=500)
 # Seconds after which a new or ready order no engine touched counts as having lost its message.
 ENGINE_LOST_MESSAGE_SECONDS = env.int("ENGINE_LOST_MESSAGE_SECONDS", default=30)
+# The inventory engine: change rows drained per transaction, transactions per run (then it re-enqueues
+# itself), and PostgreSQL work_mem for its one recompute statement (sorts 5M rows in memory at full scale).
+INVENTORY_DRAIN_BATCH = env.int("INVENTORY_DRAIN_BATCH", default=10_000)
+INVENTORY_MAX_ROUNDS = env.int("INVENTORY_MAX_ROUNDS", default=10)
+INVENTORY_SYNC_WORK_MEM = env.str("INVENTORY_SYNC_WORK_MEM", default="256MB")
 # Rule runs (the automation rules' log) and resolved or dismissed exceptions are deleted after these days.
 RULE_RUN_RETENTION_DAYS = env.int("RULE_RUN_RETENTION_DAYS", default=30)
 EXCEPTION_RETENTION_DAYS = env.int("EXCEPTION_RETENTION_DAYS", default=90)

@@ -222,6 +222,11 @@ class AvailabilityChange(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    stock_up = models.BooleanField(
+        default=False,
+        help_text="Stock may have become available (on hand up, a reservation given back, a buffer or link "
+        "changed): orders waiting for it are retried.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

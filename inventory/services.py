@@ -33,18 +33,20 @@ PRODUCT_FIELDS = ("name", "barcode", "price", "weight", "active")
 # --- what the inventory engine must recompute ----------------------------------------------------------
 
 
-def mark_changed(organization, product_ids=None) -> None:
+def mark_changed(organization, product_ids=None, *, stock_up=False) -> None:
     """
     Record, in the caller's transaction, that these products' availability must be recomputed (None: every
-    product of the organization: a buffer, a channel's locations or a location's flags changed). The
-    inventory engine is told after the commit; its sweep finds the rows if that message is lost.
+    product of the organization: a buffer, a channel's locations or a location's flags changed). `stock_up`:
+    stock may have become available, so orders waiting for it are retried (never for a reservation taken).
+    The inventory engine is told after the commit; its sweep finds the rows if that message is lost.
     """
     org_id = organization if isinstance(organization, int) else organization.pk
     if product_ids is None:
-        rows = [AvailabilityChange(organization_id=org_id, product=None)]
+        rows = [AvailabilityChange(organization_id=org_id, product=None, stock_up=True)]
     else:
         rows = [
-            AvailabilityChange(organization_id=org_id, product_id=pid) for pid in sorted(set(product_ids))
+            AvailabilityChange(organization_id=org_id, product_id=pid, stock_up=stock_up)
+            for pid in sorted(set(product_ids))
         ]
     if not rows:
         return
@@ -155,7 +157,7 @@ def upsert_products(organization, items, *, integration=None) -> tuple[int, int,
         if to_update:
             Product.objects.bulk_update(to_update, [*PRODUCT_FIELDS, "updated_at"], batch_size=500)
             # A product switched on or off sells (or not) on every channel.
-            mark_changed(organization, [p.pk for p in to_update])
+            mark_changed(organization, [p.pk for p in to_update], stock_up=True)
         events = [(EventType.PRODUCT_CREATED, p) for p in created] + [
             (EventType.PRODUCT_UPDATED, p) for p in to_update
         ]
@@ -214,7 +216,9 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
                 unique_fields=["product", "location"],
                 update_fields=["on_hand", "updated_at"],
             )
-            mark_changed(organization, changed)
+            more = [pid for pid in changed if pid not in current or wanted[pid] > current[pid].on_hand]
+            mark_changed(organization, more, stock_up=True)
+            mark_changed(organization, sorted(set(changed) - set(more)))
             sku_of = {p.pk: p.sku for p in products.values()}
             integration_services.emit_many(
                 organization,
@@ -270,7 +274,7 @@ def release_stock(location_id, quantities: dict[int, int]):
         InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
             committed=Greatest(F("committed") - quantities[product_id], 0), updated_at=timezone.now()
         )
-    mark_changed(_org_of(location_id), quantities)
+    mark_changed(_org_of(location_id), quantities, stock_up=True)
 
 
 def release_levels(organization, owed: dict[tuple[int, int], int]):
@@ -284,7 +288,7 @@ def release_levels(organization, owed: dict[tuple[int, int], int]):
             committed=Greatest(F("committed") - owed[product_id, location_id], 0), updated_at=now
         )
     if owed:
-        mark_changed(organization, {product_id for product_id, _ in owed})
+        mark_changed(organization, {product_id for product_id, _ in owed}, stock_up=True)
 
 
 def ship_stock(location_id, quantities: dict[int, int]):

@@ -28,7 +28,7 @@ LOCK_NAMESPACE = (
 FALLBACK_BATCH = 1000  # products per availability() call on databases other than PostgreSQL
 # PostgreSQL memory for the statement's hash aggregate (one entry per channel × product): at PostgreSQL's
 # 4MB default the planner sorts 5M rows on disk instead, several times slower (bench/inventory.py).
-WORK_MEM = getattr(django_settings, "INVENTORY_SYNC_WORK_MEM", "256MB")
+WORK_MEM = django_settings.INVENTORY_SYNC_WORK_MEM
 
 
 def object_id(product_id, channel_id) -> str:

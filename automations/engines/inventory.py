@@ -20,8 +20,9 @@ from . import Skipped, merge, organizations, running
 logger = logging.getLogger(__name__)
 
 # Change rows taken per transaction, and transactions per run; a run that hits the bound re-enqueues itself.
-DRAIN_BATCH = getattr(django_settings, "INVENTORY_DRAIN_BATCH", 10_000)
-MAX_ROUNDS = getattr(django_settings, "INVENTORY_MAX_ROUNDS", 10)
+DRAIN_BATCH = django_settings.INVENTORY_DRAIN_BATCH
+MAX_ROUNDS = django_settings.INVENTORY_MAX_ROUNDS
+ALL = object()  # _retry_routing: every product of the organization (a full recompute ran)
 
 
 def _org_id(organization) -> int:
@@ -35,7 +36,7 @@ def process_changes(organization, *, trigger=RunTrigger.EVENT) -> dict:
         with running(org_id, Engine.INVENTORY, trigger) as (_, counts):
             for _ in range(MAX_ROUNDS):
                 drained, more = _drain_and_recompute(org_id, counts)
-                if drained is not None:
+                if drained:  # only where stock may have become available: a reservation taken frees nothing
                     _retry_routing(org_id, drained)
                 if not more:
                     break
@@ -49,8 +50,9 @@ def process_changes(organization, *, trigger=RunTrigger.EVENT) -> dict:
 def _drain_and_recompute(org_id, counts) -> tuple[list[int] | None, bool]:
     """
     One transaction: the organization's recompute lock, up to DRAIN_BATCH change rows deleted (rows another
-    transaction holds are skipped) and the recompute they ask for. Returns (products, more rows left);
-    products is None when nothing was drained, [] … when the whole catalog was recomputed: see _retry_routing.
+    transaction holds are skipped) and the recompute they ask for. Returns (products whose stock may have
+    gone up, more rows left); products is None when nothing is to retry, ALL when the whole catalog was
+    recomputed: see _retry_routing.
     """
     with transaction.atomic():
         sync.lock(org_id)  # before the drain: a run waiting here then sees what the previous one deleted
@@ -58,11 +60,11 @@ def _drain_and_recompute(org_id, counts) -> tuple[list[int] | None, bool]:
             AvailabilityChange.objects.filter(organization_id=org_id)
             .order_by("pk")
             .select_for_update(skip_locked=True)
-            .values_list("pk", "product_id")[:DRAIN_BATCH]
+            .values_list("pk", "product_id", "stock_up")[:DRAIN_BATCH]
         )
         if not rows:
             return None, False
-        everything = any(product_id is None for _, product_id in rows)
+        everything = any(product_id is None for _, product_id, _ in rows)
         if everything:
             # The whole catalog is recomputed: every visible change row of the organization is covered by it.
             taken = (
@@ -73,18 +75,19 @@ def _drain_and_recompute(org_id, counts) -> tuple[list[int] | None, bool]:
             AvailabilityChange.objects.filter(pk__in=list(taken)).delete()
             merge(counts, sync.recompute(org_id))
             merge(counts, {"full": 1})
-            return [], False
-        AvailabilityChange.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-        products = sorted({product_id for _, product_id in rows})
+            return ALL, False
+        AvailabilityChange.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        products = sorted({product_id for _, product_id, _ in rows})
         merge(counts, sync.recompute(org_id, products))
-    return products, len(rows) >= DRAIN_BATCH
+    stock_up = sorted({product_id for _, product_id, up in rows if up})
+    return stock_up or None, len(rows) >= DRAIN_BATCH
 
 
 def _retry_routing(org_id, products) -> None:
-    """Orders waiting for stock of these products may ship now; [] means the whole catalog."""
+    """Orders waiting for stock of these products may ship now; ALL means the whole catalog."""
     from . import routing  # imported here: the routing engine is a sibling loaded with the tasks
 
-    if not products:
+    if products is ALL:
         products = Product.objects.filter(organization_id=org_id).values_list("pk", flat=True)
     try:
         routing.retry_for_products(org_id, products)
@@ -112,7 +115,7 @@ def full_recompute(organization, *, trigger=RunTrigger.COMMAND) -> dict:
                 )
                 AvailabilityChange.objects.filter(pk__in=list(pending.values_list("pk", flat=True))).delete()
                 merge(counts, sync.recompute(org_id))
-            _retry_routing(org_id, [])
+            _retry_routing(org_id, ALL)
     except Skipped:
         return {"skipped": 1}
     return counts

@@ -35,6 +35,13 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
+                (
+                    "stock_up",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Stock may have become available (on hand up, a reservation given back, a buffer or link changed): orders waiting for it are retried.",
+                    ),
+                ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "organization",

@@ -52,8 +52,26 @@ def test_stock_changes_are_drained_and_recomputed_for_their_products(
     assert not AvailabilityChange.objects.exists()
     assert figures(integration)["MUG"] == 3
     assert channel_events().count() == 1
-    assert retried == [(org.pk, [products["MUG"].pk])]
+    assert retried == []  # stock went down: no order waiting for it can ship now
     assert EngineStatus.objects.get(organization=org, engine=Engine.INVENTORY).last_counts == counts
+
+    # and when stock goes up, orders waiting for that product are retried
+    services.set_stock(warehouse, [{"sku": "MUG", "on_hand": 30}])
+    engine.process_changes(org)
+    assert retried == [(org.pk, [products["MUG"].pk])]
+
+
+def test_taking_a_reservation_retries_no_waiting_order(org, integration, stock, products, warehouse, retried):
+    # given: a routing commits stock (a reservation taken: nothing became available)
+    services.commit_stock(warehouse.pk, {products["MUG"].pk: 1})
+
+    engine.process_changes(org)
+
+    assert retried == []
+    # and giving it back (a cancel) may let a waiting order ship
+    services.release_levels(org.pk, {(products["MUG"].pk, warehouse.pk): 1})
+    engine.process_changes(org)
+    assert retried == [(org.pk, [products["MUG"].pk])]
 
 
 def test_an_organization_wide_change_recomputes_the_whole_catalog(org, integration, stock, products, retried):
