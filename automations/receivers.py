@@ -1,8 +1,13 @@
-"""The exceptions engine's ears on the outbound side: dead deliveries and failing integrations need a person."""
+"""
+The automations app's ears: dead deliveries and failing integrations raise exceptions (the exceptions engine), and
+every committed change that concerns an engine enqueues its task (orders: hold then routing; stock: inventory).
+"""
+
+from contextvars import ContextVar
 
 from django.dispatch import receiver
 
-from config.celery import enqueue
+from config.celery import enqueue, enqueue_once
 from integrations import signals
 from inventory import signals as inventory_signals
 from orders import signals as order_signals
@@ -72,15 +77,26 @@ def order_received(sender, organization_id, order_id, created, **kwargs):
     enqueue(process_order_task, args=[order_id, created])
 
 
+# Set by process_order_task to the order it will route itself once the rules let it through.
+routing_inline: ContextVar[int | None] = ContextVar("routing_inline", default=None)
+
+
 @receiver(order_signals.order_ready)
 def order_ready(sender, organization_id, order_id, **kwargs):
     from .tasks import route_order_task
 
+    if routing_inline.get() == order_id:
+        return
     enqueue(route_order_task, args=[order_id])
+
+
+def inventory_doorbell(organization_id) -> str:
+    return f"automations:inventory-rung:{organization_id}"
 
 
 @receiver(inventory_signals.availability_changed)
 def availability_changed(sender, organization_id, **kwargs):
+    """One inventory task per organization waiting at a time: it drains every change committed before it starts."""
     from .tasks import inventory_changes_task
 
-    enqueue(inventory_changes_task, args=[organization_id])
+    enqueue_once(inventory_changes_task, inventory_doorbell(organization_id), args=[organization_id])

@@ -6,17 +6,28 @@ is left behind when a worker dies or the broker was down.
 
 from celery import shared_task
 
-from config.celery import RELIABLE
+from config.celery import RELIABLE, answer_doorbell
 
+from . import receivers
 from .choices import RuleTrigger
-from .engines import exceptions, hold, inventory, routing
+from .engines import exceptions, hold, inventory, merge, routing
 
 
 @shared_task(**RELIABLE)
 def process_order_task(order_id, created=True):
-    """An order arrived or its channel updated it: apply the automation rules (the hold engine)."""
+    """
+    An order arrived or its channel updated it: apply the automation rules (the hold engine); an order they
+    let through is routed here at once, not behind the queue (its own order_ready message is not sent).
+    """
     trigger = RuleTrigger.ORDER_CREATED if created else RuleTrigger.ORDER_UPDATED
-    return hold.process_order(order_id, trigger=trigger)
+    token = receivers.routing_inline.set(order_id)
+    try:
+        counts = hold.process_order(order_id, trigger=trigger)
+    finally:
+        receivers.routing_inline.reset(token)
+    if counts.get("ready"):
+        merge(counts, routing.route_order_by_id(order_id))
+    return counts
 
 
 @shared_task(**RELIABLE)
@@ -28,6 +39,7 @@ def route_order_task(order_id):
 @shared_task(**RELIABLE)
 def inventory_changes_task(organization_id):
     """Stock moved in an organization: recompute what its channels may sell for the products concerned."""
+    answer_doorbell(receivers.inventory_doorbell(organization_id))  # changes from now on ring again
     return inventory.process_changes(organization_id)
 
 

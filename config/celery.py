@@ -35,3 +35,31 @@ def enqueue(task, **options) -> bool:
 # are many and short, so a new PostgreSQL session each was most of their cost (bench/deliveries.py). With it,
 # a worker keeps its connection for this many tasks (×2); CONN_HEALTH_CHECKS replaces a broken one.
 app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "100"))
+
+
+def enqueue_once(task, key: str, *, ttl: int = 10, **options) -> bool:
+    """
+    A doorbell: enqueue unless a task rung with the same `key` has not started yet (it will see this work
+    too). The task calls `answer_doorbell(key)` before it looks, so later changes ring again. The flag
+    expires after `ttl` seconds, so a lost message costs at most that long (and the beat sweeps are there).
+    """
+    from django.core.cache import cache
+
+    try:
+        if not cache.add(key, 1, timeout=ttl):
+            return False  # one is on its way
+    except Exception:  # the cache down: ring anyway, a duplicate task is harmless
+        logger.warning("Cache unavailable for the doorbell %s.", key, exc_info=True)
+    if enqueue(task, **options):
+        return True
+    answer_doorbell(key)
+    return False
+
+
+def answer_doorbell(key: str) -> None:
+    from django.core.cache import cache
+
+    try:
+        cache.delete(key)
+    except Exception:
+        logger.warning("Cache unavailable for the doorbell %s.", key, exc_info=True)

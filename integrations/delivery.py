@@ -20,14 +20,14 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, F, Q, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
-from config.celery import enqueue
+from config.celery import answer_doorbell as celery_answer_doorbell
+from config.celery import enqueue, enqueue_once
 
 from . import outbound, services, signals, signing
 from .choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind, EventType, IntegrationStatus, Workflow
@@ -247,21 +247,12 @@ DOORBELL_TTL = 10
 def _dispatch_soon() -> None:
     from .tasks import dispatch_outbox_task  # tasks imports this module
 
-    try:
-        if not cache.add(DOORBELL_KEY, 1, timeout=DOORBELL_TTL):
-            return  # a dispatch is already on its way
-    except Exception:  # the cache down: ring anyway, a duplicate task is harmless
-        logger.warning("Cache unavailable for the dispatch doorbell.", exc_info=True)
-    if not enqueue(dispatch_outbox_task):
-        cache.delete(DOORBELL_KEY)
+    enqueue_once(dispatch_outbox_task, DOORBELL_KEY, ttl=DOORBELL_TTL)
 
 
 def answer_doorbell() -> None:
     """Called by the dispatch task before it claims rows, so commits from now on ring again."""
-    try:
-        cache.delete(DOORBELL_KEY)
-    except Exception:
-        logger.warning("Cache unavailable for the dispatch doorbell.", exc_info=True)
+    celery_answer_doorbell(DOORBELL_KEY)
 
 
 def schedule_dispatch() -> None:
