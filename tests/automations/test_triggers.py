@@ -43,17 +43,20 @@ def test_an_ingested_order_reaches_the_hold_engine_after_the_commit(
         assert enqueued == []  # not before the commit
 
     assert ("process_order_task", (order.pk, True)) in enqueued
-    again, _ = orders.ingest_order(integration, order_body)  # no commit callbacks run here: nothing sent
+    orders.ingest_order(integration, order_body)  # no commit callbacks run here: nothing sent
     assert [name for name, _ in enqueued].count("process_order_task") == 1
 
 
 def test_a_rolled_back_ingest_enqueues_nothing(
     integration, order_body, products, standard_method, enqueued, django_capture_on_commit_callbacks
 ):
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-        with transaction.atomic():
-            orders.ingest_order(integration, order_body)
-            raise RuntimeError("the request failed after the ingest")
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        orders.ingest_order(integration, order_body)
+        raise RuntimeError("the request failed after the ingest")
 
     assert enqueued == []
 
