@@ -9,6 +9,7 @@ from django.dispatch import receiver
 
 from config.celery import enqueue, enqueue_once
 from integrations import signals
+from integrations.choices import IntegrationStatus
 from inventory import signals as inventory_signals
 from orders import signals as order_signals
 
@@ -100,3 +101,12 @@ def availability_changed(sender, organization_id, **kwargs):
     from .tasks import inventory_changes_task
 
     enqueue_once(inventory_changes_task, inventory_doorbell(organization_id), args=[organization_id])
+
+
+@receiver(signals.status_changed)
+def status_changed(sender, organization_id, integration_id, previous, status, **kwargs):
+    """A channel enabled again gets its figures recomputed (the engine ignores integrations that sell nothing)."""
+    from .tasks import channel_inventory_task
+
+    if previous == IntegrationStatus.DISABLED and status != IntegrationStatus.DISABLED:
+        enqueue(channel_inventory_task, args=[organization_id, integration_id])

@@ -44,6 +44,12 @@ def inventory_changes_task(organization_id):
 
 
 @shared_task(**RELIABLE)
+def channel_inventory_task(organization_id, integration_id):
+    """A sales channel was enabled again: compute all its figures (they were not kept while disabled)."""
+    return inventory.recompute_channels(organization_id, [integration_id])
+
+
+@shared_task(**RELIABLE)
 def hold_sweep_task():
     """Beat: release holds whose time passed; apply rules to new orders whose message was lost."""
     return hold.sweep()

@@ -5,6 +5,7 @@ Admin, API, commands and tasks call these functions; none of them writes an inte
 
 import copy
 from datetime import timedelta
+from functools import partial
 
 from django.apps import apps
 from django.conf import settings as django_settings
@@ -15,6 +16,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from . import signals
 from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Connector, Integration, IntegrationEvent, OutboxEvent
 
@@ -306,6 +308,16 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
                 "reason": reason,
             },
             integration=locked,
+        )
+        transaction.on_commit(
+            partial(
+                signals.status_changed.send,
+                Integration,
+                organization_id=locked.organization_id,
+                integration_id=locked.pk,
+                previous=current.value,
+                status=to_status.value,
+            )
         )
         if to_status == Status.CONNECTING and (locked.connector.manifest or {}).get("health"):
             # A manifest connector's handshake is the hub's health check: run one once this commits.

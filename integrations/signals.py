@@ -13,3 +13,6 @@ delivery_recovered = Signal()
 integration_failing = Signal()
 # An outbound success brought an integration back to `connected`. Arguments: integration.
 integration_recovered = Signal()
+# An integration's status changed (sent after the commit). Arguments: organization_id, integration_id,
+# previous, status (the values of IntegrationStatus).
+status_changed = Signal()

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.db import transaction
 
 from inventory import sync
-from inventory.models import AvailabilityChange, Product
+from inventory.models import AvailabilityChange, ChannelInventory, Product
 
 from ..choices import Engine, RunTrigger
 from . import Skipped, merge, organizations, running
@@ -121,14 +121,47 @@ def full_recompute(organization, *, trigger=RunTrigger.COMMAND) -> dict:
     return counts
 
 
+def recompute_channels(organization, channel_ids, *, trigger=RunTrigger.EVENT) -> dict:
+    """
+    Every figure of these channels (a channel enabled again, or never computed): its figures were not kept
+    while it was disabled. Channels that are not sales channels, or are disabled, are left alone.
+    """
+    org_id = _org_id(organization)
+    wanted = {int(pk) for pk in channel_ids}
+    try:
+        with running(org_id, Engine.INVENTORY, trigger) as (_, counts):
+            channels = [c for c in sync.sales_channels(org_id) if c.pk in wanted]
+            if channels:
+                merge(counts, sync.recompute(org_id, channels=channels))
+                merge(counts, {"channels": len(channels)})
+    except Skipped:
+        return {"skipped": 1}
+    return counts
+
+
+def _never_computed(org_id) -> list[int]:
+    """Sales channels with no figure at all yet (new ones): the sweep gives them their first figures."""
+    return [
+        channel.pk
+        for channel in sync.sales_channels(org_id)
+        if not ChannelInventory.objects.filter(channel=channel).exists()
+    ]
+
+
 def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE) -> dict:
-    """Beat: every organization with the engine on and changes that no message processed yet."""
+    """
+    Beat: every organization with the engine on and changes that no message processed yet; and sales
+    channels that have no figures yet (a new channel's first figures).
+    """
     total: dict[str, int] = {}
     pending = set(AvailabilityChange.objects.values_list("organization_id", flat=True).distinct())
     for org in organizations(Engine.INVENTORY, organization):
         if org.pk in pending:
             merge(total, process_changes(org.pk, trigger=trigger))
             merge(total, {"organizations": 1})
+        new_channels = _never_computed(org.pk)
+        if new_channels:
+            merge(total, recompute_channels(org.pk, new_channels, trigger=trigger))
     return total
 
 

@@ -183,3 +183,44 @@ def test_overlapping_runs_give_one_result_and_emit_each_change_once(
     assert figures(integration) == {"MUG": 7, "TSHIRT-M": 7, "TSHIRT-S": 7}
     assert channel_events().count() == 3
     assert not AvailabilityChange.objects.exists()
+
+
+def test_a_new_sales_channel_gets_its_first_figures_from_the_sweep(
+    org, integration, stock, products, make_integration, channel_connector
+):
+    sync.recompute(org)
+    OutboxEvent.objects.all().delete()
+    # given: a second shop added after the figures were computed (nothing moved, so no change row)
+    outlet = make_integration(org, channel_connector, "Outlet shop")
+
+    totals = engine.sweep()
+
+    assert figures(outlet) == {"MUG": 10, "TSHIRT-M": 10, "TSHIRT-S": 10}
+    assert totals["channels"] == 1 and totals["changed"] == 3
+    assert channel_events().count() == 3  # the new channel's figures only: the first shop heard nothing
+    assert engine.sweep() == {}  # computed once
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_channel_enabled_again_has_its_figures_recomputed(
+    org, integration, stock, products, warehouse, monkeypatch
+):
+    from automations import receivers
+    from integrations import services as integration_services
+    from integrations.choices import IntegrationStatus
+
+    sync.recompute(org)
+    enqueued = []
+    monkeypatch.setattr(receivers, "enqueue", lambda task, **options: enqueued.append(options["args"]))
+    # given: a disabled shop, whose figures are not kept while stock moves
+    integration_services.transition(integration, IntegrationStatus.DISABLED, reason="paused")
+    services.set_stock(warehouse, [{"sku": "MUG", "on_hand": 4}])
+    engine.process_changes(org)
+    assert figures(integration)["MUG"] == 10
+
+    # when it is enabled again, the engine is told after the commit and recomputes that channel
+    integration_services.transition(integration, IntegrationStatus.CONNECTING, reason="back")
+    assert [org.pk, integration.pk] in enqueued
+    counts = engine.recompute_channels(org.pk, [integration.pk])
+
+    assert counts["channels"] == 1 and figures(integration)["MUG"] == 4
