@@ -90,6 +90,12 @@ class Order(models.Model):
     tags = models.JSONField(default=list, blank=True)
     hold_reason = models.CharField(max_length=300, blank=True)
     hold_until = models.DateTimeField(null=True, blank=True)
+    rules_applied_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the hold engine applied the automation rules for its arrival (empty: not yet; it is "
+        "never routed before, while the hold engine is on).",
+    )
     routing_location = models.ForeignKey(
         Location,
         null=True,

@@ -175,6 +175,12 @@ def make_ready(order: Order) -> Order:
     return order
 
 
+def mark_rules_applied(order: Order) -> None:
+    """The hold engine applied the arrival rules to this order (call it in that same transaction)."""
+    order.rules_applied_at = timezone.now()
+    Order.objects.filter(pk=order.pk).update(rules_applied_at=order.rules_applied_at)
+
+
 def add_tags(order: Order, tags) -> Order:
     """Add tags an order does not have yet (automation rules); nothing written when none is new."""
     with transaction.atomic():

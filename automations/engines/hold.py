@@ -18,7 +18,6 @@ from orders.models import Order
 
 from .. import rules
 from ..choices import ActionType, Engine, RuleTrigger, RunTrigger
-from ..models import RuleRun
 from . import Skipped, merge, organizations, running
 
 logger = logging.getLogger(__name__)
@@ -29,8 +28,9 @@ BATCH = django_settings.ENGINE_SWEEP_BATCH
 GRACE = timedelta(seconds=django_settings.ENGINE_LOST_MESSAGE_SECONDS)
 # order.updated rules touch orders whose routing is not decided yet (never routed, fulfilled, canceled).
 UPDATABLE = (OrderStatus.NEW, OrderStatus.ON_HOLD, OrderStatus.READY)
-# A created order's rules run once, while it is new or held (by ingest, for mappings); later it moved on.
-UNPROCESSED = (OrderStatus.NEW, OrderStatus.ON_HOLD)
+# A created order's rules run once (Order.rules_applied_at), while its routing is not decided: new, held
+# (by ingest, for mappings), or ready (mapped again before its message was processed).
+UNPROCESSED = (OrderStatus.NEW, OrderStatus.ON_HOLD, OrderStatus.READY)
 
 
 def process_order(order_id, *, trigger, run_trigger=RunTrigger.EVENT) -> dict:
@@ -64,10 +64,11 @@ def _process(order_id, trigger, engine_settings, *, skip_locked=False) -> dict:
 
 def _created(order, engine_settings) -> dict:
     # A duplicate message or an overlapping sweep: the first run (committed before our lock) did it all.
-    if (
-        order.status not in UNPROCESSED
-        or RuleRun.objects.filter(order=order, trigger=RuleTrigger.ORDER_CREATED, dry_run=False).exists()
-    ):
+    if order.rules_applied_at is not None:
+        return {"orders": 1, "already_processed": 1}
+    orders.mark_rules_applied(order)
+    if order.status not in UNPROCESSED:
+        # Routed, canceled or fulfilled meanwhile (the hold engine was off then): too late for rules.
         return {"orders": 1, "already_processed": 1}
     runs = rules.apply(order, RuleTrigger.ORDER_CREATED)
     order = Order.objects.get(pk=order.pk)
@@ -163,8 +164,12 @@ def _release_one(order_id, now) -> str:
 
 
 def _process_lost(org, engine_settings, grace) -> dict:
+    """Orders the rules never saw (their message was lost): new, and held or ready ones not yet routed."""
     lost = Order.objects.filter(
-        organization=org, status=OrderStatus.NEW, created_at__lte=timezone.now() - grace
+        organization=org,
+        status__in=UNPROCESSED,
+        rules_applied_at__isnull=True,
+        created_at__lte=timezone.now() - grace,
     ).order_by("created_at", "pk")
     counts: dict[str, int] = {}
     for order_id in lost.values_list("pk", flat=True)[:BATCH]:

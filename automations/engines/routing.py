@@ -29,7 +29,7 @@ from orders.services import UNROUTABLE_REASON
 
 from .. import conditions
 from .. import services as exception_services
-from ..choices import Engine, ExceptionKind, ExceptionStatus, RoutingStrategy, RunTrigger
+from ..choices import Engine, ExceptionKind, ExceptionStatus, RoutingStrategy, RuleTrigger, RunTrigger
 from ..models import RoutingRule, RoutingRuleLocation, SyncException
 from . import Skipped, merge, organizations, running
 
@@ -193,6 +193,12 @@ def _held_unroutable(order) -> bool:
 def route(order, settings) -> RouteResult:
     """Route a ready order (or retry one held as unroutable): shipping requests, else hold + exception."""
     retry = _held_unroutable(order)
+    if order.status == OrderStatus.READY and order.rules_applied_at is None and settings.hold_enabled:
+        # Never route past the rules: an order whose hold-engine message was lost gets them first.
+        from . import hold  # a sibling engine
+
+        hold.process_order(order.pk, trigger=RuleTrigger.ORDER_CREATED)
+        order = Order.objects.select_related("source", "routing_location", "shipping_method").get(pk=order.pk)
     if order.status != OrderStatus.READY and not retry:
         return RouteResult(False, reason=f"the order is {order.get_status_display().lower()}")
     lines = list(order.lines.all())
