@@ -7,7 +7,7 @@ change once.
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 
 from automations.choices import Engine
 from automations.engines import inventory as engine
@@ -168,7 +168,7 @@ def test_overlapping_runs_give_one_result_and_emit_each_change_once(
         except Exception as error:  # surfaced below
             errors.append(error)
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection (close_old_connections keeps a young one open)
 
     # when: two runs start together
     threads = [threading.Thread(target=run) for _ in range(2)]
