@@ -231,7 +231,13 @@ def dry_run(rule, order) -> RuleRun:
     """Try one rule on an order without changing it; the run is logged as a dry run."""
     order = type(order).objects.select_related("source", "shipping_method").get(pk=order.pk)
     matched, results = try_rule(rule, order, conditions.facts(order))
-    actions = [_entry(a, False, f"Would {_verb(a, order)}.") for a in rule.actions] if matched else []
+    if rule.source_id and rule.source_id != order.source_id:
+        # The engine never tries a rule on another channel's orders: say so rather than "would hold".
+        note = f"Not applied: the rule is for orders from {rule.source}, this one came from {order.source or 'no channel'}."
+        actions = [_entry(a, False, note) for a in rule.actions]
+        matched = False
+    else:
+        actions = [_entry(a, False, f"Would {_verb(a, order)}.") for a in rule.actions] if matched else []
     return RuleRun.objects.create(
         organization_id=order.organization_id,
         rule=rule,

@@ -460,7 +460,7 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=True) -> dict
             continue  # switched off between the listing and the run
         except Exception:  # recorded on the org's engine status; the other organizations still run
             logger.exception("The routing sweep failed for organization %s.", org.pk)
-            total["failed_organizations"] = total.get("failed_organizations", 0) + 1
+            total["failed"] = total.get("failed", 0) + 1  # an organization whose sweep failed
             continue
         merge(total, counts)
     return total

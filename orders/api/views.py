@@ -138,7 +138,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     @extend_schema(
         summary="Release a held order",
         description="Lifts every hold reason: the order becomes `ready` and is routed. 409 `conflict` when it "
-        "is not on hold, or while one of its SKUs or its shipping method is still unmapped (map it first).",
+        "is not on hold, or while one of its SKUs or its shipping method is still unmapped (map it first). "
+        "An integration key releases only the orders its integration sent; org keys, any of the organization.",
         request=None,
         responses=OrderSerializer,
         parameters=[OPAQUE_ID],
@@ -146,6 +147,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         order = self.get_object()
+        key = request.auth
+        if key.integration_id and order.source_id != key.integration_id:
+            # A 3PL reads the orders routed to it, but a hold is the channel's (or the organization's) call.
+            raise ApiError("not_found", "No such order for this key.")
         with service_errors():
             services.release(order)
         return self.respond(order, status.HTTP_200_OK)

@@ -454,3 +454,19 @@ def test_decimal_facts_are_logged_as_text(make_rule, ingest_new, order_body):
     (run,) = rules.apply(order, RuleTrigger.ORDER_CREATED)
     assert run.results[0]["actual"] == "600.50"
     assert Decimal(run.results[0]["actual"]) > 500
+
+
+def test_a_dry_run_of_another_channels_rule_says_it_would_not_apply(
+    make_rule, new_order, org, channel_connector, make_integration
+):
+    outlet = make_integration(org, channel_connector, "Outlet shop")
+    rule = make_rule("Outlet only", [], [{"type": ActionType.HOLD, "reason": "outlet"}], source=outlet)
+
+    run = rules.dry_run(rule, new_order)
+
+    assert run.matched is False and run.dry_run is True
+    assert run.actions == [
+        {"type": "hold", "done": False, "detail": run.actions[0]["detail"]},
+    ]
+    assert "Not applied: the rule is for orders from Outlet shop" in run.actions[0]["detail"]
+    assert Order.objects.get(pk=new_order.pk).status == OrderStatus.NEW

@@ -3,7 +3,8 @@
 import pytest
 
 from orders import services
-from orders.choices import OrderStatus
+from orders.choices import OrderStatus, ShippingRequestStatus
+from orders.models import ShippingRequest
 from tests.api.helpers import assert_error
 from tokens import services as key_services
 from tokens.choices import KeyKind
@@ -76,3 +77,29 @@ def test_an_org_key_releases_any_order_of_its_organization(api_client, org, org_
         kind=KeyKind.ORG, name="ops", organization=org, user=org_admin, grants=["orders:write"]
     )
     assert release(api_client(key), new_order).json()["status"] == "ready"
+
+
+def test_a_3pl_cannot_release_an_order_it_was_once_routed(
+    api_client, new_order, warehouse, warehouse_integration
+):
+    # given: a held order whose (canceled) shipping request went to the 3PL, which reads it with orders:read
+    services.hold(new_order, "fraud review")
+    ShippingRequest.objects.create(
+        organization=new_order.organization,
+        order=new_order,
+        location=warehouse,
+        fulfiller=warehouse_integration,
+        status=ShippingRequestStatus.CANCELED,
+    )
+    key = key_services.issue_key(
+        kind=KeyKind.INTEGRATION,
+        name="3pl",
+        integration=warehouse_integration,
+        grants=["orders:read", "orders:write"],
+    )
+    tpl = api_client(key)
+    assert tpl.get(f"{ORDERS}/{new_order.pk}").status_code == 200
+
+    assert_error(release(tpl, new_order), 404, "not_found")
+    new_order.refresh_from_db()
+    assert (new_order.status, new_order.hold_reason) == (OrderStatus.ON_HOLD, "fraud review")
