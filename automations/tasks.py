@@ -9,7 +9,7 @@ from celery import shared_task
 from config.celery import RELIABLE, answer_doorbell
 
 from . import receivers
-from .choices import RuleTrigger
+from .choices import RuleTrigger, RunTrigger
 from .engines import exceptions, hold, inventory, merge, routing
 
 
@@ -47,6 +47,13 @@ def inventory_changes_task(organization_id):
 def channel_inventory_task(organization_id, integration_id):
     """A sales channel was enabled again: compute all its figures (they were not kept while disabled)."""
     return inventory.recompute_channels(organization_id, [integration_id])
+
+
+@shared_task(**RELIABLE)
+def run_engine_task(engine, organization_id, trigger=RunTrigger.ADMIN):
+    """Run now (the engine settings page): one engine's run_now for one organization, off the web request."""
+    modules = {"hold": hold, "routing": routing, "inventory": inventory, "exceptions": exceptions}
+    return modules[engine].run_now(organization_id, trigger=trigger)
 
 
 @shared_task(**RELIABLE)

@@ -7,6 +7,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
+from automations.admin import engines as engines_admin
 from automations.choices import EXCEPTION_CATEGORIES, Engine, RunOutcome, RunTrigger
 from automations.models import EngineSettings, EngineStatus
 from automations.services import engine_settings
@@ -252,14 +253,33 @@ def test_each_engine_status_is_shown_beside_its_switch(acme_client, org, acme_se
     assert html.count("Not run yet.") == 3  # hold, inventory, exceptions
 
 
-def test_run_now_runs_the_engine_and_shows_what_it_did(acme_client, org, acme_settings):
+def test_run_now_queues_the_engine_and_the_worker_records_its_run(
+    acme_client, org, acme_settings, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr(
+        engines_admin, "enqueue", lambda task, **options: queued.append((task, options)) or True
+    )
+
     response = acme_client.post(run_url(acme_settings, Engine.HOLD))
 
     assert response.status_code == 302 and response["Location"] == change_url(acme_settings)
     [(level, text)] = messages_of(response)
-    assert level == "success" and text.startswith("Ran the Hold engine for Acme Outfitters: ")
+    assert level == "success" and text.startswith("Queued the Hold engine for Acme Outfitters")
+    [(task, options)] = queued
+    assert not EngineStatus.objects.exists()  # nothing ran in the request
+    # when a worker runs the task
+    task.apply(**options)
     status = EngineStatus.objects.get(organization=org, engine=Engine.HOLD)
     assert (status.last_outcome, status.last_trigger, status.runs) == (RunOutcome.OK, RunTrigger.ADMIN, 1)
+
+
+def test_run_now_with_the_broker_down_says_how_to_run_it(acme_client, acme_settings, monkeypatch):
+    monkeypatch.setattr(engines_admin, "enqueue", lambda task, **options: False)
+
+    [(level, text)] = messages_of(acme_client.post(run_url(acme_settings, Engine.ROUTING)))
+
+    assert level == "error" and "manage.py run_engine routing --org acme" in text
 
 
 def test_run_now_of_a_switched_off_engine_runs_nothing(acme_client, org, acme_settings):
