@@ -21,6 +21,13 @@ def raise_exception(
         "status": ExceptionStatus.OPEN,
     }
     now = timezone.now()
+    # One transaction: on SQLite (no partial unique index there) its write lock is what keeps two raisers
+    # from both inserting; on PostgreSQL the one-open-per-cause constraint decides, as below.
+    with transaction.atomic():
+        return _count_or_open(cause, message, data, now)
+
+
+def _count_or_open(cause, message, data, now):
     for _ in range(2):
         updated = SyncException.objects.filter(**cause).update(
             occurrences=F("occurrences") + 1, last_seen=now, message=message, data=data or {}, updated_at=now

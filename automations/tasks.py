@@ -25,7 +25,8 @@ def process_order_task(order_id, created=True):
         counts = hold.process_order(order_id, trigger=trigger)
     finally:
         receivers.routing_inline.reset(token)
-    if counts.get("ready"):
+    if counts.get("ready") or counts.get("already_processed"):
+        # Also on a redelivered message: a first run that made it ready may have died before routing it.
         merge(counts, routing.route_order_by_id(order_id))
     return counts
 

@@ -123,6 +123,12 @@ def _locked(order) -> Order:
     )
 
 
+def held_only_for(order: Order, reason: str) -> bool:
+    """On hold for this one reason and no other (the reasons are kept joined in hold_reason)."""
+    reasons = [r for r in order.hold_reason.split(REASON_SEPARATOR) if r]
+    return order.status == OrderStatus.ON_HOLD and reasons == [reason]
+
+
 def hold(order: Order, reason: str, *, until=None, add=False) -> Order:
     """
     Hold an order (until a time, else until released). With `add`, an order already on hold keeps its
@@ -136,10 +142,16 @@ def hold(order: Order, reason: str, *, until=None, add=False) -> Order:
             raise OrderConflict(f"Order {order} has open shipping requests; cancel them before holding it.")
         if add and order.status == OrderStatus.ON_HOLD:
             reasons = [r for r in order.hold_reason.split(REASON_SEPARATOR) if r]
+            # A mapping hold has no end time but is not open-ended either: it lifts itself once mapped, so
+            # it must not turn a timed hold into one that is never released.
+            open_ended = order.hold_until is None and any(not r.startswith(MAPPING_REASON) for r in reasons)
             if reason and reason not in reasons:
                 reasons.append(reason)
             # An open-ended hold (None) outlasts any timed one.
-            until = None if order.hold_until is None or until is None else max(order.hold_until, until)
+            if until is not None and not open_ended and order.hold_until is not None:
+                until = max(order.hold_until, until)
+            elif open_ended:
+                until = None
             reason = REASON_SEPARATOR.join(reasons)
             if (reason[:300], until) == (order.hold_reason, order.hold_until):
                 return order

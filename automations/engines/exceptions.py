@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings as django_settings
+from django.db import transaction
 from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -112,6 +113,13 @@ def _stuck_orders(org, settings, now):
 
 def raise_stuck(org, settings, now) -> int:
     """Orders ready or sent to fulfillment for longer than `stuck_after_hours` and not yet raised."""
+    # One transaction: on SQLite (no partial unique index) its write lock keeps an overlapping sweep from
+    # inserting the same exceptions; on PostgreSQL the one-open-per-cause constraint skips them.
+    with transaction.atomic():
+        return _raise_stuck(org, settings, now)
+
+
+def _raise_stuck(org, settings, now) -> int:
     stuck = _stuck_orders(org, settings, now)
     # Still stuck and already raised: seen again now, so the stale rule never closes a live cause.
     _open(org, ExceptionKind.STUCK_ORDER).filter(

@@ -187,7 +187,7 @@ def _needs(plan: Plan) -> dict[tuple[int, int], int]:
 
 def _held_unroutable(order) -> bool:
     """On hold for no reason but that no location could ship it: the retries may release it."""
-    return order.status == OrderStatus.ON_HOLD and order.hold_reason == UNROUTABLE_REASON
+    return order_services.held_only_for(order, UNROUTABLE_REASON)
 
 
 def route(order, settings) -> RouteResult:
@@ -218,7 +218,7 @@ def route(order, settings) -> RouteResult:
             contended = False
             break
         try:
-            requests = _commit(order, plan, retry=retry)
+            requests = _commit(order, plan, lines, retry=retry)
         except _StockTaken:
             contended = True  # every attempt lost its stock to other orders: say so, not "short"
             continue
@@ -230,13 +230,21 @@ def route(order, settings) -> RouteResult:
     return RouteResult(False, reason=reason, held=held)
 
 
-def _commit(order, plan: Plan, *, retry) -> list[ShippingRequest] | None:
+def _lines_of(lines) -> list[tuple[int, int, int]]:
+    return sorted((line.pk, line.product_id, line.quantity) for line in lines)
+
+
+def _commit(order, plan: Plan, lines, *, retry) -> list[ShippingRequest] | None:
     """
     In one transaction: lock the order, lock and re-check the plan's stock (fixed order), then create the
-    shipping requests. None when the order moved meanwhile; _StockTaken (nothing written) when stock did.
+    shipping requests. None when the order moved meanwhile (its status, or its lines: a channel's re-push
+    may remap or replace them, and the plan would ship what was ordered before); _StockTaken (nothing
+    written) when stock did.
     """
     with transaction.atomic():
         locked = Order.objects.select_for_update(of=("self",)).select_related("source").get(pk=order.pk)
+        if _lines_of(OrderLine.objects.filter(order=locked)) != _lines_of(lines):
+            return None  # the update that changed them enqueued the order again (order_received)
         if retry:
             if not _held_unroutable(locked):
                 return None

@@ -10,6 +10,7 @@ from django.utils import timezone
 from automations.choices import ExceptionKind, ExceptionStatus, RoutingStrategy
 from automations.engines import routing
 from automations.models import EngineStatus, SyncException
+from automations.services import engine_settings
 from inventory import allocation
 from inventory.models import InventoryLevel, Location, Product
 from orders import services as order_services
@@ -561,3 +562,29 @@ def test_one_failing_order_does_not_stop_the_sweep(ready_order, products, wareho
     fine.refresh_from_db()
     assert counts == {"failed": 1, "routed": 1}
     assert fine.status == OrderStatus.SENT_TO_FULFILLMENT
+
+
+def test_lines_changed_between_the_plan_and_the_commit_are_never_shipped_as_planned(
+    ready_order, warehouse, shelve, products, monkeypatch
+):
+    # given: a ready order of 2 mugs, stock of both products, and a channel re-push that remaps its line to
+    # a T-shirt while the routing engine is planning (after it read the lines, before it locked the order)
+    shelve(warehouse, products["MUG"], 10)
+    shelve(warehouse, products["TSHIRT-S"], 10)
+    order = ready_order(("MUG", 2))
+    planned = allocation.routable_stock
+
+    def plan_then_remap(*args, **kwargs):
+        stock = planned(*args, **kwargs)
+        order.lines.update(product=products["TSHIRT-S"], sku="TSHIRT-S")
+        return stock
+
+    monkeypatch.setattr(allocation, "routable_stock", plan_then_remap)
+
+    result = routing.route(Order.objects.get(pk=order.pk), engine_settings(order.organization_id))
+
+    # then nothing is routed or committed on the stale plan (the re-push enqueued the order again)
+    assert not result.routed and "changed" in result.reason
+    assert not ShippingRequest.objects.filter(order=order).exists()
+    assert set(InventoryLevel.objects.values_list("committed", flat=True)) == {0}
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.READY

@@ -8,9 +8,12 @@ from django.core.cache import cache
 from django.db import transaction
 
 from automations import receivers, tasks
+from automations.choices import RuleTrigger
+from automations.engines import hold
 from inventory import services as inventory
 from orders import services as orders
 from orders.choices import OrderStatus
+from orders.models import Order
 
 
 @pytest.fixture
@@ -102,3 +105,18 @@ def test_a_burst_of_stock_changes_rings_the_inventory_engine_once(
     tasks.inventory_changes_task(org.pk)
     receivers.availability_changed(sender=None, organization_id=org.pk)
     assert enqueued == [("inventory_changes_task", (org.pk,))] * 2
+
+
+def test_a_redelivered_hold_task_routes_the_order_a_dead_first_run_made_ready(
+    integration, order_body, stock, standard_method, enqueued
+):
+    # given: the first run applied the rules and made the order ready, then its worker died before routing
+    order, _ = orders.ingest_order(integration, order_body)
+    hold.process_order(order.pk, trigger=RuleTrigger.ORDER_CREATED)
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.READY
+
+    # when the message is delivered again
+    tasks.process_order_task(order.pk, True)
+
+    # then the rules are not applied twice, and the order is routed
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.SENT_TO_FULFILLMENT

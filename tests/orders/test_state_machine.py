@@ -186,3 +186,26 @@ def test_cancel_is_idempotent_on_a_canceled_order(make_order):
     assert (again.status, again.canceled_at) == (S.CANCELED, first_canceled_at)
     assert "retry" not in again.notes
     assert OutboxEvent.objects.filter(type="order.canceled").count() == 1
+
+
+def test_a_timed_hold_added_to_a_mapping_hold_keeps_its_time(ingest, order_body, products, standard_method):
+    # given: an order held by ingest for an unmapped SKU (no end time: it lifts itself once mapped)
+    order, _ = ingest({**order_body, "lines": [{"sku": "NOPE", "quantity": 1}]})
+    assert (order.status, order.hold_until) == (S.ON_HOLD, None)
+    until = timezone.now() + timedelta(minutes=10)
+
+    order = services.hold(order, "new-order hold (10 min)", until=until, add=True)
+
+    assert order.hold_until == until  # not turned into a hold that is never released
+    assert order.hold_reason == "unmapped SKU NOPE; new-order hold (10 min)"
+
+
+def test_a_timed_hold_added_to_a_review_hold_stays_open_ended(ingest, order_body, products, standard_method):
+    order, _ = ingest(order_body)
+    services.hold(order, "review")
+
+    order = services.hold(
+        order, "new-order hold (10 min)", until=timezone.now() + timedelta(minutes=10), add=True
+    )
+
+    assert order.hold_until is None and order.hold_reason == "review; new-order hold (10 min)"
