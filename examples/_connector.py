@@ -471,3 +471,36 @@ def env_or(value: str | None, name: str) -> str | None:
 def public_base(server: JsonServer, public_url: str | None) -> str:
     """Where the hub should call this program: --public-url if given (a tunnel, a proxy), else the socket."""
     return (public_url or server.url).rstrip("/")
+
+
+def handshake(client: HubClient) -> None:
+    """Who am I, then the connection handshake (`connecting` → `connected`)."""
+    me = client.get("/me")
+    log("me", integration=me.get("integration"), grants=me.get("grants"))
+    status = client.post("/integration/connect")
+    log("connected", status=status.get("status"))
+
+
+def subscribe_endpoint(
+    client: HubClient, server: JsonServer, endpoint: WebhookEndpoint, events, public_url: str | None
+) -> dict:
+    """Subscribe the server's /webhooks to `events`; the endpoint verifies with the secret shown once."""
+    url = public_base(server, public_url) + "/webhooks"
+    subscription = client.subscribe(url, list(events))
+    endpoint.secret = subscription["secret"]
+    log("subscribed", webhook=subscription["id"], url=url, events=subscription["events"])
+    return subscription
+
+
+def shut_down(client: HubClient, server, subscription, *, keep_subscription: bool) -> None:
+    """Unsubscribe (unless kept), stop the server, close the client: whatever of them was started."""
+    log("stopping")
+    if subscription is not None and not keep_subscription:
+        try:
+            client.delete(f"/webhooks/{subscription['id']}", retries=0)
+            log("unsubscribed", webhook=subscription["id"])
+        except (HubError, OSError) as exc:
+            log("error", where="unsubscribe", error=str(exc))
+    if server is not None:
+        server.stop()
+    client.close()

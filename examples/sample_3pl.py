@@ -33,9 +33,11 @@ from _connector import (
     JsonServer,
     WebhookEndpoint,
     env_or,
+    handshake,
     log,
-    public_base,
+    shut_down,
     stop_on_signals,
+    subscribe_endpoint,
     utc_now_iso,
 )
 
@@ -217,10 +219,7 @@ def main(argv=None) -> int:
     client = HubClient(args.hub, args.key)
     server = subscription = None
     try:
-        me = client.get("/me")
-        log("me", integration=me.get("integration"), grants=me.get("grants"))
-        status = client.post("/integration/connect")
-        log("connected", status=status.get("status"))
+        handshake(client)
 
         warehouse = Warehouse(client, args)
         warehouse.ensure_location()
@@ -231,10 +230,7 @@ def main(argv=None) -> int:
         endpoint = WebhookEndpoint(warehouse.on_event)
         server = JsonServer(args.listen, {("POST", "/webhooks"): endpoint}).start()
         log("listening", url=server.url)
-        url = public_base(server, args.public_url) + "/webhooks"
-        subscription = client.subscribe(url, EVENTS)
-        endpoint.secret = subscription["secret"]
-        log("subscribed", webhook=subscription["id"], url=url, events=subscription["events"])
+        subscription = subscribe_endpoint(client, server, endpoint, EVENTS, args.public_url)
         threading.Thread(target=warehouse.run_worker, args=(stop,), name="worker", daemon=True).start()
 
         next_poll = time.monotonic()  # one poll at start: what was routed while it was away
@@ -250,16 +246,7 @@ def main(argv=None) -> int:
         log("fatal", status=exc.status, code=exc.code, message=exc.message, details=exc.details)
         return 1
     finally:
-        log("stopping")
-        if subscription is not None and not args.keep_subscription:
-            try:
-                client.delete(f"/webhooks/{subscription['id']}", retries=0)
-                log("unsubscribed", webhook=subscription["id"])
-            except (HubError, OSError) as exc:
-                log("error", where="unsubscribe", error=str(exc))
-        if server is not None:
-            server.stop()
-        client.close()
+        shut_down(client, server, subscription, keep_subscription=args.keep_subscription)
     log("stopped")
     return 0
 

@@ -33,9 +33,11 @@ from _connector import (
     Reply,
     WebhookEndpoint,
     env_or,
+    handshake,
     log,
-    public_base,
+    shut_down,
     stop_on_signals,
+    subscribe_endpoint,
 )
 
 EVENTS = ["order.updated", "fulfillment.created"]
@@ -270,10 +272,7 @@ def main(argv=None) -> int:
     client = HubClient(args.hub, args.key)
     server = subscription = None
     try:
-        me = client.get("/me")
-        log("me", integration=me.get("integration"), grants=me.get("grants"))
-        status = client.post("/integration/connect")
-        log("connected", status=status.get("status"))
+        handshake(client)
 
         channel = Channel(client, args)
         endpoint = WebhookEndpoint(channel.on_event)
@@ -281,10 +280,8 @@ def main(argv=None) -> int:
             args.listen, {("POST", "/webhooks"): endpoint, ("GET", "/orders"): channel.store}
         ).start()
         log("listening", url=server.url)
-        url = public_base(server, args.public_url) + "/webhooks"
-        subscription = client.subscribe(url, [e for e in args.events.split(",") if e])
-        endpoint.secret = subscription["secret"]
-        log("subscribed", webhook=subscription["id"], url=url, events=subscription["events"])
+        events = [e for e in args.events.split(",") if e]
+        subscription = subscribe_endpoint(client, server, endpoint, events, args.public_url)
         threading.Thread(target=channel.run_worker, args=(stop,), name="worker", daemon=True).start()
 
         for spec in args.push_order:
@@ -306,16 +303,7 @@ def main(argv=None) -> int:
         log("fatal", status=exc.status, code=exc.code, message=exc.message, details=exc.details)
         return 1
     finally:
-        log("stopping")
-        if subscription is not None and not args.keep_subscription:
-            try:
-                client.delete(f"/webhooks/{subscription['id']}", retries=0)
-                log("unsubscribed", webhook=subscription["id"])
-            except (HubError, OSError) as exc:
-                log("error", where="unsubscribe", error=str(exc))
-        if server is not None:
-            server.stop()
-        client.close()
+        shut_down(client, server, subscription, keep_subscription=args.keep_subscription)
     log("stopped")
     return 0
 
