@@ -250,6 +250,57 @@ def server_log_problems(folder: Path) -> list[str]:
     return problems
 
 
+@dataclass
+class Worker:
+    """A Celery worker this run started: its PID, node name (for ping/inspect), command line and log."""
+
+    pid: int
+    name: str
+    command: str
+    log: Path
+
+
+def start_worker(stack, env: dict, folder: Path, concurrency: int, *, prefix: str = "bench") -> Worker:
+    """`celery -A config worker -c N --prefetch-multiplier 1` with its own node name; up once it answers a ping."""
+    from config.celery import app
+
+    name = f"{prefix}-{secrets.token_hex(3)}@{socket.gethostname()}"
+    argv = ["-A", "config", "worker", "-c", str(concurrency), "--prefetch-multiplier", "1", "-l", "warning"]
+    log = folder / "worker.log"
+    with log.open("wb") as out:
+        proc = spawn(
+            [sys.executable, "-m", "celery", *argv, "-n", name],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    stack.callback(stop_pid, proc.pid, signal.SIGTERM, "celery worker")  # warm shutdown
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"The celery worker exited with {proc.returncode}:\n{tail(log)}")
+        if app.control.ping(destination=[name], timeout=0.5):
+            command = "celery " + " ".join(argv)
+            print(f"  {command} (pid {proc.pid})")
+            return Worker(proc.pid, name, command, log)
+    raise SystemExit(f"The celery worker did not answer a ping in 60 s:\n{tail(log)}")
+
+
+def worker_log_problems(log: Path | None) -> list[str]:
+    """The lines of a worker's log that report an error or a traceback; prints the log's tail if any."""
+    if log is None or not log.exists():
+        return []
+    problems = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if re.search(r"ERROR|CRITICAL|Traceback", line)
+    ]
+    if problems:
+        print(f"The worker logged {len(problems)} errors; the last lines:\n{tail(log)}")
+    return problems
+
+
 # --- CPU accounting from /proc ------------------------------------------------------------------------
 
 

@@ -33,13 +33,11 @@ import asyncio
 import contextlib
 import cProfile
 import json
-import os
 import pstats
 import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,10 +65,12 @@ from _harness import (
     spawn,
     sql_verb,
     start_services,
+    start_worker,
     stop_pid,
     tail,
     tree_cpu_seconds,
     verb_counts,
+    worker_log_problems,
 )
 from _harness import main as harness_main
 
@@ -1002,42 +1002,6 @@ def in_process(fixture: Fixture) -> dict:
 # --- the workers ---------------------------------------------------------------------------------------
 
 
-def start_workers(stack, env: dict, args, folder: Path, pids: Pids) -> tuple[str, Path]:
-    from config.celery import app
-
-    name = f"bench-{secrets.token_hex(3)}@{socket.gethostname()}"
-    argv = ["-A", "config", "worker", "-c", str(args.workers), "--prefetch-multiplier", "1", "-l", "warning"]
-    argv += ["-n", name]
-    log = folder / "worker.log"
-    with log.open("wb") as out:
-        proc = spawn(
-            [sys.executable, "-m", "celery", *argv],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    pids.workers, pids.worker_name = proc.pid, name
-    stack.callback(stop_pid, proc.pid, signal.SIGTERM, "celery worker")  # warm shutdown
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"The celery worker exited with {proc.returncode}:\n{tail(log)}")
-        if app.control.ping(destination=[name], timeout=0.5):
-            command = "celery " + " ".join(argv)
-            print(f"  {command} (pid {proc.pid})")
-            return command, log
-    raise SystemExit(f"The celery worker did not answer a ping in 60 s:\n{tail(log)}")
-
-
-def worker_log_problems(log: Path) -> list[str]:
-    text = log.read_text(errors="replace")
-    problems = [line for line in text.splitlines() if re.search(r"ERROR|CRITICAL|Traceback", line)]
-    if problems:
-        print(f"The worker logged {len(problems)} errors; the last lines:\n{tail(log)}")
-    return problems
-
-
 # --- py-spy: where the workers' time goes --------------------------------------------------------------
 
 
@@ -1397,7 +1361,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
     capacity = receiver_capacity(receiver, args, started, pids)
     print(f"  {capacity['rps']:.0f} requests/s, p50 {capacity['p50_ms']} ms, p99 {capacity['p99_ms']} ms")
 
-    workers_command, worker_log = start_workers(stack, env, args, folder, pids)
+    worker = start_worker(stack, env, folder, args.workers)
+    pids.workers, pids.worker_name = worker.pid, worker.name
+    workers_command, worker_log = worker.command, worker.log
     loadavg_before = loadavg()
 
     print(f"(2) throughput: {args.events} events in one transaction…")

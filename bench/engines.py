@@ -36,11 +36,9 @@ import json
 import os
 import queue
 import random
-import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,9 +68,11 @@ from _harness import (
     spawn,
     start_gunicorn,
     start_services,
+    start_worker,
     stop_pid,
     tail,
     tree_cpu_seconds,
+    worker_log_problems,
 )
 from _harness import main as harness_main
 
@@ -285,34 +285,6 @@ class Celery:
     beat_pid: int | None = None
 
 
-def start_worker(stack, env, folder: Path, concurrency: int, celery: Celery) -> None:
-    from config.celery import app
-
-    celery.worker_name = f"bench-engines-{secrets.token_hex(3)}@{socket.gethostname()}"
-    argv = ["-A", "config", "worker", "-c", str(concurrency), "--prefetch-multiplier", "1", "-l", "warning"]
-    argv += ["-n", celery.worker_name]
-    celery.worker_log = folder / "worker.log"
-    with celery.worker_log.open("wb") as out:
-        proc = spawn(
-            [sys.executable, "-m", "celery", *argv],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    celery.worker_pid = proc.pid
-    stack.callback(stop_pid, proc.pid, signal.SIGTERM, "celery worker")  # warm shutdown
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"The celery worker exited with {proc.returncode}:\n{tail(celery.worker_log)}")
-        if app.control.ping(destination=[celery.worker_name], timeout=0.5):
-            celery.worker_command = "celery " + " ".join(argv[:-2])
-            print(f"  {celery.worker_command} (pid {proc.pid})")
-            return
-    raise SystemExit(f"The celery worker did not answer a ping in 60 s:\n{tail(celery.worker_log)}")
-
-
 def start_beat(stack, env, folder: Path, celery: Celery) -> None:
     argv = ["-A", "config", "beat", "-l", "warning", "--pidfile", str(folder / "beat.pid")]
     argv += ["-s", str(folder / "beat-schedule")]
@@ -359,16 +331,6 @@ def wait_idle(celery: Celery, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def worker_log_problems(log: Path | None) -> list[str]:
-    if log is None or not log.exists():
-        return []
-    lines = log.read_text(errors="replace").splitlines()
-    problems = [line for line in lines if re.search(r"ERROR|CRITICAL|Traceback", line)]
-    if problems:
-        print(f"The worker logged {len(problems)} errors; the last lines:\n{tail(log)}")
-    return problems
 
 
 # --- (3)+(4): post at a steady rate, poll until every order is decided ---------------------------------
@@ -1132,7 +1094,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
     connections.close_all()
 
     base, server = start_gunicorn(stack, started, env, args.workers, args.threads, folder)
-    start_worker(stack, env, folder, args.concurrency, celery)
+    worker = start_worker(stack, env, folder, args.concurrency, prefix="bench-engines")
+    celery.worker_pid, celery.worker_name, celery.worker_log = worker.pid, worker.name, worker.log
+    celery.worker_command = worker.command
     if args.with_beat:
         start_beat(stack, env, folder, celery)
     loadavg_before = loadavg()
