@@ -10,6 +10,7 @@ from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from automations import services as exceptions
@@ -218,6 +219,15 @@ def set_routing_location(order: Order, location) -> Order:
     return order
 
 
+# The queries of _mapping_problems, for many orders at once (the engines' sweeps).
+UNMAPPED_METHOD = ~Q(shipping_method_code="") & Q(shipping_method__isnull=True)
+
+
+def has_unmapped_line():
+    """An Order filter: one of its lines has no hub product yet."""
+    return Exists(OrderLine.objects.filter(order=OuterRef("pk"), product__isnull=True))
+
+
 def _mapping_problems(order) -> list[str]:
     problems = [f"unmapped SKU {line.external_sku}" for line in order.lines.all() if line.product_id is None]
     if order.shipping_method_code and order.shipping_method_id is None:
@@ -362,11 +372,11 @@ def _check_mappings(order, integration, lines, *, created):
                 order.organization_id, kind, integration=integration, entity_type="order", entity_id=order.pk
             )
     # A hold for another reason (review, a rule) is kept beside the mapping reasons and outlives them.
-    other = [p for p in order.hold_reason.split("; ") if p and not p.startswith(MAPPING_REASON)]
+    other = [p for p in order.hold_reason.split(REASON_SEPARATOR) if p and not p.startswith(MAPPING_REASON)]
     if reasons:
         if order.status != OrderStatus.ON_HOLD:
             move(order, OrderStatus.ON_HOLD)
-        order.hold_reason = "; ".join(other + reasons)[:300]
+        order.hold_reason = REASON_SEPARATOR.join(other + reasons)[:300]
         order.save(update_fields=["hold_reason", "updated_at"])
     elif created and not exceptions.engine_enabled(order.organization_id, "hold"):
         # Nothing holds it and no rules are to be applied: ready to be routed.
@@ -374,8 +384,8 @@ def _check_mappings(order, integration, lines, *, created):
     # Else a new order stays `new` until the hold engine applied the rules (automations.engines.hold).
     elif order.status == OrderStatus.ON_HOLD and order.hold_reason.startswith(MAPPING_REASON) and not other:
         move(order, OrderStatus.READY)
-    elif order.status == OrderStatus.ON_HOLD and other and "; ".join(other) != order.hold_reason:
-        order.hold_reason = "; ".join(other)
+    elif order.status == OrderStatus.ON_HOLD and other and REASON_SEPARATOR.join(other) != order.hold_reason:
+        order.hold_reason = REASON_SEPARATOR.join(other)
         order.save(update_fields=["hold_reason", "updated_at"])
 
 

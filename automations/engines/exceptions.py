@@ -10,13 +10,14 @@ from datetime import timedelta
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Q, Subquery, Value
+from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integrations.models import Integration
+from orders import services as order_services
 from orders.choices import OrderStatus
-from orders.models import Order, OrderLine, ShippingRequest
+from orders.models import Order, ShippingRequest
 from orders.services import OPEN_REQUEST, UNROUTABLE_REASON
 
 from .. import notifications
@@ -195,12 +196,8 @@ def resolve_cleared(org, settings, now) -> int:
         ExceptionKind.UNROUTABLE_ORDER: order.filter(
             status=OrderStatus.ON_HOLD, hold_reason__contains=UNROUTABLE_REASON
         ),
-        ExceptionKind.UNMAPPED_SKU: open_order.filter(
-            Exists(OrderLine.objects.filter(order=OuterRef("pk"), product__isnull=True))
-        ),
-        ExceptionKind.UNMAPPED_SHIPPING_METHOD: open_order.filter(
-            ~Q(shipping_method_code=""), shipping_method__isnull=True
-        ),
+        ExceptionKind.UNMAPPED_SKU: open_order.filter(order_services.has_unmapped_line()),
+        ExceptionKind.UNMAPPED_SHIPPING_METHOD: open_order.filter(order_services.UNMAPPED_METHOD),
     }
     return sum(
         _close(_open(org, kind).filter(~Exists(problem)), RESOLVE_BATCH, now, "cause_cleared")

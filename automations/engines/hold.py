@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from orders import services as orders
@@ -128,15 +127,11 @@ def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
     return sweep(organization, trigger=trigger, grace=timedelta(0))
 
 
-def _unmapped():
-    return Q(lines__product__isnull=True) | (~Q(shipping_method_code="") & Q(shipping_method__isnull=True))
-
-
 def _release_expired(org) -> dict:
     now = timezone.now()
     expired = Order.objects.filter(organization=org, status=OrderStatus.ON_HOLD, hold_until__lte=now)
     # Orders release() would refuse (unmapped) stay held; left out of the batch so they never crowd it.
-    unmapped = expired.filter(pk__in=expired.filter(_unmapped()).values("pk"))
+    unmapped = expired.filter(orders.has_unmapped_line() | orders.UNMAPPED_METHOD)
     still_unmapped = unmapped.count()
     counts = {"still_unmapped": still_unmapped} if still_unmapped else {}
     due = expired.exclude(pk__in=unmapped.values("pk")).order_by("hold_until", "pk")
