@@ -8,7 +8,7 @@ from celery import shared_task
 
 from config.celery import RELIABLE, answer_doorbell
 
-from . import receivers
+from . import engines, receivers
 from .choices import RuleTrigger, RunTrigger
 from .engines import exceptions, hold, inventory, merge, routing
 
@@ -53,8 +53,7 @@ def channel_inventory_task(organization_id, integration_id):
 @shared_task(**RELIABLE)
 def run_engine_task(engine, organization_id, trigger=RunTrigger.ADMIN):
     """Run now (the engine settings page): one engine's run_now for one organization, off the web request."""
-    modules = {"hold": hold, "routing": routing, "inventory": inventory, "exceptions": exceptions}
-    return modules[engine].run_now(organization_id, trigger=trigger)
+    return engines.run_now(engine, organization_id, trigger=trigger)
 
 
 @shared_task(**RELIABLE)

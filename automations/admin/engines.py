@@ -31,18 +31,11 @@ from organizations.models import Organization
 from organizations.scoping import scope_for
 
 from ..choices import EXCEPTION_CATEGORIES, RUN_BADGE, Engine, ExceptionStatus, RunOutcome, RunTrigger
-from ..engines import exceptions, hold, inventory, routing
 from ..models import EngineSettings, EngineStatus, SyncException
 from ..services import engine_settings
 
 logger = logging.getLogger(__name__)
 
-MODULES = {
-    Engine.HOLD: hold,
-    Engine.ROUTING: routing,
-    Engine.INVENTORY: inventory,
-    Engine.EXCEPTIONS: exceptions,
-}
 SWITCH_BADGE = {True: "green", False: "grey"}
 HELD_SHOWN = 10  # most recent on-hold orders listed on the dashboard
 
@@ -312,7 +305,7 @@ class EngineSettingsAdmin(OrganizationScopedAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         settings = self.get_object(request, object_id)  # 404 outside your organizations
-        if engine not in MODULES:
+        if engine not in Engine.values:
             raise Http404("No such engine.")
         if not self.has_change_permission(request, settings):
             raise PermissionDenied

@@ -6,19 +6,13 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from automations import engines
 from automations.choices import Engine, RunOutcome
-from automations.engines import exceptions, hold, inventory, routing
 from automations.models import EngineSettings, EngineStatus
 from automations.services import engine_enabled
 from integrations.management.commands._common import get_organization
 from organizations.models import Organization
 
-MODULES = {
-    Engine.HOLD: hold,
-    Engine.ROUTING: routing,
-    Engine.INVENTORY: inventory,
-    Engine.EXCEPTIONS: exceptions,
-}
 SKIPPED = "skipped"
 
 
@@ -71,7 +65,7 @@ class Command(BaseCommand):
             return result
         started, clock = timezone.now(), time.monotonic()
         try:
-            counts = MODULES[engine].run_now(org) or {}
+            counts = engines.run_now(engine, org) or {}
         except Exception as error:  # recorded on the engine's status by running(); the next org still runs
             counts = {}
             result["error"] = f"{type(error).__name__}: {error}"
