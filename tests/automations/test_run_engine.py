@@ -115,10 +115,10 @@ def test_a_failing_organization_is_reported_the_others_still_run_and_the_exit_is
 ):
     real = hold.run_now
 
-    def flaky(organization=None):
+    def flaky(organization=None, **options):
         if organization.slug == "acme":
             raise RuntimeError("database went away")
-        return real(organization)
+        return real(organization, **options)
 
     monkeypatch.setattr(hold, "run_now", flaky)
     out = StringIO()
