@@ -76,6 +76,29 @@ def _record(org_id, engine, trigger, outcome, counts, started, error=None):
         logger.exception("Could not record the %s engine's run for organization %s.", engine, org_id)
 
 
+def each_organization(engine, organization, trigger, work, *, tally_organizations=False) -> dict:
+    """
+    A sweep: `work(org, settings) -> counts` in every organization where `engine` is on (or the one given),
+    each recorded by `running()`. One organization's failure is logged and counted as "failed"; the
+    others still run. Returns the summed counts (+ "organizations" run, when asked).
+    """
+    total: dict[str, int] = {}
+    for org in organizations(engine, organization):
+        try:
+            with running(org, engine, trigger) as (settings, counts):
+                merge(counts, work(org, settings) or {})
+        except Skipped:
+            continue  # switched off between the listing and the run
+        except Exception:  # recorded on the organization's engine status by running()
+            logger.exception("The %s sweep failed for organization %s.", engine, org.pk)
+            merge(total, {"failed": 1})
+            continue
+        merge(total, counts)
+        if tally_organizations:
+            merge(total, {"organizations": 1})
+    return total
+
+
 def merge(total: dict, counts: dict) -> dict:
     for key, value in counts.items():
         total[key] = total.get(key, 0) + value

@@ -5,7 +5,6 @@ notification digest; prune old rule runs and closed exceptions. Every step is on
 statements, bounded per run, and idempotent: a second or overlapping sweep finds nothing left to do.
 """
 
-import logging
 from datetime import timedelta
 
 from django.conf import settings as django_settings
@@ -23,9 +22,7 @@ from orders.services import OPEN_REQUEST, UNROUTABLE_REASON
 from .. import notifications
 from ..choices import Engine, ExceptionKind, ExceptionStatus, RunTrigger
 from ..models import RuleRun, SyncException
-from . import Skipped, merge, organizations, running
-
-logger = logging.getLogger(__name__)
+from . import each_organization, merge
 
 STUCK_STATUSES = (OrderStatus.READY, OrderStatus.SENT_TO_FULFILLMENT)
 # Per organization and run; what is left over is taken by the next sweep.
@@ -61,26 +58,21 @@ class JSONMerge(Func):
 
 def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, force_digest=False) -> dict:
     """Every step for each organization with the exceptions engine on; returns the summed counts."""
+
+    def work(org, settings):
+        now = timezone.now()
+        counts = {
+            "stuck": raise_stuck(org, settings, now),
+            "resolved": resolve_cleared(org, settings, now),
+            "stale": resolve_stale(org, settings, now),
+        }
+        if force_digest or digest_due(settings, now):
+            merge(counts, notifications.send_digest(org, settings, now))
+        counts["pruned"] = prune(org, now)
+        return counts
+
     totals = {"stuck": 0, "resolved": 0, "stale": 0, "mailed": 0, "notified": 0}
-    for org in organizations(Engine.EXCEPTIONS, organization):
-        try:
-            with running(org, Engine.EXCEPTIONS, trigger) as (settings, counts):
-                now = timezone.now()
-                counts["stuck"] = raise_stuck(org, settings, now)
-                counts["resolved"] = resolve_cleared(org, settings, now)
-                counts["stale"] = resolve_stale(org, settings, now)
-                if force_digest or digest_due(settings, now):
-                    merge(counts, notifications.send_digest(org, settings, now))
-                counts["pruned"] = prune(org, now)
-        except Skipped:
-            continue  # switched off between the listing and the run
-        except Exception:
-            # Recorded on the engine's status by running(); the other organizations still get their sweep.
-            logger.exception("The exceptions sweep failed for organization %s.", org.pk)
-            totals["failed"] = totals.get("failed", 0) + 1
-            continue
-        merge(totals, counts)
-    return totals
+    return merge(totals, each_organization(Engine.EXCEPTIONS, organization, trigger, work))
 
 
 def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:

@@ -17,7 +17,7 @@ from orders.models import Order
 
 from .. import rules
 from ..choices import ActionType, Engine, RuleTrigger, RunTrigger
-from . import Skipped, merge, organizations, running
+from . import Skipped, each_organization, merge, running
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +109,11 @@ def _counts(order, runs) -> dict:
 
 def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=GRACE) -> dict:
     """Per organization with the engine on: release expired holds, process new orders whose message was lost."""
-    total: dict[str, int] = {}
-    for org in organizations(Engine.HOLD, organization):
-        try:
-            with running(org, Engine.HOLD, trigger) as (engine_settings, counts):
-                merge(counts, _release_expired(org))
-                merge(counts, _process_lost(org, engine_settings, grace))
-        except Skipped:  # switched off since the list was read
-            continue
-        merge(total, counts)
-        total["organizations"] = total.get("organizations", 0) + 1
-    return total
+
+    def work(org, engine_settings):
+        return merge(_release_expired(org), _process_lost(org, engine_settings, grace))
+
+    return each_organization(Engine.HOLD, organization, trigger, work, tally_organizations=True)
 
 
 def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:

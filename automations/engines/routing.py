@@ -31,7 +31,7 @@ from .. import conditions
 from .. import services as exception_services
 from ..choices import Engine, ExceptionKind, ExceptionStatus, RoutingStrategy, RuleTrigger, RunTrigger
 from ..models import RoutingRule, RoutingRuleLocation, SyncException
-from . import Skipped, merge, organizations, running
+from . import Skipped, each_organization, merge, running
 
 logger = logging.getLogger(__name__)
 
@@ -459,19 +459,13 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, grace=True) -> dict
     Per organization with routing on: ready orders whose message was lost, new orders nothing made ready
     (hold engine off), unroutable orders whose retry is due. `grace=False` takes every one of them now.
     """
-    total: dict[str, int] = {}
-    for org in organizations(Engine.ROUTING, organization):
-        try:
-            with running(org, Engine.ROUTING, trigger) as (settings, counts):
-                _sweep_org(org, settings, counts, grace=grace)
-        except Skipped:
-            continue  # switched off between the listing and the run
-        except Exception:  # recorded on the org's engine status; the other organizations still run
-            logger.exception("The routing sweep failed for organization %s.", org.pk)
-            total["failed"] = total.get("failed", 0) + 1  # an organization whose sweep failed
-            continue
-        merge(total, counts)
-    return total
+
+    def work(org, settings):
+        counts: dict[str, int] = {}
+        _sweep_org(org, settings, counts, grace=grace)
+        return counts
+
+    return each_organization(Engine.ROUTING, organization, trigger, work)
 
 
 def run_now(organization=None, *, trigger=RunTrigger.COMMAND) -> dict:
