@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from config.celery import answer_doorbell as celery_answer_doorbell
 from config.celery import enqueue, enqueue_once
+from config.transactions import on_commit_once
 
 from . import outbound, services, signals, signing
 from .choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind, EventType, IntegrationStatus, Workflow
@@ -257,11 +258,7 @@ def answer_doorbell() -> None:
 
 def schedule_dispatch() -> None:
     """After the current transaction commits, turn its outbox rows into deliveries (once per transaction)."""
-    if connection.in_atomic_block and any(
-        callback is _dispatch_soon for _, callback, _ in connection.run_on_commit
-    ):
-        return
-    transaction.on_commit(_dispatch_soon)
+    on_commit_once(_dispatch_soon)
 
 
 # --- deliveries → HTTP -----------------------------------------------------------------------------------

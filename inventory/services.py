@@ -6,13 +6,14 @@ commitments, and what a channel may sell (available to sell, after buffers).
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from automations import services as exceptions
 from automations.choices import ExceptionKind
+from config.transactions import on_commit_once
 from integrations import services as integration_services
 from integrations.choices import EventType
 
@@ -55,22 +56,22 @@ def mark_changed(organization, product_ids=None, *, stock_up=False) -> None:
 
 
 class _Announce:
-    """The on-commit callback that tells the engine; one per organization and transaction."""
+    """The on-commit callback that tells the engine; equal for one organization, so sent once per commit."""
 
     def __init__(self, org_id):
         self.org_id = org_id
+
+    def __eq__(self, other):
+        return isinstance(other, _Announce) and other.org_id == self.org_id
+
+    __hash__ = None
 
     def __call__(self):
         signals.availability_changed.send(AvailabilityChange, organization_id=self.org_id)
 
 
 def _announce(org_id) -> None:
-    if connection.in_atomic_block and any(
-        isinstance(callback, _Announce) and callback.org_id == org_id
-        for _, callback, _ in connection.run_on_commit
-    ):
-        return
-    transaction.on_commit(_Announce(org_id))
+    on_commit_once(_Announce(org_id))
 
 
 def _org_of(location_id) -> int:

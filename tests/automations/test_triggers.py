@@ -120,3 +120,16 @@ def test_a_redelivered_hold_task_routes_the_order_a_dead_first_run_made_ready(
 
     # then the rules are not applied twice, and the order is routed
     assert Order.objects.get(pk=order.pk).status == OrderStatus.SENT_TO_FULFILLMENT
+
+
+def test_one_transaction_announces_its_stock_changes_once_per_organization(org, warehouse, products):
+    from django.db import connection
+
+    from inventory.services import _Announce
+
+    with transaction.atomic():
+        for on_hand in (5, 6, 7):
+            inventory.set_stock(warehouse, [{"sku": "MUG", "on_hand": on_hand}])
+        pending = [func for _, func, _ in connection.run_on_commit if isinstance(func, _Announce)]
+
+    assert pending == [_Announce(org.pk)]
