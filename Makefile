@@ -7,12 +7,13 @@ export PYTEST_ARGS
 
 RUFF := .venv/bin/ruff
 
-.PHONY: help run test lint fmt clean sync
+.PHONY: help run test lint audit fmt clean sync
 
 help:
 	@echo "make run    install, migrate, seed demo data, serve http://127.0.0.1:8000/admin/ (PORT=...) + worker + beat"
 	@echo "make test   lint, then pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
 	@echo "make lint   ruff check and ruff format --check"
+	@echo "make audit  bandit and pip-audit; a finding fails unless recorded with a reason (scripts/audit.py)"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make clean  remove var/ (SQLite database, broker folder, logs, secret key)"
 	@echo "make sync   install uv if missing and the locked dependencies into .venv/"
@@ -31,6 +32,9 @@ lint: sync
 	$(RUFF) check . || status=1; \
 	$(RUFF) format --check . || status=1; \
 	exit $$status
+
+audit: sync
+	.venv/bin/python scripts/audit.py
 
 fmt: sync
 	$(RUFF) format .

@@ -89,12 +89,12 @@ def stop_pid(pid: int, sig: int, name: str, timeout: float = 30) -> None:
 
 def run_command(argv: list, **kwargs) -> subprocess.CompletedProcess:
     """subprocess.run of a fixed argument list (no shell), output captured."""
-    return subprocess.run(argv, capture_output=True, check=False, **kwargs)  # noqa: S603
+    return subprocess.run(argv, capture_output=True, check=False, **kwargs)  # noqa: S603 - argv lists built here, no shell
 
 
 def spawn(argv: list, **kwargs) -> subprocess.Popen:
     """A long-running server in its own session, so Ctrl-C in the terminal reaches only us: we stop it."""
-    return subprocess.Popen(argv, start_new_session=True, **kwargs)  # noqa: S603
+    return subprocess.Popen(argv, start_new_session=True, **kwargs)  # noqa: S603 - argv lists built here, no shell
 
 
 def tail(path: Path, lines: int = 15) -> str:

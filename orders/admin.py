@@ -5,7 +5,6 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from integrations.models import OutboxEvent
 from organizations.admin_mixins import (
@@ -275,7 +274,7 @@ class OrderAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
         return format_html(
             '<table class="sy-events" id="sy-order-history"><thead><tr><th>When</th><th>Event</th>'
             "<th>Integration</th><th>Detail</th><th>Delivered</th></tr></thead><tbody>{}</tbody></table>",
-            rows or mark_safe('<tr><td colspan="5">No events yet.</td></tr>'),
+            rows or format_html('<tr><td colspan="5">{}</td></tr>', "No events yet."),
         )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

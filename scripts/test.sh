@@ -3,7 +3,7 @@
 #
 #   1. installs what is missing: uv, the locked dependencies (with the dev group), and the Debian
 #      packages postgresql, redis-server and chromium when their binaries are not found;
-#   2. runs `make lint` (stops here if it fails);
+#   2. runs `make lint` and the security audit, scripts/audit.py (bandit, pip-audit; stops if either fails);
 #   3. starts PostgreSQL and Redis on free loopback ports, in temp folders;
 #   4. runs .venv/bin/pytest with the words of $PYTEST_ARGS (shell quoting allowed) and this script's
 #      arguments, against them;
@@ -32,8 +32,10 @@ if ((${#missing[@]})); then
     pg_find_bin || die "postgresql is installed but initdb/pg_ctl are still not found"
 fi
 
-# --- 2. lint first: it is quick, and needs no server
+# --- 2. lint and the security audit first: they are quick, and need no server
 make --no-print-directory lint
+say "security audit: bandit and pip-audit (scripts/audit.py; exceptions in scripts/audit-exceptions.toml)"
+.venv/bin/python scripts/audit.py
 
 # --- 3. the servers, stopped on any exit (a failure, Ctrl-C, or the end of the run)
 trap services_stop EXIT

@@ -248,7 +248,7 @@ def _auth_query(vendor):
         if condition:
             joins.append(f"LEFT JOIN {q(model._meta.db_table)} {alias} ON {condition}")
     # Identifiers come from model metadata only; the prefix is a bound parameter.
-    select = f"SELECT {', '.join(columns)} FROM {q(ApiKey._meta.db_table)} k {' '.join(joins)}"  # noqa: S608
+    select = f"SELECT {', '.join(columns)} FROM {q(ApiKey._meta.db_table)} k {' '.join(joins)}"  # noqa: S608 - identifiers from model metadata
     sql = select + f" WHERE k.{q('prefix')} = %s"
     return sql, parts
 

@@ -16,7 +16,6 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 
 from config.celery import enqueue
 from integrations.choices import BADGE as INTEGRATION_BADGE
@@ -342,7 +341,7 @@ class EngineSettingsAdmin(OrganizationScopedAdmin):
 def status_summary(status) -> str:
     """An engine's last run as badge, time, trigger, duration and counts, and its last error if any."""
     if status is None or status.last_run_at is None:
-        return mark_safe('<span class="sy-muted">Not run yet.</span>')
+        return format_html('<span class="sy-muted">{}</span>', "Not run yet.")
     summary = format_html(
         "{} {} · {} · {} ms · {}",
         badge(RUN_BADGE, status.last_outcome, status.get_last_outcome_display()),
