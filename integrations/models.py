@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import (
@@ -128,6 +129,23 @@ class Integration(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True)
     # Manifest connectors: cursors of the pulls and pushes (orders cursor, last outbox id dispatched, …).
     manifest_state = models.JSONField(default=dict, blank=True)
+    # Secrets never reach the history tables; the rest excluded is the state the hub writes as it runs.
+    history = ConfigHistory(
+        excluded_fields=[
+            "signing_secret",
+            "secret_settings",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "last_error",
+            "last_error_at",
+            "last_activity_at",
+            "consecutive_failures",
+            "next_poll_at",
+            "manifest_state",
+            "updated_at",
+        ]
+    )
 
     class Meta:
         ordering = ["name", "pk"]
@@ -250,6 +268,8 @@ class WebhookSubscription(models.Model):
     failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The secret never reaches the history tables; the rest excluded is delivery state.
+    history = ConfigHistory(excluded_fields=["secret", "last_sequence", "failing_since", "updated_at"])
 
     class Meta:
         ordering = ["created_at", "pk"]
