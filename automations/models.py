@@ -2,6 +2,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from integrations.models import Integration
+from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import (
@@ -124,6 +125,7 @@ class EngineSettings(models.Model):
     )
     last_digest_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = ConfigHistory(excluded_fields=["last_digest_at", "updated_at"])
 
     class Meta:
         verbose_name = "engine settings"
@@ -186,6 +188,7 @@ class AutomationRule(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = ConfigHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["organization", "position", "pk"]
@@ -238,6 +241,7 @@ class RoutingRule(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = ConfigHistory(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["organization", "position", "pk"]
@@ -253,6 +257,7 @@ class RoutingRuleLocation(models.Model):
     rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="preferences")
     location = models.ForeignKey("inventory.Location", on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField(default=0)
+    history = ConfigHistory(excluded_fields=[])
 
     class Meta:
         ordering = ["rule", "position", "pk"]

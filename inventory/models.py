@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from integrations.models import Integration
+from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import LocationKind
@@ -41,6 +42,7 @@ class SkuMapping(models.Model):
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="sku_mappings")
     external_sku = models.CharField(max_length=100)
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="sku_mappings")
+    history = ConfigHistory(excluded_fields=[])
 
     class Meta:
         ordering = ["integration", "external_sku"]

@@ -4,6 +4,7 @@ from django.db.models import F, Q
 
 from integrations.models import Integration
 from inventory.models import Location, Product
+from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import OrderStatus, PaymentStatus, ShippingRequestStatus
@@ -36,6 +37,7 @@ class ShippingMethodMapping(models.Model):
     )
     external_code = models.CharField(max_length=100)
     method = models.ForeignKey(ShippingMethod, on_delete=models.CASCADE, related_name="mappings")
+    history = ConfigHistory(excluded_fields=[])
 
     class Meta:
         ordering = ["integration", "external_code"]

@@ -4,6 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.models import Integration
+from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import KeyKind, KeyState
@@ -58,6 +59,17 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The secret's hash never reaches the history table; the rest excluded is usage and expiry bookkeeping.
+    history = ConfigHistory(
+        excluded_fields=[
+            "secret_hash",
+            "pepper_id",
+            "last_used_at",
+            "last_used_ip",
+            "expiry_notified_at",
+            "expiry_recorded_at",
+        ]
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
