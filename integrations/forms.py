@@ -65,7 +65,7 @@ class IntegrationForm(forms.ModelForm):
             # ModelForm took its initial values before the connector type's defaults were applied.
             for flow in Workflow:
                 self.initial[f"flow_{flow.value}"] = self.instance.workflow_enabled(flow)
-        stored = self.instance.settings or {}
+        stored = services.full_settings(self.instance)
         for name, value in stored.items():
             field = self.fields.get(SETTING_PREFIX + name)
             if field is None:
@@ -96,7 +96,7 @@ class IntegrationForm(forms.ModelForm):
             value = cleaned.get(SETTING_PREFIX + name)
             if value is not None and value != "":
                 submitted[name] = value
-        current = self.instance.settings or {} if self.instance.pk else {}
+        current = services.full_settings(self.instance) if self.instance.pk else {}
         self.cleaned_settings = services.merge_settings(self.connector, current, submitted)
         errors = services.settings_errors(self.connector, self.cleaned_settings)
         errors.update(services.mapping_errors(self.connector, cleaned.get("mappings") or {}))

@@ -50,7 +50,7 @@ def endpoint_url(integration: Integration, endpoint: str) -> str:
         raise CallRefused(
             f"The connector {integration.connector.name!r} publishes no {endpoint!r} endpoint.", "no_endpoint"
         )
-    base = (integration.settings or {}).get("base_url")
+    base = services.full_settings(integration).get("base_url")
     if not base:
         raise CallRefused(f"{integration.name!r} has no base_url setting.", "no_base_url")
     return f"{str(base).rstrip('/')}/{str(path).lstrip('/')}"
@@ -79,7 +79,7 @@ def _send(integration, endpoint, payload, *, flow=None, check=None, actor=None) 
     body = json.dumps(
         payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
-    token = (integration.settings or {}).get("auth_token")
+    token = services.full_settings(integration).get("auth_token")
     outcome = outbound.post_signed(
         url,
         services.signing_secret(integration),

@@ -176,7 +176,25 @@ def missing_required(connector: Connector, values: dict) -> list[str]:
 
 
 def is_configured(integration: Integration) -> bool:
-    return not missing_required(integration.connector, integration.settings or {})
+    return not missing_required(integration.connector, full_settings(integration))
+
+
+def full_settings(integration: Integration) -> dict:
+    """
+    All of an integration's settings, its secrets decrypted: for the hub's own use (manifest calls,
+    validation, the form's merge), never for an answer, a page or an export (those use public_settings).
+    The one reader of `secret_settings`.
+    """
+    return {**(integration.secret_settings or {}), **(integration.settings or {})}
+
+
+def split_settings(connector: Connector, values: dict) -> tuple[dict, dict]:
+    """(public, secret) halves of `values`: the schema's "writeOnly" properties are the secrets."""
+    secrets = connector.secret_fields
+    return (
+        {k: v for k, v in values.items() if k not in secrets},
+        {k: v for k, v in values.items() if k in secrets},
+    )
 
 
 def merge_settings(connector: Connector, current: dict, submitted: dict) -> dict:
@@ -274,8 +292,13 @@ def transition(integration: Integration, to_status, *, reason: str, actor=None) 
                 + _hint(current, to_status),
                 code="transition_refused",
             )
-        missing = missing_required(locked.connector, locked.settings or {})
-        if to_status in (Status.CONNECTING, Status.CONNECTED) and missing:
+        # Only for these moves: the others must work even when the secrets cannot be decrypted.
+        missing = (
+            missing_required(locked.connector, full_settings(locked))
+            if to_status in (Status.CONNECTING, Status.CONNECTED)
+            else []
+        )
+        if missing:
             raise TransitionRefused(
                 f"Cannot move {locked.name!r} to {to_status.label}: required settings missing ({', '.join(missing)}).",
                 code="transition_refused",
@@ -348,7 +371,7 @@ def _hint(current, to_status) -> str:
 
 def sync_configuration_status(integration: Integration, *, actor=None) -> Integration:
     """Complete settings move a not-configured integration to connecting; a missing required one moves back."""
-    missing = missing_required(integration.connector, integration.settings or {})
+    missing = missing_required(integration.connector, full_settings(integration))
     if integration.status == Status.NOT_CONFIGURED and not missing:
         return transition(integration, Status.CONNECTING, reason="Settings complete.", actor=actor)
     if missing and integration.status in (Status.CONNECTING, Status.CONNECTED, Status.ERROR):
@@ -446,9 +469,7 @@ def signing_secret(integration: Integration) -> str:
         secret = new_secret()
         # Only if still empty: two first uses at once agree on one secret.
         Integration.objects.filter(pk=integration.pk, signing_secret="").update(signing_secret=secret)
-        integration.signing_secret = Integration.objects.values_list("signing_secret", flat=True).get(
-            pk=integration.pk
-        )
+        integration.refresh_from_db(fields=["signing_secret"])
     return integration.signing_secret
 
 
@@ -582,9 +603,9 @@ def save_integration(
             locked = Integration.objects.select_for_update().get(pk=integration.pk)
             for field in ("status", "status_reason", "status_changed_at", "last_error", "last_error_at"):
                 setattr(integration, field, getattr(locked, field))
-            current = locked.settings
+            current = full_settings(locked)
         new_settings = (
-            integration.settings
+            full_settings(integration)
             if settings is None
             else merge_settings(integration.connector, current, settings)
         )
@@ -593,7 +614,8 @@ def save_integration(
         changed_settings = sorted(
             k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
         )
-        integration.settings, integration.mappings = new_settings, new_mappings
+        integration.settings, integration.secret_settings = split_settings(integration.connector, new_settings)
+        integration.mappings = new_mappings
         integration.last_activity_at = timezone.now()
         if creating:
             integration.status = Status.NOT_CONFIGURED

@@ -39,7 +39,7 @@ class Command(BaseCommand):
         imported = integration.events.filter(kind=EventKind.IMPORTED).first()
         if imported is not None and imported.data.get("skipped"):
             self.stdout.write(services.describe_skipped(imported.data["skipped"], organization))
-        missing = services.missing_required(integration.connector, integration.settings)
+        missing = services.missing_required(integration.connector, services.full_settings(integration))
         if missing:
             self.stdout.write(
                 f"Still to enter before it can connect: {', '.join(missing)} (secrets are not exported)."
