@@ -9,9 +9,12 @@ kombu's filesystem transport, so `make run` needs no external service.
 
 import hmac as _hmac
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+
+from config.crypto import encryption_keys as _encryption_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,8 +54,54 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Browser features no page of the hub uses, switched off for all of them (config/security.py).
+PERMISSIONS_POLICY_DENY = [
+    "accelerometer", "autoplay", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer",
+    "microphone", "midi", "payment", "usb", "xr-spatial-tracking",
+]  # fmt: skip
+
+# --- Content-Security-Policy (django-csp), chosen by path in config/security.py. Admin pages: nothing
+# inline — their scripts and styles are static files (static/switchyard/).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+# JSON answers are never documents to render.
+API_CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}}
+# Swagger UI (drf-spectacular's split view: its init script is a file too) styles its widgets inline.
+DOCS_CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        **CONTENT_SECURITY_POLICY["DIRECTIVES"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+    }
+}
+
+# --- Admin login throttle (django-axes): AXES_FAILURE_LIMIT failed logins for one username from one
+# address lock that pair out for AXES_COOLOFF_MINUTES; `manage.py axes_reset_username <name>` (or
+# axes_reset_ip, axes_reset) lifts it early. Other users and addresses are unaffected.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lockout do not extend it, so the wait the lockout page announces holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+# The API's notion of the client address: X-Forwarded-For only when BEHIND_PROXY (its right-most entry,
+# the one our proxy wrote). django-ipware, which axes' AXES_IPWARE_* settings need, is not installed.
+AXES_CLIENT_IP_CALLABLE = "config.api.authentication.client_ip"
 
 INSTALLED_APPS = [
     "config.admin.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (config/admin.py)
@@ -61,6 +110,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "guardian",
     "django_celery_beat",
     "rest_framework",
@@ -79,7 +130,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.security.PermissionsPolicyMiddleware",
+    "config.security.PolicyByPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.security.ApiBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -88,6 +142,7 @@ MIDDLEWARE = [
     # The admin user of a request becomes the history_user of the configuration changes it makes.
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes' docs say: turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -139,6 +194,7 @@ else:
     }
 
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -159,6 +215,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT.mkdir(exist_ok=True)
 # Serve app static files straight from their packages unless collectstatic has been run for production.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
@@ -229,6 +286,9 @@ INVENTORY_SYNC_WORK_MEM = env.str("INVENTORY_SYNC_WORK_MEM", default="256MB")
 # Rule runs (the automation rules' log) and resolved or dismissed exceptions are deleted after these days.
 RULE_RUN_RETENTION_DAYS = env.int("RULE_RUN_RETENTION_DAYS", default=30)
 EXCEPTION_RETENTION_DAYS = env.int("EXCEPTION_RETENTION_DAYS", default=90)
+# Request bodies over this many bytes answer 413 payload_too_large (config/security.py). The largest legit
+# body, 5,000 stock levels or 1,000 products at their longest, is about 1.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 # Per-key API rate limit, "<count>/<sec|min|hour>".
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
 
@@ -249,6 +309,13 @@ API_KEY_PEPPERS = {
     int(pid): pepper
     for pid, _, pepper in (item.partition(":") for item in env.list("API_KEY_PEPPERS", default=[]))
 } or {1: _hmac.new(SECRET_KEY.encode(), b"switchyard-api-key-pepper", "sha256").hexdigest()}
+
+# --- Encryption at rest (secret integration settings, signing secrets; config/crypto.py)
+# Fernet keys, comma-separated: the first encrypts, all decrypt; a malformed one stops startup. Unset: one
+# key derived from SECRET_KEY, so changing SECRET_KEY would make the stored secrets unreadable: production
+# sets its own (rotation: README, `manage.py rotate_encryption_keys --help`).
+ENCRYPTION_KEYS = _encryption_keys(env.list("ENCRYPTION_KEYS", default=[]), SECRET_KEY)
+
 # last_used_at/last_used_ip are written at most this often per key (seconds).
 API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
 # Default grace period of a rotated key (hours) and how early expiry warnings go out (days).
@@ -262,7 +329,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.GrantPermission"],
     "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.KeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

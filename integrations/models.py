@@ -13,6 +13,7 @@ from .choices import (
     IntegrationStatus,
     Workflow,
 )
+from .fields import EncryptedJSONField, EncryptedTextField
 
 
 class Connector(models.Model):
@@ -95,7 +96,11 @@ class Integration(models.Model):
     status_changed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # The connector schema's "writeOnly" settings live in secret_settings, encrypted; `settings` never holds
+    # one (save() moves them), so it can be shown, exported and kept in history. Read both through
+    # services.full_settings().
     settings = models.JSONField(default=dict, blank=True)
+    secret_settings = EncryptedJSONField(default=dict, blank=True)
     mappings = models.JSONField(
         default=dict,
         blank=True,
@@ -119,8 +124,8 @@ class Integration(models.Model):
     # Outbound health (webhook deliveries and manifest calls): reset by a success, counted by each failure;
     # INTEGRATION_FAILURE_THRESHOLD of them in a row move a connected integration to `error`.
     consecutive_failures = models.PositiveIntegerField(default=0)
-    # Manifest connectors: the hub signs its calls with this (whsec_…); generated on first use.
-    signing_secret = models.CharField(max_length=100, blank=True)
+    # Manifest connectors: the hub signs its calls with this (whsec_…); generated on first use. Encrypted.
+    signing_secret = EncryptedTextField(blank=True)
     poll_interval = models.PositiveIntegerField(
         "orders poll interval (seconds)",
         default=300,
@@ -160,6 +165,23 @@ class Integration(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        writes_settings = update_fields is None or "settings" in update_fields
+        if writes_settings and self.move_secret_settings() and update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "secret_settings"}
+        super().save(*args, **kwargs)
+
+    def move_secret_settings(self) -> bool:
+        """Move the connector's secret settings out of `settings` into `secret_settings`; True if any moved."""
+        secrets = self.connector.secret_fields
+        moving = {k: v for k, v in (self.settings or {}).items() if k in secrets}
+        if not moving:
+            return False
+        self.settings = {k: v for k, v in self.settings.items() if k not in secrets}
+        self.secret_settings = {**(self.secret_settings or {}), **moving}
+        return True
 
     def workflow_enabled(self, flow: Workflow | str) -> bool:
         return getattr(self, f"flow_{Workflow(flow).value}")
@@ -254,11 +276,9 @@ class WebhookSubscription(models.Model):
     )
     url = models.URLField(max_length=500, help_text="Where deliveries are POSTed (public http/https only).")
     event_types = models.JSONField(default=list, help_text='Event types, e.g. ["order.created"].')
-    # Plaintext on purpose: deliveries are signed with it (HMAC), so it cannot be hashed like API keys.
-    # Encryption at rest is a later issue; until then it is never shown after creation, logged or exported.
-    secret = models.CharField(
-        max_length=100, help_text="The whsec_… signing secret; shown once, on creation."
-    )
+    # Encrypted, not hashed like API keys: deliveries are signed with it (HMAC), so the hub must read it back.
+    # Never shown after creation, logged or exported.
+    secret = EncryptedTextField(help_text="The whsec_… signing secret; shown once, on creation.")
     active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
