@@ -4,6 +4,7 @@ import logging
 import os
 
 from celery import Celery
+from celery.signals import task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -35,6 +36,23 @@ def enqueue(task, **options) -> bool:
 # are many and short, so a new PostgreSQL session each was most of their cost (bench/deliveries.py). With it,
 # a worker keeps its connection for this many tasks (×2); CONN_HEALTH_CHECKS replaces a broken one.
 app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "100"))
+
+
+@task_postrun.connect
+def drop_broken_connections(**kwargs) -> None:
+    """
+    After a task that met a database error, close the connection if it no longer works — what Django does
+    at the end of a request. The reuse above otherwise keeps a connection PostgreSQL cut off (a restart,
+    a failover) for up to CELERY_DB_REUSE_MAX more tasks, each failing; the next task connects afresh.
+    """
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred:
+            try:
+                connection.close_if_unusable_or_obsolete()
+            except Exception:  # closing a connection the server already dropped
+                logger.warning("Could not close a broken database connection.", exc_info=True)
 
 
 def enqueue_once(task, key: str, *, ttl: int = 10, **options) -> bool:

@@ -130,6 +130,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A database outage answers 503 (API error shape or a plain page), not Django's 500 page.
+    "config.middleware.DatabaseUnavailableMiddleware",
     "config.security.PermissionsPolicyMiddleware",
     "config.security.PolicyByPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -179,12 +181,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Seconds to wait for a PostgreSQL connection: an unreachable server answers 503 (config/middleware.py)
+    # this soon instead of holding the request (libpq's default is to wait forever).
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
+        "DB_CONNECT_TIMEOUT", default=5
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Shared cache (rate limits, idempotency locks): Redis when REDIS_URL is set.
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds a cache call waits on Redis (connect, then each answer). The rate limit and the doorbells carry on
+# without the cache (config/api/throttling.py, config/celery.py): a dead Redis must cost requests little.
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=1.0)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
+        }
+    }
 else:
     CACHES = {
         "default": {
@@ -229,6 +245,8 @@ SITE_URL = env.str("SITE_URL", default="")
 
 # --- Celery: Redis in production and tests; a folder under var/ as broker for a zero-service first run.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Seconds to connect to the broker (each attempt; a worker keeps retrying, a publish does not).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_TIMEOUT", default=2.0)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery" / "broker"
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
@@ -241,7 +259,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        # Publishing (config.celery.enqueue) must not wait on a broker that is down: one connection attempt,
+        # no retries (kombu would otherwise retry for CELERY_BROKER_CONNECTION_TIMEOUT seconds per publish);
+        # the work is in the database and a beat sweep rings for it. The worker's own reconnect loop passes
+        # its own retry settings and is unaffected.
+        "max_retries": 0,
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=10.0),
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

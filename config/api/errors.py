@@ -5,13 +5,18 @@ goes through `exception_handler` and comes out as {"error": {"code", "message", 
 """
 
 import logging
+import sys
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from config.middleware import API_MESSAGE, RETRY_AFTER, database_unavailable, unavailable_response
 
 logger = logging.getLogger("switchyard.api")
 
@@ -79,6 +84,13 @@ def _translate(exc):
     """(status, code, message, details, headers) for any exception the API can meet."""
     if isinstance(exc, ApiError):
         return exc.status_code, exc.code, exc.message, exc.details, exc.headers
+    if database_unavailable(exc):  # an outage, not a bug: the client retries (config/middleware.py)
+        logger.warning("Database unavailable: %s", exc)
+        return 503, "service_unavailable", API_MESSAGE, {}, {"Retry-After": str(RETRY_AFTER)}
+    if isinstance(exc, RequestDataTooBig):
+        # Mostly answered earlier by config.security.ApiBodyLimitMiddleware; this catches request.body reads.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return 413, "payload_too_large", f"The request body is over the limit of {limit} bytes.", {}, {}
     if isinstance(exc, Http404 | exceptions.NotFound):
         return 404, "not_found", "Not found.", {}, {}
     if isinstance(exc, DjangoPermissionDenied):
@@ -148,6 +160,8 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    if database_unavailable(sys.exc_info()[1]):  # raised outside a view, e.g. saving the session
+        return unavailable_response(request)
     if request.path.startswith("/api/"):
         return JsonResponse(
             error_body("internal_error", "Something went wrong on our side; it has been logged."), status=500

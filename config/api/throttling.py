@@ -6,11 +6,14 @@ concurrent processes lose counts) and sets no RateLimit headers; this is a fixed
 shared cache's atomic incr (Redis in production), so the limit holds across every web process.
 """
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
@@ -30,15 +33,25 @@ class KeyRateThrottle(BaseThrottle):
         window = int(now // period)
         reset = int((window + 1) * period - now) or 1
         bucket = f"ratelimit:{key.prefix}:{window}"
-        cache.add(bucket, 0, timeout=period + 5)
         try:
-            used = cache.incr(bucket)
-        except ValueError:  # evicted between add and incr
-            cache.set(bucket, 1, timeout=period + 5)
-            used = 1
+            used = self._count(bucket, period)
+        except Exception as exc:  # the cache (Redis) down: let the request through rather than fail it
+            # Fail open: refusing every request while Redis is down would turn a cache outage into an API
+            # outage, and the limit only guards capacity; without a count there are no RateLimit headers.
+            logger.warning("Rate limit not applied, the cache is unavailable: %s", exc)
+            return True
         request._ratelimit = (limit, max(limit - used, 0), reset)
         self._wait = reset
         return used <= limit
+
+    @staticmethod
+    def _count(bucket: str, period: int) -> int:
+        cache.add(bucket, 0, timeout=period + 5)
+        try:
+            return cache.incr(bucket)
+        except ValueError:  # evicted between add and incr
+            cache.set(bucket, 1, timeout=period + 5)
+            return 1
 
     def wait(self):
         return self._wait

@@ -134,13 +134,78 @@ def claim(api_key, value, path, body, *, age=timedelta(0), status_code=None, exp
     )
 
 
-def test_a_request_still_in_progress_is_409(api_client, integration_key, calls):
+@pytest.fixture
+def running_request(db):
+    """`running_request(api_key, value)`: another session holds the key's lock, as a request still running does."""
+    from django.db import connections
+
+    sessions = []
+
+    def hold(api_key, value):
+        other = connections.create_connection("default")
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [idempotency.lock_key(api_key.pk, value)])
+        sessions.append(other)
+
+    yield hold
+    for other in sessions:
+        other.close()  # its session ends, and its lock with it
+
+
+def test_a_request_still_in_progress_is_409(api_client, integration_key, calls, running_request):
     claim(integration_key.key, "busy", ERROR, {"message": "x"})
+    running_request(integration_key.key, "busy")
 
     response = post(api_client(integration_key), ERROR, {"message": "x"}, key="busy")
 
     assert_error(response, 409, "idempotency_in_progress")
     assert calls["report_error"] == 0
+
+
+def test_a_request_still_running_is_409_however_old_its_claim(
+    api_client, integration_key, calls, running_request
+):
+    claim(
+        integration_key.key,
+        "slow",
+        ERROR,
+        {"message": "x"},
+        age=idempotency.STALE_AFTER + timedelta(minutes=1),
+    )
+    running_request(integration_key.key, "slow")
+
+    assert_error(
+        post(api_client(integration_key), ERROR, {"message": "x"}, key="slow"), 409, "idempotency_in_progress"
+    )
+    assert calls["report_error"] == 0
+
+
+def test_a_claim_whose_request_died_is_taken_over_at_once(api_client, integration_key, calls):
+    # A fresh claim nobody holds the lock of: its request died (worker killed, database restarted) before
+    # storing an answer, and the retry must not wait STALE_AFTER for it.
+    record = claim(integration_key.key, "cut-off", ERROR, {"message": "x"})
+    client = api_client(integration_key)
+
+    response = post(client, ERROR, {"message": "x"}, key="cut-off")
+
+    assert response.status_code == 200, response.content
+    assert not response.has_header("Idempotent-Replayed")
+    assert calls["report_error"] == 1
+    record.refresh_from_db()
+    assert (record.status_code, record.response_body) == (200, {"status": "error"})
+    assert post(client, ERROR, {"message": "x"}, key="cut-off")["Idempotent-Replayed"] == "true"
+    assert calls["report_error"] == 1
+
+
+def test_the_key_lock_is_released_after_each_answer(api_client, integration_key, calls):
+    client = api_client(integration_key)
+    post(client, ERROR, {"message": "x"}, key="released")  # stored
+    post(client, ERROR, {"message": "x"}, key="released")  # replayed
+    post(client, ERROR, {"message": "y"}, key="released")  # 422
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert cursor.fetchone()[0] == 0
 
 
 def test_a_stale_claim_is_taken_over(api_client, integration_key, integration, calls):
@@ -164,20 +229,6 @@ def test_a_stale_claim_is_taken_over(api_client, integration_key, integration, c
     # ...and from now on it replays.
     assert post(client, ERROR, {"message": "x"}, key="died")["Idempotent-Replayed"] == "true"
     assert calls["report_error"] == 1
-
-
-def test_a_claim_just_younger_than_stale_is_still_409(api_client, integration_key, calls):
-    claim(
-        integration_key.key,
-        "slow",
-        ERROR,
-        {"message": "x"},
-        age=idempotency.STALE_AFTER - timedelta(seconds=5),
-    )
-
-    assert_error(
-        post(api_client(integration_key), ERROR, {"message": "x"}, key="slow"), 409, "idempotency_in_progress"
-    )
 
 
 def test_an_expired_record_runs_the_request_again(api_client, integration_key, calls):
