@@ -27,6 +27,7 @@ from organizations.admin_mixins import (
     html_table,
 )
 from organizations.choices import Role
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -196,7 +197,9 @@ class ShippingMethodMappingInline(MappingInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationScopedAdmin):
+class IntegrationAdmin(
+    ConfigHistoryAdmin, OrganizationColumnMixin, ScopedEventsMixin, OrganizationScopedAdmin
+):
     member_access_field = ""
     inlines = [SkuMappingInline, ShippingMethodMappingInline]
     list_display = [
@@ -217,6 +220,10 @@ class IntegrationAdmin(OrganizationColumnMixin, ScopedEventsMixin, OrganizationS
     delete_selected_confirmation_template = "admin/integrations/integration/delete_selected_confirmation.html"
     change_list_template = "admin/integrations/integration/change_list.html"
     change_form_template = "admin/integrations/integration/change_form.html"
+
+    def history_secret_keys(self, obj):
+        # Secret settings are moved out of `settings` on save; older history rows may still hold some.
+        return {"settings": obj.connector.secret_fields}
 
     # --- list -----------------------------------------------------------------------------------------
     @admin.display(description="status", ordering="status")
@@ -717,7 +724,7 @@ def _deliveries_of(status):
 
 
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(OrganizationScopedAdmin):
+class WebhookSubscriptionAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     """Webhook subscriptions of the organization's integrations; the signing secret is never shown."""
 
     organization_field = "integration__organization"

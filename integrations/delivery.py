@@ -29,6 +29,7 @@ from django.utils import timezone
 from config.celery import answer_doorbell as celery_answer_doorbell
 from config.celery import enqueue, enqueue_once
 from config.transactions import on_commit_once
+from organizations import history
 
 from . import outbound, services, signals, signing
 from .choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind, EventType, IntegrationStatus, Workflow
@@ -460,6 +461,7 @@ def switch_off(subscription: WebhookSubscription, reason: str, *, delivery=None,
     )
     subscription.active, subscription.disabled_reason, subscription.disabled_at = False, reason[:500], now
     if updated:
+        history.record_change(subscription, actor="system")  # update() sends no post_save
         services.record_event(
             subscription.integration,
             EventKind.CONFIG_CHANGED,

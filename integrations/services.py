@@ -16,6 +16,8 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from organizations import history
+
 from . import signals
 from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Connector, Integration, IntegrationEvent, OutboxEvent
@@ -771,7 +773,7 @@ def _import_mapping_rows(integration: Integration, data: dict) -> dict[str, list
                 )
                 continue
             skipped.setdefault(section, []).append({**entry, "reason": reason})
-        row_model.objects.bulk_create(rows)
+        history.bulk_create(row_model, rows)
     return skipped
 
 

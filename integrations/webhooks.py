@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from organizations import history
+
 from . import services
 from .choices import EventKind, EventType
 from .models import WebhookSubscription
@@ -117,9 +119,10 @@ def subscribe(integration, url: str, events, key) -> tuple[WebhookSubscription, 
     event_types = check_events(events, key)
     check_target_url(url)
     secret = new_secret()
-    subscription = WebhookSubscription.objects.create(
-        integration=integration, url=url, event_types=event_types, secret=secret
-    )
+    with history.actor_context(f"key:{key.prefix}"):
+        subscription = WebhookSubscription.objects.create(
+            integration=integration, url=url, event_types=event_types, secret=secret
+        )
     services.record_event(
         integration,
         EventKind.CONFIG_CHANGED,
@@ -135,7 +138,8 @@ def unsubscribe(subscription: WebhookSubscription, *, actor=None) -> None:
     """Delete the subscription and record it on its integration's trail."""
     integration = subscription.integration
     data = {"webhook": str(subscription.pk), "url": subscription.url, "events": subscription.event_types}
-    subscription.delete()
+    with history.actor_context(actor):
+        subscription.delete()
     services.record_event(
         integration,
         EventKind.CONFIG_CHANGED,
@@ -162,6 +166,7 @@ def reactivate(subscription: WebhookSubscription, *, actor=None) -> bool:
     reason = subscription.disabled_reason
     subscription.active, subscription.disabled_reason = True, ""
     subscription.disabled_at = subscription.failing_since = None
+    history.record_change(subscription, actor=actor)  # update() sends no post_save
     services.record_event(
         subscription.integration,
         EventKind.CONFIG_CHANGED,

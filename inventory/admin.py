@@ -12,6 +12,7 @@ from organizations.admin_mixins import (
     badge,
     same_organization_form,
 )
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -162,7 +163,7 @@ class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, Organ
 
 
 @admin.register(SkuMapping)
-class SkuMappingAdmin(OrganizationScopedAdmin):
+class SkuMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     organization_field = "integration__organization"
     member_access_field = "integration"
     form = same_organization_form("integration", "product")

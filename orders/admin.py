@@ -15,6 +15,7 @@ from organizations.admin_mixins import (
     badge,
     same_organization_form,
 )
+from organizations.history_admin import ConfigHistoryAdmin
 
 from . import services
 from .choices import ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
@@ -490,7 +491,7 @@ class ShippingMethodAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
 
 
 @admin.register(ShippingMethodMapping)
-class ShippingMethodMappingAdmin(OrganizationScopedAdmin):
+class ShippingMethodMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     organization_field = "integration__organization"
     member_access_field = "integration"
     form = same_organization_form("integration", "method")

@@ -6,9 +6,12 @@ cursors, counters, last-used stamps): history is about people changing configura
 """
 
 import contextvars
-from contextlib import contextmanager
+import os
+import sys
+from contextlib import contextmanager, nullcontext
 
 from simple_history.models import HistoricalRecords
+from simple_history.utils import bulk_create_with_history
 
 # Who is acting when there is no admin request to read the user from (HistoryRequestMiddleware covers that):
 # an API call with a key, a management command. (user or None, change reason or None).
@@ -38,6 +41,60 @@ def current_actor() -> tuple | None:
     return _actor.get()
 
 
+def describe_actor(label: str) -> str:
+    """The services' actor labels ("key:<prefix>", "user:<name>", "system") as a change reason."""
+    if label.startswith("key:"):
+        return f"API key sy_{label[4:]}_…"
+    return label
+
+
+def actor_context(actor):
+    """history_actor() for a services-style `actor` (a user, a label string, or None: whoever is ambient)."""
+    if actor is None:
+        return nullcontext()
+    if isinstance(actor, str):
+        return history_actor(reason=describe_actor(actor))
+    return history_actor(user=actor)
+
+
+def record_change(instance, *, actor=None):
+    """Write the history row of a change made with queryset.update() (which sends no signal): `instance`
+    must hold the stored values (refresh_from_db). No row when no tracked field changed."""
+    records = type(instance)._config_history
+    with actor_context(actor):
+        if records.tracked_change(instance):
+            records.create_historical_record(instance, "~")
+
+
+def bulk_create(model, rows: list) -> list:
+    """model.objects.bulk_create(rows) with their history rows (bulk_create sends no post_save), attributed
+    like a save would be."""
+    if not rows:
+        return []
+    records = model._config_history
+    return bulk_create_with_history(
+        rows,
+        model,
+        default_user=records.get_history_user(rows[0]),
+        default_change_reason=records.get_change_reason_for_object(rows[0], "+", None),
+    )
+
+
+def _request():
+    # HistoryRequestMiddleware keeps the current request here; DRF sets `.user` and `.auth` (the ApiKey)
+    # on this underlying Django request once it has authenticated a key.
+    return getattr(HistoricalRecords.context, "request", None)
+
+
+def _command_reason() -> str | None:
+    # Management commands have no request to name the actor: the command line does. runserver serves
+    # requests, which name their own.
+    argv = sys.argv
+    if len(argv) > 1 and os.path.basename(argv[0]) == "manage.py" and argv[1] != "runserver":
+        return f"manage.py {argv[1]}"
+    return None
+
+
 class ConfigHistory(HistoricalRecords):
     """HistoricalRecords that records configuration changes only.
 
@@ -52,17 +109,19 @@ class ConfigHistory(HistoricalRecords):
     def __init__(self, *, excluded_fields, **kwargs):
         super().__init__(excluded_fields=list(excluded_fields), **kwargs)
 
-    def _tracked_attnames(self, instance) -> set[str]:
-        return {f.attname for f in self.fields_included(instance)}
+    def contribute_to_class(self, cls, name):
+        super().contribute_to_class(cls, name)
+        cls._config_history = self  # for record_change()
 
     def post_save(self, instance, created, using=None, **kwargs):
-        if not created and not kwargs.get("raw", False) and not self._changes_tracked(instance, kwargs):
-            return
-        super().post_save(instance, created, using=using, **kwargs)
+        if created or kwargs.get("raw", False):
+            return super().post_save(instance, created, using=using, **kwargs)
+        if self.tracked_change(instance, kwargs.get("update_fields")):
+            super().post_save(instance, created, using=using, **kwargs)
 
-    def _changes_tracked(self, instance, kwargs) -> bool:
+    def tracked_change(self, instance, update_fields=None) -> bool:
+        """Whether saving `instance` (with `update_fields`) changed a tracked field since the last row."""
         tracked = self.fields_included(instance)
-        update_fields = kwargs.get("update_fields")
         if update_fields is not None:
             names = {f.name for f in tracked} | {f.attname for f in tracked}
             if not names.intersection(update_fields):
@@ -85,4 +144,11 @@ class ConfigHistory(HistoricalRecords):
         if reason:
             return reason
         actor = _actor.get()
-        return actor[1] if actor is not None else None
+        if actor is not None and actor[1]:
+            return actor[1]
+        request = _request()
+        if request is not None:
+            # A key's request: name the key (an org key's owner is the history_user as well).
+            prefix = getattr(getattr(request, "auth", None), "prefix", None)
+            return f"API key sy_{prefix}_…" if prefix else None
+        return _command_reason()

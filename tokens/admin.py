@@ -13,6 +13,7 @@ from integrations.admin import status_badge as integration_badge
 from integrations.choices import ConnectorType
 from integrations.models import Connector, Integration
 from organizations.admin_mixins import OrganizationScopedAdmin, granted_integrations
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -77,7 +78,7 @@ class ApiKeyChangeForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(OrganizationScopedAdmin):
+class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     """Keys: prefix, state, grants and last use at a glance; revoke, regenerate and rotate; never the secret."""
 
     member_access_field = "integration"

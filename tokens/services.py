@@ -25,6 +25,7 @@ from django.utils import timezone
 from integrations import services as integration_services
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Connector, Integration
+from organizations.history import actor_context, record_change
 from organizations.models import Membership, Organization
 
 from . import grants as grant_registry
@@ -145,20 +146,21 @@ def issue_key(
         raise ValidationError("The expiry must be in the future.")
 
     secret, pepper_id = _new_secret(), current_pepper_id()
-    key = ApiKey.objects.create(
-        name=name,
-        kind=kind,
-        organization=organization,
-        integration=integration,
-        user=user if kind != KeyKind.INTEGRATION else None,
-        prefix=_new_prefix(),
-        secret_hash=hash_secret(secret, pepper_id),
-        pepper_id=pepper_id,
-        grants=normalized,
-        expires_at=expires_at,
-        allowed_ips=validate_cidrs(allowed_ips),
-        created_by=created_by,
-    )
+    with actor_context(actor or created_by):
+        key = ApiKey.objects.create(
+            name=name,
+            kind=kind,
+            organization=organization,
+            integration=integration,
+            user=user if kind != KeyKind.INTEGRATION else None,
+            prefix=_new_prefix(),
+            secret_hash=hash_secret(secret, pepper_id),
+            pepper_id=pepper_id,
+            grants=normalized,
+            expires_at=expires_at,
+            allowed_ips=validate_cidrs(allowed_ips),
+            created_by=created_by,
+        )
     _record(key, f"Key {key.display} issued ({', '.join(normalized) or 'no grants'}).", actor or created_by)
     return IssuedKey(key, f"sy_{key.prefix}_{secret}")
 
@@ -337,6 +339,8 @@ def revoke(key: ApiKey, *, actor=None, reason="") -> bool:
     )
     if updated:
         key.refresh_from_db()
+        # update() sends no post_save: the history row is written here.
+        record_change(key, actor=actor)
         _record(key, f"Key {key.display} revoked{': ' + reason if reason else ''}.", actor)
     return bool(updated)
 
@@ -371,8 +375,9 @@ def regenerate(key: ApiKey, *, actor=None) -> IssuedKey:
     """A new secret; the old key is dead at once."""
     with transaction.atomic():
         new = _successor(key, actor)
-        revoke(key, actor=actor, reason=f"regenerated as {new.key.display}")
+        # Linked before the revocation, so that its one history row shows both.
         ApiKey.objects.filter(pk=key.pk).update(replaced_by=new.key)
+        revoke(key, actor=actor, reason=f"regenerated as {new.key.display}")
     return new
 
 
@@ -387,7 +392,8 @@ def rotate(key: ApiKey, *, grace: timedelta | None = None, actor=None) -> Issued
         if key.expires_at is None or key.expires_at > ends:
             key.expires_at = ends
         key.replaced_by = new.key
-        key.save(update_fields=["expires_at", "replaced_by"])
+        with actor_context(actor):
+            key.save(update_fields=["expires_at", "replaced_by"])
         _record(
             key,
             f"Key {key.display} rotated to {new.key.display}; valid until {key.expires_at:%Y-%m-%d %H:%M} UTC.",

@@ -26,6 +26,7 @@ from inventory.models import InventoryBuffer
 from orders.choices import ORDER_BADGE, OrderStatus
 from orders.models import Order
 from organizations.admin_mixins import OrganizationScopedAdmin, badge
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -135,7 +136,7 @@ def _status_display(engine):
 
 
 @admin.register(EngineSettings)
-class EngineSettingsAdmin(OrganizationScopedAdmin):
+class EngineSettingsAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     """
     One row per organization, made on first visit: its admins change it, its members view it. Saving
     stores the org-wide buffer through inventory.services so the inventory engine recomputes.

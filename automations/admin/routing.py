@@ -20,6 +20,7 @@ from organizations.admin_mixins import (
     SameOrganizationForm,
     badge,
 )
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.scoping import scope_for
 
 from .. import conditions
@@ -133,7 +134,7 @@ class PreferenceInline(OrganizationScopedInline):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+class RoutingRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, OrganizationScopedAdmin):
     """Routing cards: conditions over the order, then where it ships from; tried in position order."""
 
     form = RoutingRuleForm

@@ -26,6 +26,7 @@ from organizations.admin_mixins import (
     badge,
     html_table,
 )
+from organizations.history_admin import ConfigHistoryAdmin
 from organizations.scoping import scope_for
 
 from .. import conditions, rules
@@ -96,7 +97,7 @@ class RuleChangeList(ChangeList):
 
 
 @admin.register(AutomationRule)
-class AutomationRuleAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+class AutomationRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, OrganizationScopedAdmin):
     """Rules that hold, release, route, tag or raise on new and updated orders, tried in position order."""
 
     form = AutomationRuleForm
