@@ -537,8 +537,13 @@ def _create_fulfillment(request, data, *, integration, user):
         # The order first, then the request: the lock order of cancel_order, so a cancel racing a
         # fulfillment waits instead of deadlocking.
         _locked(Order(pk=ShippingRequest.objects.values_list("order_id", flat=True).get(pk=request.pk)))
+        # Only the request's row: a bare FOR UPDATE with select_related would lock its location too, and every
+        # routing commit that inserts a request for that location (its foreign key check takes KEY SHARE on
+        # the location) would wait for this transaction while it waits for their stock rows: a deadlock.
         request = (
-            ShippingRequest.objects.select_for_update().select_related("order", "location").get(pk=request.pk)
+            ShippingRequest.objects.select_for_update(of=("self",))
+            .select_related("order", "location")
+            .get(pk=request.pk)
         )
         if external_id and integration is not None:
             existing = Fulfillment.objects.filter(integration=integration, external_id=external_id).first()
