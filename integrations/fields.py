@@ -99,6 +99,12 @@ class EncryptedTextField(models.TextField):
     def to_python(self, value):
         return value
 
+    def pre_save(self, model_instance, add):
+        # The stored form, not the attribute: a save must not decrypt a value nobody read.
+        if self.attname in model_instance.__dict__:
+            return model_instance.__dict__[self.attname]
+        return super().pre_save(model_instance, add)
+
     def get_prep_value(self, value):
         return value  # encrypted in get_db_prep_value: lookups must not reach it with a plaintext
 

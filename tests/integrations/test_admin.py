@@ -84,7 +84,8 @@ def test_wizard_creates_integration_and_moves_to_connecting(
     integration = Integration.objects.get(name="Shop")
     assert integration.organization == org and integration.connector == strict_connector
     assert integration.status == S.CONNECTING
-    assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
+    assert services.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
+    assert "api_token" not in integration.settings  # the secret is kept apart, encrypted
     assert integration.flow_orders_in and not integration.flow_fulfillments_in  # channel defaults
     kinds = list(integration.events.values_list("kind", flat=True))
     assert "created" in kinds and "status_changed" in kinds
@@ -138,7 +139,8 @@ def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
     assert response.status_code == 302, response.content[:3000]
     integration.refresh_from_db()
     assert integration.name == "Strict renamed"
-    assert integration.settings["api_token"] == GOOD_SETTINGS["api_token"]
+    assert services.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
+    assert "api_token" not in integration.settings  # the secret is kept apart, encrypted
 
 
 # --- mapping rows on the change page ---------------------------------------------------------------------

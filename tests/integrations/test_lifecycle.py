@@ -344,7 +344,7 @@ def test_disabling_keeps_configuration(strict_integration):
     services.disable(strict_integration)
 
     stored = Integration.objects.get(pk=strict_integration.pk)
-    assert stored.settings == GOOD_SETTINGS
+    assert services.full_settings(stored) == GOOD_SETTINGS
 
 
 # --- handshake ----------------------------------------------------------------------------------------
@@ -549,7 +549,7 @@ def test_saving_complete_settings_on_not_configured_moves_to_connecting(incomple
     services.save_integration(incomplete_integration, settings=dict(GOOD_SETTINGS), actor=org_admin)
 
     stored = Integration.objects.get(pk=incomplete_integration.pk)
-    assert (stored.status, stored.settings) == (S.CONNECTING, GOOD_SETTINGS)
+    assert (stored.status, services.full_settings(stored)) == (S.CONNECTING, GOOD_SETTINGS)
     events = new_events(incomplete_integration, mark)
     assert [e.kind for e in events] == [EventKind.CONFIG_CHANGED, EventKind.STATUS_CHANGED]
     assert (events[1].data["from"], events[1].data["to"]) == (S.NOT_CONFIGURED.value, S.CONNECTING.value)
@@ -568,7 +568,7 @@ def test_removing_a_required_setting_on_connected_moves_to_not_configured(strict
     # then it is not configured any more, and the event says which setting changed
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert stored.status == S.NOT_CONFIGURED
-    assert stored.settings == {"api_token": "tok-12345678", "page_size": 50}
+    assert services.full_settings(stored) == {"api_token": "tok-12345678", "page_size": 50}
     events = new_events(strict_integration, mark)
     assert [e.kind for e in events] == [EventKind.CONFIG_CHANGED, EventKind.STATUS_CHANGED]
     assert events[0].data["settings"] == ["base_url"]
