@@ -106,7 +106,7 @@ class ActionForm(forms.Form):
         required=False,
         min_value=1,
         max_value=rules.MAX_HOLD_MINUTES,
-        widget=forms.NumberInput(attrs={"style": "width: 6em"}),
+        widget=forms.NumberInput(attrs={"class": "sy-narrow-number"}),
         help_text="Hold for N minutes.",
     )
     location = forms.ModelChoiceField(

@@ -102,6 +102,9 @@ AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 # The API's notion of the client address: X-Forwarded-For only when BEHIND_PROXY (its right-most entry,
 # the one our proxy wrote). django-ipware, which axes' AXES_IPWARE_* settings need, is not installed.
 AXES_CLIENT_IP_CALLABLE = "config.api.authentication.client_ip"
+# Axes masks the username and address in its log lines by default; support needs them to unlock. Passwords
+# are always masked.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
 
 INSTALLED_APPS = [
     "config.admin.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (config/admin.py)
@@ -135,7 +138,6 @@ MIDDLEWARE = [
     "config.security.PermissionsPolicyMiddleware",
     "config.security.PolicyByPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.security.ApiBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,6 +146,8 @@ MIDDLEWARE = [
     # The admin user of a request becomes the history_user of the configuration changes it makes.
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Inside the header middlewares, so that its 413 carries their headers; before any view reads the body.
+    "config.security.ApiBodyLimitMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes' docs say: turns a lockout into the lockout page
 ]
 

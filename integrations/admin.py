@@ -1099,9 +1099,7 @@ ATTEMPTS_SHOWN = 50
 
 
 def pre(text):
-    return format_html(
-        '<pre style="white-space: pre-wrap; max-height: 30em; overflow: auto; margin: 0">{}</pre>', text
-    )
+    return format_html('<pre class="sy-pre">{}</pre>', text)
 
 
 def attempt_badge(attempt: WebhookAttempt):

@@ -36,6 +36,22 @@ class CursorPagination(DrfCursorPagination):
     def _descending(self):
         return self.ordering[0].startswith("-")
 
+    def get_page_size(self, request):
+        """Over 500 is clamped to 500 (API.md: "max 500"); what is not a whole number of at least 1 is a 400.
+
+        DRF's own falls back to the default for anything it cannot read, so `limit=abc` silently served 100.
+        """
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None or raw == "":
+            return self.page_size
+        digits = raw.strip()
+        # Length first: int() refuses strings past 4,300 digits, and any 7-digit count is over the cap anyway.
+        if not (digits.isascii() and digits.isdigit()) or (len(digits) < 7 and int(digits) < 1):
+            raise serializers.ValidationError(
+                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
+            )
+        return self.max_page_size if len(digits) >= 7 else min(int(digits), self.max_page_size)
+
     def paginate_queryset(self, queryset, request, view=None):
         self.request, self.base_url = request, request.build_absolute_uri()
         self.page_size = self.get_page_size(request)

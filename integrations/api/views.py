@@ -108,6 +108,12 @@ class EventViewSet(mixins.ListModelMixin, ScopedViewSet):
         return Q(integration=integration)
 
 
+class WebhookFilter(UpdatedSinceFilterSet):
+    class Meta:
+        model = WebhookSubscription
+        fields: list[str] = []
+
+
 @extend_schema_view(
     list=extend_schema(summary="Webhook subscriptions this key may see"),
     destroy=extend_schema(
@@ -122,6 +128,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
 
     queryset = WebhookSubscription.objects.all()
     serializer_class = WebhookSerializer
+    filterset_class = WebhookFilter  # API.md: every list accepts updated_since
     organization_field = "integration__organization"
     grants = {"list": "webhooks:read", "create": "webhooks:write", "destroy": "webhooks:write"}
 

@@ -1,0 +1,100 @@
+"""
+Response headers and request guards of the hardening issue (#7): one Content-Security-Policy per kind of
+page (admin, JSON API, the OpenAPI docs), Permissions-Policy, and the API's body-size limit applied before
+any view reads a byte — including chunked bodies, which carry no Content-Length to check.
+"""
+
+import io
+
+from csp.middleware import CSPMiddleware, PolicyParts
+from csp.utils import default_config
+from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
+from django.http import JsonResponse
+
+from config.api.errors import error_body
+
+API_PREFIX = "/api/"
+DOCS_PREFIX = "/api/v1/docs/"
+
+
+class PolicyByPathMiddleware(CSPMiddleware):
+    """django-csp's middleware with the policy picked by path: the admin's (settings.CONTENT_SECURITY_POLICY)
+    by default, API_CONTENT_SECURITY_POLICY for JSON answers, DOCS_CONTENT_SECURITY_POLICY for Swagger UI."""
+
+    def get_policy_parts(self, request, response, report_only=False):
+        parts = super().get_policy_parts(request, response, report_only)
+        if report_only or parts.config is not None:
+            return parts  # a view's own @csp decorator wins
+        path = request.path_info
+        if path.startswith(DOCS_PREFIX):
+            config = settings.DOCS_CONTENT_SECURITY_POLICY
+        elif path.startswith(API_PREFIX):
+            config = settings.API_CONTENT_SECURITY_POLICY
+        else:
+            return parts
+        return PolicyParts(default_config(config["DIRECTIVES"]), parts.update, parts.replace, parts.nonce)
+
+
+class PermissionsPolicyMiddleware:
+    """Permissions-Policy on every answer (Django has no setting for it; a package for one header is more
+    than it is worth)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.value = ", ".join(f"{feature}=()" for feature in settings.PERMISSIONS_POLICY_DENY)
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Permissions-Policy", self.value)
+        return response
+
+
+def _too_large():
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return JsonResponse(
+        error_body("payload_too_large", f"The request body is over the limit of {limit} bytes."), status=413
+    )
+
+
+class ApiBodyLimitMiddleware:
+    """Answers 413 payload_too_large for API bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before a view runs.
+
+    Django checks that limit only when something reads `request.body`; DRF's parsers read the stream itself,
+    so without this a 1 GB JSON body would be parsed. A chunked body (no Content-Length) is read here up to
+    the limit and handed on as an ordinary body: Django ignores such bodies otherwise, so a view would
+    silently see none.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is None or not request.path_info.startswith(API_PREFIX):
+            return self.get_response(request)
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # Transfer-Encoding overrides Content-Length (RFC 9112 §6.3). Only a server that ends the
+            # de-chunked input (gunicorn sets wsgi.input_terminated) can be read without blocking.
+            if not request.META.get("wsgi.input_terminated"):
+                return JsonResponse(
+                    error_body(
+                        "validation_error",
+                        "Chunked request bodies are not supported here; send a Content-Length.",
+                        {"Transfer-Encoding": ["Send the body with a Content-Length header."]},
+                    ),
+                    status=400,
+                )
+            body = request.META["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                return _too_large()
+            request.META["CONTENT_LENGTH"] = str(len(body))
+            request._stream = LimitedStream(io.BytesIO(body), len(body))
+        else:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                return _too_large()
+        return self.get_response(request)
