@@ -461,7 +461,7 @@ def switch_off(subscription: WebhookSubscription, reason: str, *, delivery=None,
     )
     subscription.active, subscription.disabled_reason, subscription.disabled_at = False, reason[:500], now
     if updated:
-        history.record_change(subscription, actor="system")  # update() sends no post_save
+        history.record_change(subscription)  # update() sends no post_save; whoever is acting (none: the hub)
         services.record_event(
             subscription.integration,
             EventKind.CONFIG_CHANGED,
