@@ -640,6 +640,7 @@ class Received:
     verified: bool
     body: bytes
     status: int = 0
+    held: bool = False  # held open until release(): its answer may never have been read
 
     @property
     def data(self) -> dict:
@@ -675,7 +676,7 @@ class Receiver:
             first = all(r.webhook_id != item.webhook_id for r in self.requests)
             self.requests.append(item)
             if self.hold_first and first:
-                answer = (200, {})
+                answer, item.held = (200, {}), True
             else:
                 answer = self.answers.pop(0) if self.answers else self.default
             item.status = answer[0]
