@@ -27,7 +27,7 @@ from organizations.admin_mixins import (
     html_table,
 )
 from organizations.choices import Role
-from organizations.history_admin import ConfigHistoryAdmin
+from organizations.history_admin import ConfigHistoryAdmin, configuration_changes
 from organizations.models import Organization
 from organizations.scoping import scope_for
 
@@ -225,6 +225,10 @@ class IntegrationAdmin(
         # Secret settings are moved out of `settings` on save; older history rows may still hold some.
         return {"settings": obj.connector.secret_fields}
 
+    @admin.display(description="last changes (settings, mappings, webhooks, keys)")
+    def configuration_changes(self, obj):
+        return configuration_changes(obj)
+
     # --- list -----------------------------------------------------------------------------------------
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
@@ -317,13 +321,14 @@ class IntegrationAdmin(
         if obj is not None:
             fieldsets.append(("API keys", {"fields": ["api_keys"]}))
             fieldsets.append(("Recent events", {"fields": ["recent_events"]}))
+            fieldsets.append(("Configuration changes", {"fields": ["configuration_changes"]}))
         return fieldsets
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # the add wizard is settings only
 
     def get_readonly_fields(self, request, obj=None):
-        fields = ["connector_display", *STATUS_FIELDS, "recent_events", "api_keys"]
+        fields = ["connector_display", *STATUS_FIELDS, "recent_events", "api_keys", "configuration_changes"]
         if obj is not None:
             fields.append("organization")  # an integration never moves between organizations
         return fields

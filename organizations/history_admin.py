@@ -13,10 +13,15 @@ import json
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper, ObjDiffDisplay
+
+from .admin_mixins import html_table
 
 SECRET_CHANGED = "changed (secret)"  # noqa: S105 - a label shown instead of the value
 
@@ -93,3 +98,90 @@ class ConfigHistoryAdmin(SimpleHistoryAdmin):
     def get_historical_record_context_helper(self, request, historical_record):
         secret_keys = getattr(request, "history_secret_keys", {})
         return ConfigChangeHelper(self.model, historical_record, secret_keys=secret_keys)
+
+
+# --- the integration page's "Configuration changes": its own rows, its mappings, subscriptions and keys -----
+
+
+def _label(record) -> str:
+    # From the historical row's own columns: str() of the object would load related rows, one per line.
+    for field, shown in (
+        ("external_sku", "SKU mapping {}"),
+        ("external_code", "Shipping method mapping {}"),
+        ("url", "Webhook {}"),
+        ("prefix", "Key sy_{}_…"),
+    ):
+        if hasattr(record, field):
+            return shown.format(getattr(record, field))
+    return "Integration"
+
+
+def _with_previous(model, queryset, limit):
+    """The newest `limit` rows of `queryset`, each with `.previous` (the object's row before it, or None),
+    in two queries."""
+    previous = (
+        model.objects.filter(id=OuterRef("id"), history_date__lt=OuterRef("history_date"))
+        .order_by("-history_date", "-history_id")
+        .values("history_id")[:1]
+    )
+    rows = list(
+        queryset.select_related("history_user")
+        .annotate(previous_id=Subquery(previous))
+        .order_by("-history_date", "-history_id")[:limit]
+    )
+    earlier = model.objects.in_bulk([r.previous_id for r in rows if r.previous_id])
+    for row in rows:
+        row.previous = earlier.get(row.previous_id)
+    return rows
+
+
+def _summary(record) -> str:
+    if record.history_type == "+":
+        return "created"
+    if record.history_type == "-":
+        return "deleted"
+    if record.previous is None:
+        return "changed"
+    names = record.diff_against(record.previous).changed_fields
+    meta = record.instance_type._meta
+    return "changed " + ", ".join(str(meta.get_field(n).verbose_name) for n in names) if names else "saved"
+
+
+def who(record) -> str:
+    if record.history_user_id:
+        user = str(record.history_user)
+        return f"{user} ({record.history_change_reason})" if record.history_change_reason else user
+    return record.history_change_reason or "system"
+
+
+def configuration_changes(integration, limit=15):
+    """The last `limit` configuration changes of an integration and the rows hanging off it, as a table
+    (field names only: values, secret or not, are on each object's History page)."""
+    from integrations.models import Integration, WebhookSubscription
+    from inventory.models import SkuMapping
+    from orders.models import ShippingMethodMapping
+    from tokens.models import ApiKey
+
+    sources = [(Integration.history.model, Integration.history.filter(id=integration.pk))]
+    for model in (SkuMapping, ShippingMethodMapping, WebhookSubscription, ApiKey):
+        sources.append((model.history.model, model.history.filter(integration_id=integration.pk)))
+    records = sorted(
+        (r for model, queryset in sources for r in _with_previous(model, queryset, limit)),
+        key=lambda r: (r.history_date, r.history_id),
+        reverse=True,
+    )[:limit]
+    link = reverse("admin:integrations_integration_history", args=[integration.pk])
+    return html_table(
+        ["When", "What", "Change", "By"],
+        (
+            (
+                timezone.localtime(r.history_date).strftime("%Y-%m-%d %H:%M:%S"),
+                _label(r),
+                _summary(r),
+                who(r),
+            )
+            for r in records
+        ),
+        empty="No configuration changes recorded yet.",
+        link=(link, "History of the integration's own settings"),
+    )

@@ -271,3 +271,27 @@ def test_the_history_page_queries_do_not_grow_with_rows(
         with django_assert_max_num_queries(15):
             html = history_page(acme, obj)
         assert html.count('class="sy-history-row"') == 40
+
+
+def test_the_integration_page_lists_its_last_configuration_changes(
+    acme, org_admin, org, integration, integration_key, products
+):
+    integration.notification_email = "ops@shop.test"
+    integration.save()
+    mapping = SkuMapping.objects.create(
+        integration=integration, external_sku="SHOP-MUG", product=products["MUG"]
+    )
+    mapping.delete()
+    make_subscription(integration)
+    acme.post(reverse("admin:tokens_apikey_revoke", args=[integration_key.key.pk]))
+
+    page = acme.get(integration_url(integration))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    start = html.index("Configuration changes<")
+    table = html[start : html.index("</table>", start)]
+    assert all(line in table for line in ("changed notification email", "SKU mapping SHOP-MUG", "deleted"))
+    assert f"Key sy_{integration_key.key.prefix}_…" in table and "revoked at, revoked by" in table
+    assert org_admin.username in table and "Webhook https://hooks.example.test/in" in table
+    assert "whsec_" not in html and integration_key.key.secret_hash not in html
