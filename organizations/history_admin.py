@@ -74,12 +74,17 @@ _MISSING = object()
 class ConfigHistoryAdmin(SimpleHistoryAdmin):
     """Mix in first (before the OrganizationScoped… bases) on the admin of a model with a ConfigHistory."""
 
+    object_history_template = "admin/config_history/object_history.html"
     object_history_list_template = "admin/config_history/object_history_list.html"
     history_list_per_page = 50
 
     def history_secret_keys(self, obj) -> dict[str, set[str]]:
         """{JSON field: keys whose values are secrets}, for `obj`."""
         return {}
+
+    def related_history(self, obj):
+        """(title, table) of the history of rows edited with `obj` (its inline), shown under its own; or None."""
+        return None
 
     def get_urls(self):
         # Everything but simple-history's per-version form (the revert view): see the module docstring.
@@ -93,6 +98,8 @@ class ConfigHistoryAdmin(SimpleHistoryAdmin):
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         request.history_secret_keys = self.history_secret_keys(obj)
+        related = self.related_history(obj)
+        extra_context = {**(extra_context or {}), "related_history": related}
         return super().history_view(request, object_id, extra_context)
 
     def get_historical_record_context_helper(self, request, historical_record):
@@ -152,6 +159,24 @@ def who(record) -> str:
         user = str(record.history_user)
         return f"{user} ({record.history_change_reason})" if record.history_change_reason else user
     return record.history_change_reason or "system"
+
+
+def rows_table(model, queryset, describe, limit=50):
+    """A table of `queryset`'s newest historical rows of `model`: when, action, `describe(row)`, who."""
+    rows = _with_previous(model, queryset, limit)
+    return html_table(
+        ["When", "Action", "Row", "By"],
+        (
+            (
+                timezone.localtime(r.history_date).strftime("%Y-%m-%d %H:%M:%S"),
+                _summary(r),
+                describe(r),
+                who(r),
+            )
+            for r in rows
+        ),
+        empty="No changes recorded.",
+    )
 
 
 def configuration_changes(integration, limit=15):

@@ -20,7 +20,7 @@ from organizations.admin_mixins import (
     SameOrganizationForm,
     badge,
 )
-from organizations.history_admin import ConfigHistoryAdmin
+from organizations.history_admin import ConfigHistoryAdmin, rows_table
 from organizations.scoping import scope_for
 
 from .. import conditions
@@ -161,6 +161,16 @@ class RoutingRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organization
             (None, {"fields": ["condition_rows"]}),
             ("Shipping", {"fields": ["allow_split", "position", "active"]}),
         ]
+
+    def related_history(self, obj):
+        rows = RoutingRuleLocation.history.filter(rule_id=obj.pk)
+        names = dict(Location.objects.filter(pk__in=rows.values("location_id")).values_list("pk", "name"))
+        table = rows_table(
+            RoutingRuleLocation.history.model,
+            rows,
+            lambda row: f"{names.get(row.location_id, row.location_id)} at position {row.position}",
+        )
+        return ("Its locations", table)
 
     def get_readonly_fields(self, request, obj=None):
         # A card does not move between organizations: its locations are that organization's.

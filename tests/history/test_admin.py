@@ -295,3 +295,30 @@ def test_the_integration_page_lists_its_last_configuration_changes(
     assert f"Key sy_{integration_key.key.prefix}_…" in table and "revoked at, revoked by" in table
     assert org_admin.username in table and "Webhook https://hooks.example.test/in" in table
     assert "whsec_" not in html and integration_key.key.secret_hash not in html
+
+
+def test_a_routing_cards_history_lists_its_location_changes(acme, org_admin, org, warehouse, west):
+    acme.post(reverse("admin:automations_routingrule_add"), card_post(org, locations=[warehouse]))
+    card = RoutingRule.objects.get()
+    [east] = card.preferences.all()
+    data = card_post(org, locations=[west]) | {
+        "preferences-TOTAL_FORMS": 2,
+        "preferences-INITIAL_FORMS": 1,
+        "preferences-0-id": east.pk,
+        "preferences-0-rule": card.pk,
+        "preferences-0-location": warehouse.pk,
+        "preferences-0-position": 0,
+        "preferences-0-DELETE": "on",
+        "preferences-1-location": west.pk,
+        "preferences-1-position": 1,
+    }
+    data.pop("organization")
+
+    response = acme.post(reverse("admin:automations_routingrule_change", args=[card.pk]), data)
+
+    assert response.status_code == 302, response.content[:2000]
+    html = history_page(acme, card)
+    related = html[html.index('id="sy-related-history"') :]
+    assert "East at position 0" in related and "West at position 1" in related
+    assert related.count("deleted") == 1 and related.count("created") == 2
+    assert related.count(org_admin.username) == 3
