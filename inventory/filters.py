@@ -2,7 +2,7 @@
 
 import django_filters
 
-from config.api.filters import UpdatedSinceFilterSet
+from config.api.filters import StrictBooleanFilter, UpdatedSinceFilterSet, UtcIsoDateTimeFilter
 
 from . import services
 from .choices import LocationKind
@@ -11,7 +11,7 @@ from .models import InventoryLevel, Location, Product
 
 class ProductFilter(UpdatedSinceFilterSet):
     sku = django_filters.CharFilter(help_text="The hub SKU, exactly.")
-    active = django_filters.BooleanFilter()
+    active = StrictBooleanFilter()
 
     class Meta:
         model = Product
@@ -20,7 +20,7 @@ class ProductFilter(UpdatedSinceFilterSet):
 
 class LocationFilter(UpdatedSinceFilterSet):
     kind = django_filters.ChoiceFilter(choices=LocationKind.choices)
-    active = django_filters.BooleanFilter()
+    active = StrictBooleanFilter()
 
     class Meta:
         model = Location
@@ -63,7 +63,7 @@ class InventoryLevelFilter(KeySkuFilterSet):
 class AvailabilityFilter(KeySkuFilterSet):
     product_field, sku_field = "pk", "sku"
     # The view annotates each product with the last change of it or of its stock at the channel's locations.
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="availability_updated_at",
         lookup_expr="gte",
         help_text="Only SKUs whose product or stock changed at or after this time.",

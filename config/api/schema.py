@@ -26,10 +26,43 @@ ERRORS = {
     "403": "missing_grant, integration_disabled, workflow_disabled or ip_not_allowed",
     "404": "not_found (also for other tenants' objects)",
     "429": "rate_limited; Retry-After says when",
+    "503": "service_unavailable (the database is briefly unreachable); Retry-After says when",
 }
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.DecimalField)
+            and schema.get("type") == "string"
+        ):
+            # DRF reads a decimal sent as a JSON number too ("price": 12.5): say so, or the document calls
+            # valid requests invalid (the schemathesis fuzz, tests/hardening, sends numbers as invalid data).
+            outer = {
+                k: schema.pop(k) for k in ("readOnly", "writeOnly", "nullable", "description") if k in schema
+            }
+            number = {"type": "number"}
+            if field.min_value is not None:
+                number["minimum"] = float(field.min_value)
+            if field.max_value is not None:
+                number["maximum"] = float(field.max_value)
+            schema = {"anyOf": [schema, number], **outer}
+        return schema
+
+    def _get_filter_parameters(self):
+        # An empty filter (?status=) filters nothing, as django-filter reads it: documented, so that clients
+        # and the fuzz know an empty value is not an error.
+        return [{**p, "allowEmptyValue": True} for p in super()._get_filter_parameters()]
+
+    def _get_pagination_parameters(self):
+        # ?limit= (empty) is the default page size (config/api/pagination.py); a bad cursor is a 400.
+        return [
+            {**p, "allowEmptyValue": True} if p["name"] == "limit" else p
+            for p in super()._get_pagination_parameters()
+        ]
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         for status_code, description in ERRORS.items():

@@ -8,7 +8,7 @@ from automations import services as exceptions
 from automations.choices import ExceptionKind
 from config.api.base import ApiView, ScopedViewSet, sender
 from config.api.errors import ApiError
-from config.api.filters import UpdatedSinceFilterSet
+from config.api.filters import UpdatedSinceFilterSet, UtcIsoDateTimeFilter
 from config.api.permissions import NO_GRANT
 
 from .. import services, webhooks
@@ -86,7 +86,7 @@ class ReportErrorView(ApiView):
 
 
 class EventFilter(UpdatedSinceFilterSet):
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Only events at or after this time."
     )
     kind = django_filters.CharFilter()

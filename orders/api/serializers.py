@@ -134,8 +134,14 @@ class ShippingRequestBriefSerializer(serializers.ModelSerializer):
         fields = ["id", "location", "status"]
 
 
+def tracking_url_field():
+    # Empty when the 3PL sent none: the model's URLField is blank=True, so the schema must admit "" too.
+    return serializers.URLField(read_only=True, allow_blank=True)
+
+
 class FulfillmentBriefSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
+    tracking_url = tracking_url_field()
 
     class Meta:
         model = Fulfillment
@@ -336,6 +342,7 @@ class FulfillmentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     shipping_request = serializers.CharField(source="shipping_request_id", read_only=True)
     order = serializers.CharField(source="order_id", read_only=True)
+    tracking_url = tracking_url_field()
     lines = serializers.SerializerMethodField()
 
     class Meta:
