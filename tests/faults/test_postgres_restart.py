@@ -106,7 +106,7 @@ def test_postgres_restart_answers_503_then_recovers_without_restarts(hub, receiv
         for attempt in attempts[:-1]:
             assert attempt[0] in (409, 503) or isinstance(attempt[0], str), attempt
             if attempt[0] == 503:
-                assert attempt[1]["error"]["code"] == "service_unavailable" and "Retry-After" in attempt[3]
+                assert attempt[1]["error"]["code"] == "service_unavailable" and "retry-after" in attempt[3]
     ids = {results[n][-1][1]["id"] for n in results}
     assert len(ids) == ORDERS
     for n in range(ORDERS):
