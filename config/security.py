@@ -10,7 +10,7 @@ from csp.middleware import CSPMiddleware, PolicyParts
 from csp.utils import default_config
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 
 from config.api.errors import error_body
 
@@ -57,21 +57,26 @@ def _too_large():
     )
 
 
-class ApiBodyLimitMiddleware:
-    """Answers 413 payload_too_large for API bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before a view runs.
+class RequestGuardMiddleware:
+    """Refuses, before a view runs, what would otherwise end in a 500 or a parsed giant:
 
-    Django checks that limit only when something reads `request.body`; DRF's parsers read the stream itself,
-    so without this a 1 GB JSON body would be parsed. A chunked body (no Content-Length) is read here up to
-    the limit and handed on as an ordinary body: Django ignores such bodies otherwise, so a view would
-    silently see none.
+    * a NUL character in the path or the query string (PostgreSQL refuses NUL in text: an admin list filter
+      or the API's request log would fail on it) — 404 for a path, 400 naming the parameter for a query;
+    * an API body over DATA_UPLOAD_MAX_MEMORY_SIZE: 413 payload_too_large. Django checks that limit only
+      when something reads `request.body`; DRF's parsers read the stream themselves, so without this a 1 GB
+      JSON body would be parsed. A chunked body (no Content-Length) is read here up to the limit and handed
+      on as an ordinary body: Django ignores such bodies otherwise, so a view would silently see none.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        api = request.path_info.startswith(API_PREFIX)
+        if refused := self._nul(request, api):
+            return refused
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is None or not request.path_info.startswith(API_PREFIX):
+        if limit is None or not api:
             return self.get_response(request)
         if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
             # Transfer-Encoding overrides Content-Length (RFC 9112 §6.3). Only a server that ends the
@@ -98,3 +103,17 @@ class ApiBodyLimitMiddleware:
             if length > limit:
                 return _too_large()
         return self.get_response(request)
+
+    @staticmethod
+    def _nul(request, api):
+        if "\x00" in request.path:
+            if api:
+                return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+            return HttpResponseNotFound("Not found.")
+        bad = sorted({key for key, values in request.GET.lists() for v in [key, *values] if "\x00" in v})
+        if not bad:
+            return None
+        if api:
+            details = {key: ["NUL characters are not allowed."] for key in bad}
+            return JsonResponse(error_body("validation_error", "Invalid query.", details), status=400)
+        return HttpResponseBadRequest("NUL characters are not allowed in the query.")

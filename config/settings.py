@@ -146,8 +146,8 @@ MIDDLEWARE = [
     # The admin user of a request becomes the history_user of the configuration changes it makes.
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Inside the header middlewares, so that its 413 carries their headers; before any view reads the body.
-    "config.security.ApiBodyLimitMiddleware",
+    # Inside the header middlewares, so that its 400/404/413 carry their headers; before any view runs.
+    "config.security.RequestGuardMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes' docs say: turns a lockout into the lockout page
 ]
 

@@ -88,7 +88,7 @@ def _translate(exc):
         logger.warning("Database unavailable: %s", exc)
         return 503, "service_unavailable", API_MESSAGE, {}, {"Retry-After": str(RETRY_AFTER)}
     if isinstance(exc, RequestDataTooBig):
-        # Mostly answered earlier by config.security.ApiBodyLimitMiddleware; this catches request.body reads.
+        # Mostly answered earlier by config.security.RequestGuardMiddleware; this catches request.body reads.
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return 413, "payload_too_large", f"The request body is over the limit of {limit} bytes.", {}, {}
     if isinstance(exc, Http404 | exceptions.NotFound):

@@ -45,11 +45,12 @@ class CursorPagination(DrfCursorPagination):
         if raw is None or raw == "":
             return self.page_size
         digits = raw.strip()
-        # Length first: int() refuses strings past 4,300 digits, and any 7-digit count is over the cap anyway.
-        if not (digits.isascii() and digits.isdigit()) or (len(digits) < 7 and int(digits) < 1):
+        if not (digits.isascii() and digits.isdigit()) or not digits.strip("0"):
             raise serializers.ValidationError(
                 {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
             )
+        # Length first: int() refuses strings past 4,300 digits, and any 7-digit count is over the cap anyway.
+        digits = digits.lstrip("0")
         return self.max_page_size if len(digits) >= 7 else min(int(digits), self.max_page_size)
 
     def paginate_queryset(self, queryset, request, view=None):
