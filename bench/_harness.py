@@ -117,8 +117,51 @@ def pg_bin_dir() -> Path:
     raise SystemExit("PostgreSQL server binaries (initdb, pg_ctl) not found")
 
 
-def start_postgres(stack: contextlib.ExitStack, started: Started) -> str:
-    """initdb + pg_ctl start a cluster in a new temp folder on a free port; returns its DATABASE_URL."""
+@dataclass
+class PostgresServer:
+    """A throwaway cluster this run started, which can be stopped and started again on the same port."""
+
+    folder: Path
+    port: int
+    bin_dir: Path
+    as_owner: list[str]
+    started: Started
+    url: str = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.started.postgres_pid
+
+    def _pg_ctl(self, *args) -> list:
+        options = f"-p {self.port} -k {self.folder} -h 127.0.0.1 -F"  # -F: no fsync, throwaway data only
+        pg_ctl = [self.bin_dir / "pg_ctl", "-D", self.folder / "data", "-l", self.folder / "server.log"]
+        return [*self.as_owner, *pg_ctl, "-w", "-t", "60", "-o", options, *args]
+
+    def _read_pid(self) -> None:
+        self.started.postgres_pid = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
+    def start(self) -> bool:
+        # A new session: Ctrl-C in the terminal must not reach the server (we stop it ourselves).
+        if run_command(self._pg_ctl("start"), start_new_session=True).returncode:
+            return False
+        self._read_pid()
+        return True
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: sessions are cut, nothing waits for clients), as pg_ctl stop -m fast."""
+        if self.pid is not None:
+            stop_pid(self.pid, signal.SIGINT, "PostgreSQL")
+
+    def restart(self) -> None:
+        """pg_ctl restart -m fast: every session is cut; same port and data, a new postmaster PID."""
+        result = run_command(self._pg_ctl("restart", "-m", "fast"), start_new_session=True)
+        if result.returncode:
+            raise RuntimeError(f"pg_ctl restart failed:\n{tail(self.folder / 'server.log')}")
+        self._read_pid()
+
+
+def postgres_server(stack: contextlib.ExitStack, started: Started) -> PostgresServer:
+    """initdb + pg_ctl start a cluster in a new temp folder on a free port, with a database `app`."""
     import psycopg
 
     bin_dir = pg_bin_dir()
@@ -143,48 +186,85 @@ def start_postgres(stack: contextlib.ExitStack, started: Started) -> str:
     if (result := run_command([*as_owner, *initdb, "--locale=C"])).returncode:
         raise SystemExit(f"initdb failed:\n{result.stdout.decode()}{result.stderr.decode()}")
     for _attempt in range(3):  # the free port can be taken between the check and the bind
-        port = free_port()
-        options = f"-p {port} -k {folder} -h 127.0.0.1 -F"  # -F: no fsync, throwaway data only
-        pg_ctl = [bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "server.log", "-w", "-t", "30"]
-        # A new session: Ctrl-C in the terminal must not reach the server (we stop it ourselves).
-        if run_command([*as_owner, *pg_ctl, "-o", options, "start"], start_new_session=True).returncode == 0:
+        server = PostgresServer(folder, free_port(), bin_dir, as_owner, started)
+        if server.start():
             break
     else:
         raise SystemExit(f"PostgreSQL did not start:\n{tail(folder / 'server.log')}")
-    started.postgres_pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
-    stack.callback(stop_pid, started.postgres_pid, signal.SIGINT, "PostgreSQL")  # SIGINT: fast shutdown
-    with psycopg.connect(f"postgresql://app@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+    # The PID read when the callback runs: a restart gives the cluster a new postmaster.
+    stack.callback(server.stop)
+    with psycopg.connect(f"postgresql://app@127.0.0.1:{server.port}/postgres", autocommit=True) as conn:
         conn.execute("CREATE DATABASE app")
         started.info["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
-    print(f"  PostgreSQL {started.info['postgres']} on 127.0.0.1:{port} (pid {started.postgres_pid})")
-    return f"postgres://app@127.0.0.1:{port}/app"
+    print(f"  PostgreSQL {started.info['postgres']} on 127.0.0.1:{server.port} (pid {server.pid})")
+    server.url = f"postgres://app@127.0.0.1:{server.port}/app"
+    return server
+
+
+def start_postgres(stack: contextlib.ExitStack, started: Started) -> str:
+    """initdb + pg_ctl start a cluster in a new temp folder on a free port; returns its DATABASE_URL."""
+    return postgres_server(stack, started).url
+
+
+@dataclass
+class RedisServer:
+    """A redis-server without persistence this run started; it can be stopped and started on the same port."""
+
+    folder: Path
+    port: int
+    started: Started
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 5) -> bool:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server not found")
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        log = ["--logfile", str(self.folder / "redis.log")]
+        self.proc = spawn([binary, "--port", str(self.port), *options, *log])
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                with contextlib.suppress(redis.ConnectionError):
+                    if client.ping():
+                        self.started.redis_pid = self.proc.pid
+                        self.started.info["redis"] = client.info("server")["redis_version"]
+                        return True
+                time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        """SIGTERM and wait: without persistence, whatever it held (queued messages, cache) is gone."""
+        if self.proc is not None:
+            stop_pid(self.proc.pid, signal.SIGTERM, "Redis")
+
+
+def redis_server(stack: contextlib.ExitStack, started: Started) -> RedisServer:
+    """redis-server without persistence on a free port."""
+    folder = Path(tempfile.mkdtemp(prefix="switchyard-bench-redis-"))
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    for _attempt in range(3):
+        server = RedisServer(folder, free_port(), started)
+        if server.start():
+            stack.callback(server.stop)  # whichever process runs on that port by then
+            print(f"  Redis {started.info['redis']} on 127.0.0.1:{server.port} (pid {server.proc.pid})")
+            return server
+    raise SystemExit(f"Redis did not start:\n{tail(folder / 'redis.log')}")
 
 
 def start_redis(stack: contextlib.ExitStack, started: Started) -> str:
     """redis-server without persistence on a free port; returns its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="switchyard-bench-redis-"))
-    stack.callback(shutil.rmtree, folder, ignore_errors=True)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found")
-    for _attempt in range(3):
-        port = free_port()
-        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)]
-        proc = spawn([binary, "--port", str(port), *options, "--logfile", str(folder / "redis.log")])
-        stack.callback(stop_pid, proc.pid, signal.SIGTERM, "Redis")
-        client = redis.Redis(port=port, socket_timeout=1)
-        for _ in range(100):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    started.redis_pid = proc.pid
-                    started.info["redis"] = client.info("server")["redis_version"]
-                    print(f"  Redis {started.info['redis']} on 127.0.0.1:{port} (pid {proc.pid})")
-                    return f"redis://127.0.0.1:{port}/0"
-            time.sleep(0.05)
-        stop_pid(proc.pid, signal.SIGTERM, "Redis")
-    raise SystemExit(f"Redis did not start:\n{tail(folder / 'redis.log')}")
+    return redis_server(stack, started).url
 
 
 def start_services(stack: contextlib.ExitStack, started: Started, reuse_env: bool) -> tuple[str, str]:
@@ -299,6 +379,97 @@ def worker_log_problems(log: Path | None) -> list[str]:
     if problems:
         print(f"The worker logged {len(problems)} errors; the last lines:\n{tail(log)}")
     return problems
+
+
+class Supervised:
+    """
+    A long-running process (a Celery worker, beat) this run starts, SIGKILLs and starts again, as a supervisor
+    would. Each start is its own session and process group, so a kill reaches the prefork children too; the
+    log file is appended to across restarts. `cpu_spent` keeps the CPU seconds of the incarnations killed.
+    """
+
+    def __init__(self, name: str, argv: list, env: dict, log: Path):
+        self.name, self.argv, self.env, self.log = name, argv, env, log
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.cpu_spent = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> "Supervised":
+        with self.log.open("ab") as out:
+            self.proc = spawn(self.argv, cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=out)
+        self.starts += 1
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """CPU of all incarnations so far: the killed ones, and the running one with its children."""
+        return self.cpu_spent + (tree_cpu_seconds(self.pid) if self.alive() else 0.0)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group, then reap the leader."""
+        if self.proc is None:
+            return
+        self.cpu_spent += tree_cpu_seconds(self.proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """SIGKILL, then start again at once."""
+        self.kill()
+        self.start()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """`sig` to the leader (a warm shutdown), SIGKILL to the group after `timeout` or if children remain."""
+        if self.proc is None:
+            return
+        stop_pid(self.proc.pid, sig, self.name, timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # children the leader left behind, if any
+
+
+def celery_argv(role: str, folder: Path, *, concurrency: int = 2, name: str = "") -> list:
+    """`celery -A config worker|beat` as the benches run them: prefetch 1, database scheduler for beat."""
+    argv = [sys.executable, "-m", "celery", "-A", "config", role, "-l", "warning"]
+    if role == "worker":
+        argv += ["-c", str(concurrency), "--prefetch-multiplier", "1", "-n", name]
+        argv += ["--without-gossip", "--without-mingle"]  # restarts every 30 s: no peer chatter
+    else:
+        argv += ["--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+        argv += ["--pidfile", str(folder / "beat.pid")]
+    return argv
+
+
+_PING = """
+import sys, time
+from celery import Celery
+node, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
+probe = Celery("bench-probe")
+while time.monotonic() < deadline:
+    try:
+        if probe.control.ping(destination=[node], timeout=0.5):
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.2)
+sys.exit(1)
+"""
+
+
+def celery_ping(broker_url: str, node: str, timeout: float = 60) -> bool:
+    """Whether the worker `node` answers a ping on `broker_url` within `timeout`."""
+    # In a process of its own: Celery takes $CELERY_BROKER_URL before any app's broker (its producer pool
+    # too), and the caller's may name another broker (pytest's, say).
+    argv = [sys.executable, "-c", _PING, node, str(timeout)]
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url}
+    return run_command(argv, env=env, timeout=timeout + 30).returncode == 0
 
 
 # --- CPU accounting from /proc ------------------------------------------------------------------------
