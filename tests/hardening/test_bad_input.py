@@ -420,3 +420,15 @@ def test_nul_and_overflow_in_the_url_are_not_500s(api_client, scene, path, statu
 def test_nul_in_an_admin_url_is_refused_not_a_500(admin_client_for, org_admin, path):
     # A list filter passed the NUL to PostgreSQL, which refuses it in text: a 500.
     assert admin_client_for(org_admin).get(path).status_code in (400, 404)
+
+
+def test_a_body_too_big_for_django_is_413_in_the_api_shape_too(rf):
+    """Where Django itself refuses a body (RequestDataTooBig on reading request.body) inside a view."""
+    from django.core.exceptions import RequestDataTooBig
+
+    from config.api.errors import exception_handler
+
+    response = exception_handler(RequestDataTooBig("too big"), {"request": rf.post("/api/v1/orders")})
+    assert response.status_code == 413
+    assert response.data["error"]["code"] == "payload_too_large"
+    assert set(response.data["error"]) == {"code", "message", "details"}
