@@ -56,3 +56,16 @@ def test_a_connection_without_errors_is_not_checked(monkeypatch, closes, connect
     drop_broken_connections()
 
     assert (closes, checked) == ([], [])
+
+
+def test_a_broker_channel_whose_connection_was_closed_raises_a_connection_error():
+    # (config.celery's guard: the worker's close-after-connection-loss path ignores connection errors only)
+    from types import SimpleNamespace
+
+    import redis
+    from kombu.transport.redis import Channel
+
+    closed = SimpleNamespace(connection=SimpleNamespace(client=None))  # what Connection.collect() leaves
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        Channel._connparams(closed)

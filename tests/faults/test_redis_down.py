@@ -48,6 +48,7 @@ def test_with_redis_down_writes_succeed_and_deliveries_catch_up(hub, receivers):
     wait_for_events(tpl, {("shipping_request.created", str(request_id))}, 60)
 
     # when Redis stops
+    worker = hub.procs["worker"]
     hub.redis.stop()
     timings = {}
 
@@ -126,6 +127,9 @@ def test_with_redis_down_writes_succeed_and_deliveries_catch_up(hub, receivers):
     tpl_wants = {("shipping_request.created", str(r)) for (r,) in requests}
     wait_for_events(tpl, tpl_wants, 60)
     caught_up = time.monotonic() - back
+
+    # by the same worker, which reconnected on its own
+    assert hub.procs["worker"] is worker and worker.alive(), worker.tail()
 
     # and nothing was lost or sent twice under another webhook-id
     for receiver in (channel, tpl):
