@@ -94,6 +94,7 @@ CHANNEL_EVENTS = ["order.created", "order.updated", "fulfillment.created", "inve
 TPL_EVENTS = ["shipping_request.created", "fulfillment.created", "inventory.updated"]
 ORDER_STOCK = 1_000_000  # per order SKU and location: more than any run ships
 PUSH_INITIAL = 100  # per push SKU and location, until a push changes it
+STEADY_GAP = 10.0  # s: the longest pause between deliveries that still counts as a steady flow
 RETRY_TIMEOUT = 0.005  # s: the retry share's first attempt gives up on the answer this fast
 
 
@@ -1240,7 +1241,7 @@ def verdict(reconciliation: dict, run: Run) -> dict[str, bool]:
 
 
 def resumption(chaos: Chaos, records: list[dict], deliveries_created: dict[str, float]) -> dict:
-    """After Redis came back: first delivery, steady flow (10 s with a delivery every second), backlog done."""
+    """After Redis came back: the first delivery, a steady flow again, the outage's deliveries all in."""
     marks = {entry["what"]: entry["at"] for entry in chaos.timeline}
     stopped, back = marks.get("Redis stopped"), marks.get("Redis back")
     if stopped is None or back is None:
@@ -1248,11 +1249,13 @@ def resumption(chaos: Chaos, records: list[dict], deliveries_created: dict[str, 
     arrivals = sorted(r["arrived"] for r in records)
     after = [a for a in arrivals if a >= back]
     first = after[0] - back if after else None
+    # Steady: from this arrival on, no pause of more than STEADY_GAP s between deliveries for a minute (or
+    # until the last delivery). Deliveries come in batches, so "every second" would be too strict a flow.
     steady = None
-    seconds = {int(a - back) for a in after}
-    for start in sorted(seconds):
-        if all(start + k in seconds for k in range(10)):
-            steady = float(start)
+    for index, start in enumerate(after):
+        window = [a for a in after[index:] if a <= start + 60]
+        if all(b - a <= STEADY_GAP for a, b in itertools.pairwise(window)):
+            steady = round(start - back, 2)
             break
     # Events committed while Redis was down: when the last of them had reached the receiver.
     first_arrival: dict[str, float] = {}
