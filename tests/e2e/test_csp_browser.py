@@ -63,7 +63,16 @@ def test_admin_pages_load_and_work_under_the_strict_policy(
     page.wait_for_url(f"**/admin/automations/dashboard/?org={org.pk}")
     assert page.violations() == []
 
+    # The integration's page: Django's inline script adds a SKU mapping row, select2 finds the product.
     visit(page, f"{base}/admin/integrations/integration/{integration.pk}/change/")
+    group = page.locator(".inline-group", has_text="SKU mappings")
+    group.locator(".add-row a").click()
+    expect(group.locator("[class*='dynamic-']")).to_have_count(1)
+    group.locator(".select2-selection").last.click()
+    page.locator(".select2-search__field").fill("MUG")
+    page.locator(".select2-results__option", has_text="MUG").click()
+    expect(group.locator(".select2-selection__rendered").last).to_contain_text("MUG")
+    assert page.violations() == []
 
     # The order list; Django's own admin script ticks every row with the header checkbox.
     visit(page, f"{base}/admin/orders/order/")
