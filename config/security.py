@@ -6,6 +6,7 @@ any view reads a byte — including chunked bodies, which carry no Content-Lengt
 
 import io
 
+from axes.backends import AxesStandaloneBackend
 from csp.middleware import CSPMiddleware, PolicyParts
 from csp.utils import default_config
 from django.conf import settings
@@ -117,3 +118,16 @@ class RequestGuardMiddleware:
             details = {key: ["NUL characters are not allowed."] for key in bad}
             return JsonResponse(error_body("validation_error", "Invalid query.", details), status=400)
         return HttpResponseBadRequest("NUL characters are not allowed in the query.")
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' lockout check, for logins that come with a request (the admin's login form always does).
+
+    A lockout is per username and client address; `authenticate()` called without a request (a script,
+    a test) has no address to count against, and axes' own backend would raise instead of authenticating.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)

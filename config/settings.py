@@ -214,7 +214,8 @@ else:
     }
 
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password check
+    # First: axes' lockout check, refusing a locked-out login before any password check (config/security.py).
+    "config.security.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]

@@ -8,6 +8,9 @@ The API's JSON parser: DRF's, plus the checks that keep hostile bodies from turn
   DRF's CharField refuses NUL on its own, but free-form objects (addresses, settings) do not.
 """
 
+import io
+import re
+
 from rest_framework import exceptions, parsers
 
 MAX_DEPTH = 32
@@ -23,33 +26,52 @@ def _bad_text(value: str) -> str | None:
     return None
 
 
-def check(data) -> None:
-    """Raise ParseError past MAX_DEPTH, ValidationError naming the field of any bad string (iterative, so
-    its own depth is no concern)."""
-    errors: dict[str, list[str]] = {}
-    stack = [(data, "", 0)]
+# Only a JSON escape can put a NUL or a lone surrogate in a parsed string (raw NUL bytes are invalid JSON and
+# raw invalid UTF-8 fails decoding): bodies without one skip the per-string check.
+SUSPICIOUS = re.compile(rb"\\u(0000|d[89a-f])", re.IGNORECASE)
+
+
+def check_depth(data) -> None:
+    """ParseError past MAX_DEPTH. Iterative, so that its own depth is no concern."""
+    stack = [(data, 0)]
     while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth >= MAX_DEPTH:
-                raise exceptions.ParseError(f"Nested deeper than {MAX_DEPTH} levels.")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                name = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and (problem := _bad_text(key)):
-                    errors.setdefault(path or "__all__", []).append(f"Key {key!r}: {problem}")
-                stack.append((item, name, depth + 1))
-        elif isinstance(value, str) and (problem := _bad_text(value)):
-            errors.setdefault(path or "__all__", []).append(problem)
+        value, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            raise exceptions.ParseError(f"Nested deeper than {MAX_DEPTH} levels.")
+        for item in value.values() if type(value) is dict else value:
+            if type(item) is dict or type(item) is list:
+                stack.append((item, depth + 1))
+
+
+def check_strings(data) -> None:
+    """ValidationError naming the field of every string (or key) PostgreSQL cannot store."""
+    errors: dict[str, list[str]] = {}
+    stack = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if problem := _bad_text(value):
+                errors.setdefault(path or "__all__", []).append(problem)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(key, str) and (problem := _bad_text(key)):
+                errors.setdefault(path or "__all__", []).append(f"Key {key!r}: {problem}")
+            stack.append((item, f"{path}.{key}" if path else str(key)))
     if errors:
         raise exceptions.ValidationError(errors)
 
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError(f"Nested deeper than {MAX_DEPTH} levels.") from None
-        check(data)
+        if isinstance(data, dict | list):
+            check_depth(data)
+        if SUSPICIOUS.search(raw):
+            check_strings(data)
         return data

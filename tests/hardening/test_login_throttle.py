@@ -8,7 +8,9 @@ import logging
 
 import pytest
 from axes.models import AccessAttempt
+from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from tests.fixtures.organizations import PASSWORD
 
@@ -47,7 +49,7 @@ def assert_lockout_page(response):
 def test_the_limit_and_cooloff_come_from_settings(settings):
     assert settings.AXES_FAILURE_LIMIT == 5
     assert settings.AXES_COOLOFF_TIME.total_seconds() == 15 * 60
-    assert settings.AUTHENTICATION_BACKENDS[0] == "axes.backends.AxesStandaloneBackend"
+    assert settings.AUTHENTICATION_BACKENDS[0] == "config.security.LoginLockoutBackend"
     assert settings.MIDDLEWARE[-1] == "axes.middleware.AxesMiddleware"
 
 
@@ -126,3 +128,15 @@ def test_api_keys_and_test_logins_ignore_the_lockout(client, api_client, org_adm
     # force_login (the admin tests' way in) does not go through authenticate().
     client.force_login(org_admin)
     assert client.get("/admin/").status_code == 200
+
+
+def test_authenticate_without_a_request_is_not_counted(client, org_admin):
+    """Scripts and tests call authenticate() with no request, hence no address: no lockout applies."""
+    fail(client, "alice", 5)
+    assert_lockout_page(attempt(client, "alice", PASSWORD))
+
+    assert authenticate(username="alice", password=PASSWORD) == org_admin
+    assert authenticate(username="alice", password=WRONG) is None
+    # With a request from the locked-out address, the lockout holds.
+    request = RequestFactory().post(LOGIN, REMOTE_ADDR="203.0.113.5")
+    assert authenticate(request, username="alice", password=PASSWORD) is None
