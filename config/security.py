@@ -1,7 +1,8 @@
 """
-Response headers and request guards of the hardening issue (#7): one Content-Security-Policy per kind of
-page (admin, JSON API, the OpenAPI docs), Permissions-Policy, and the API's body-size limit applied before
-any view reads a byte — including chunked bodies, which carry no Content-Length to check.
+Response headers, request guards and the login lockout of the hardening issue (#7): one
+Content-Security-Policy per kind of page (admin, JSON API, the OpenAPI docs), Permissions-Policy; NUL
+characters in URLs and API bodies over the size limit refused before any view runs (chunked bodies too);
+django-axes' lockout check as an authentication backend.
 """
 
 import io
