@@ -128,7 +128,7 @@ class EncryptedTextField(models.TextField):
         return None  # Django answers FieldError "Unsupported lookup"
 
     def value_to_string(self, obj):
-        # dumpdata and the test runner's serialized rollback: the plaintext (see the README on dumps).
+        # dumpdata and the test runner's serialized rollback get the plaintext: a dump holds secrets.
         value = self.value_from_object(obj)
         return value if isinstance(value, str) else self.dump(value)
 
