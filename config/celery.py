@@ -26,8 +26,9 @@ def enqueue(task, **options) -> bool:
     """
     try:
         task.apply_async(retry=False, **options)
-    except Exception:  # any broker failure
-        logger.warning("Could not enqueue %s; a sweep will pick the work up.", task.name, exc_info=True)
+    except Exception as exc:  # any broker failure
+        # No traceback: during an outage every request and task would log one; the message says it all.
+        logger.warning("Could not enqueue %s (%s); a sweep will pick the work up.", task.name, exc)
         return False
     return True
 
@@ -98,8 +99,8 @@ def enqueue_once(task, key: str, *, ttl: int = 10, **options) -> bool:
     try:
         if not cache.add(key, 1, timeout=ttl):
             return False  # one is on its way
-    except Exception:  # the cache down: ring anyway, a duplicate task is harmless
-        logger.warning("Cache unavailable for the doorbell %s.", key, exc_info=True)
+    except Exception as exc:  # the cache down: ring anyway, a duplicate task is harmless
+        logger.warning("Cache unavailable for the doorbell %s (%s).", key, exc)
     if enqueue(task, **options):
         return True
     answer_doorbell(key)
@@ -111,5 +112,5 @@ def answer_doorbell(key: str) -> None:
 
     try:
         cache.delete(key)
-    except Exception:
-        logger.warning("Cache unavailable for the doorbell %s.", key, exc_info=True)
+    except Exception as exc:
+        logger.warning("Cache unavailable for the doorbell %s (%s).", key, exc)

@@ -375,11 +375,6 @@ class Hub:
     def shell(self, code: str) -> str:
         return self.manage("shell", "-c", code)
 
-    def query(self, code: str):
-        """Run `code` in `manage.py shell`; it sets `result`, which comes back through JSON."""
-        out = self.shell(code + "\nimport json as _json\nprint(_json.dumps(result, default=str))\n")
-        return json.loads(out.strip().splitlines()[-1])
-
     def api(self, name: str, timeout: float = 15) -> httpx.Client:
         return httpx.Client(
             base_url=self.url + "/api/v1",
@@ -469,14 +464,20 @@ class Hub:
                 raise AssertionError(f"the API did not answer within {START_TIMEOUT} s:\n{gunicorn.tail()}")
             time.sleep(0.3)
 
-    def setup_organization(self, slug: str, integrations: list[tuple[str, str]]) -> None:
-        """An organization with an admin, the (name, connector) integrations and their keys, an org key."""
+    def setup_organization(
+        self, slug: str, integrations: list[tuple[str, str]], *, first: str = "", then: str = ""
+    ) -> None:
+        """
+        An organization with an admin, the (name, connector) integrations and their keys, an org key; the
+        code `first` runs before, `then` after, in the same process.
+        """
         # The support commands in one process (each manage.py start costs seconds here); call_command parses
         # their arguments as the command line would, and the key is read from the last line of output.
         self.admin = (f"admin@{slug}.example", secrets.token_urlsafe(16))
         given = f"SLUG = {slug!r}\nADMIN = {self.admin[0]!r}\nPASSWORD = {self.admin[1]!r}\n"
         given += f"INTEGRATIONS = {integrations!r}\n"
-        result = json.loads(self.shell(given + SETUP).strip().splitlines()[-1])
+        code = first + given + SETUP + then
+        result = json.loads(self.manage("shell", "-c", code, timeout=300).strip().splitlines()[-1])
         self.keys, self.integrations = result["keys"], result["integrations"]
 
     def subscribe(self, name: str, url: str, events: list[str]) -> dict:
@@ -539,7 +540,7 @@ for name, connector in INTEGRATIONS:
 lines = run("issue_key", "--org", SLUG, "--user", ADMIN, "--grants", "products:read,products:write")
 result["keys"]["admin"] = lines[-1]
 print(json.dumps(result))
-"""
+"""  # (code given as `then` runs after the print: its output must not follow on the last line)
 
 
 def postgres_url() -> str:

@@ -49,7 +49,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 every, _ = IntervalSchedule.objects.get_or_create(every={SWEEP_EVERY}, period="seconds")
 tasks = ["automations.tasks.hold_sweep_task", "automations.tasks.routing_sweep_task",
          "automations.tasks.inventory_sweep_task", "integrations.tasks.sweep_deliveries_task"]
-result = PeriodicTask.objects.filter(task__in=tasks).update(interval=every)
+assert PeriodicTask.objects.filter(task__in=tasks).update(interval=every) == len(tasks)
 """
 
 
@@ -135,9 +135,9 @@ def hub(tmp_path_factory):
         port = free_port()
         hub = FaultHub(url=f"http://127.0.0.1:{port}", env=env, log_dir=tmp, port=port)
         hub.postgres, hub.redis = postgres, redis
-        hub.manage("migrate", "--noinput", timeout=300)
-        hub.setup_organization("faults", INTEGRATIONS)
-        hub.query(FAST_SWEEPS)
+        # migrate, organization and schedules in one process: each manage.py start costs seconds here
+        migrate = 'from django.core.management import call_command\ncall_command("migrate", verbosity=0)\n'
+        hub.setup_organization("faults", INTEGRATIONS, first=migrate, then=FAST_SWEEPS)
         hub.start_processes()
 
         with hub.api("admin") as api:
