@@ -40,10 +40,13 @@ class ConfigChangeHelper(HistoricalRecordContextHelper):
         for change in delta.changes:
             field = self.model._meta.get_field(change.field)
             label = capfirst(field.verbose_name)
-            if isinstance(field, models.JSONField) and (
-                isinstance(change.old, dict) or isinstance(change.new, dict)
-            ):
-                rows.extend(self._dict_rows(label, change.field, change.old or {}, change.new or {}))
+            if isinstance(field, models.JSONField):
+                if isinstance(change.old, dict) or isinstance(change.new, dict):
+                    rows.extend(self._dict_rows(label, change.field, change.old or {}, change.new or {}))
+                else:  # lists (conditions, actions, grants, event types) as JSON, not Python reprs
+                    rows.append(
+                        {"field": label, "old": self._show(change.old), "new": self._show(change.new)}
+                    )
                 continue
             formatted = self.format_delta_change(change)
             rows.append({"field": formatted.field, "old": formatted.old, "new": formatted.new})

@@ -134,13 +134,18 @@ def test_automation_rule_added_then_changed(acme, org_admin, org):
     data = rule_post(org, [], [], position="20", name="Bigger orders")
     change = acme.post(
         reverse("admin:automations_automationrule_change", args=[rule.pk]),
-        {**data, **rows("actions", [{"type": "hold"}], initial=1)},
+        {**data, **rows("actions", [{"type": "add_tag", "tag": "big"}], initial=1)},
     )
 
     assert change.status_code == 302, change.context["adminform"].form.errors
     assert [(r.history_type, r.history_user) for r in rows_of(rule)] == [("~", org_admin), ("+", org_admin)]
     html = history_page(acme, rule)
     assert "10 &rarr; 20" in html and "Big orders &rarr; Bigger orders" in html
+    # A list of objects reads as JSON, not as Python's repr.
+    assert (
+        "&quot;type&quot;: &quot;hold&quot;}] &rarr; [{&quot;tag&quot;: &quot;big&quot;, &quot;type&quot;: &quot;add_tag"
+        in html
+    )
 
 
 def test_routing_card_and_its_locations(acme, org_admin, org, warehouse, west):
