@@ -13,8 +13,8 @@ from contextlib import contextmanager, nullcontext
 from simple_history.models import HistoricalRecords
 from simple_history.utils import bulk_create_with_history
 
-# Who is acting when there is no admin request to read the user from (HistoryRequestMiddleware covers that):
-# an API call with a key, a management command. (user or None, change reason or None).
+# Who is acting, as a service that was told its actor says (the key that subscribed, the user who rotated a
+# key): it wins over the ambient request and command line. (user or None, change reason or None).
 _actor: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("history_actor", default=None)
 
 
@@ -26,19 +26,6 @@ def history_actor(*, user=None, reason: str | None = None):
         yield
     finally:
         _actor.reset(token)
-
-
-def set_history_actor(*, user=None, reason: str | None = None):
-    """For callers that cannot wrap a block (a request handled in steps): returns the token to reset."""
-    return _actor.set((user, reason[:100] if reason else reason))
-
-
-def reset_history_actor(token):
-    _actor.reset(token)
-
-
-def current_actor() -> tuple | None:
-    return _actor.get()
 
 
 def describe_actor(label: str) -> str:
@@ -102,8 +89,8 @@ class ConfigHistory(HistoricalRecords):
     deliveries, manifest polls, key last-used stamps, status transitions) save these same models with
     update_fields naming only excluded fields, and that would add a row per order or per request, each a
     copy of an unchanged configuration. So a save writes no row when its update_fields are all untracked,
-    nor when a full save changed no tracked field since the last row (one indexed read, paid on full saves
-    only, which are configuration edits: the hot paths use update_fields or queryset.update()).
+    nor when the save changed no tracked field since the last row (one indexed read, paid only by saves
+    that may touch tracked fields: configuration edits, as the hot paths use update_fields or update()).
     """
 
     def __init__(self, *, excluded_fields, **kwargs):
