@@ -60,7 +60,7 @@ class ConfigChangeHelper(HistoricalRecordContextHelper):
                 continue
             name = f"{label} › {key}"
             if key in secret:
-                yield {"field": name, "old": "", "new": SECRET_CHANGED, "secret": True}
+                yield {"field": name, "old": "", "new": SECRET_CHANGED, "masked": True}
                 continue
             yield {"field": name, "old": self._show(before), "new": self._show(after)}
 
