@@ -652,7 +652,7 @@ class Receiver:
     """
     A webhook receiver in this process that records every request and verifies it with the examples'
     `_connector.verify`. `answers` are (status, headers) used one per request, then `default`. With
-    `hold_first`, the first request of each webhook-id is held open until `release()`.
+    `hold_first`, the first request of each webhook-id is held open until `release()` (after it, none is).
     """
 
     def __init__(self, answers=(), *, hold_first: bool = False, default: tuple[int, dict] = (200, {})):
@@ -676,13 +676,12 @@ class Receiver:
         with self.changed:
             first = all(r.webhook_id != item.webhook_id for r in self.requests)
             self.requests.append(item)
-            if self.hold_first and first:
-                answer, item.held = (200, {}), True
-            else:
-                answer = self.answers.pop(0) if self.answers else self.default
+            item.held = self.hold_first and first and not self.released.is_set()
+            # A held request is answered 200 once released (read by nobody: the worker is killed meanwhile).
+            answer = (200, {}) if item.held else self.answers.pop(0) if self.answers else self.default
             item.status = answer[0]
             self.changed.notify_all()
-        if self.hold_first and first:
+        if item.held:
             self.released.wait(60)  # the hub's worker is killed meanwhile: nobody reads this answer
         return Reply(answer[0], {"ok": answer[0] < 300}, dict(answer[1]))
 
