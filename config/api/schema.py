@@ -53,8 +53,11 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_filter_parameters(self):
         # An empty filter (?status=) filters nothing, as django-filter reads it: documented, so that clients
-        # and the fuzz know an empty value is not an error.
-        return [{**p, "allowEmptyValue": True} for p in super()._get_filter_parameters()]
+        # and the fuzz know an empty value is not an error. A plain string admits "" already.
+        return [
+            p if p.get("schema") == {"type": "string"} else {**p, "allowEmptyValue": True}
+            for p in super()._get_filter_parameters()
+        ]
 
     def _get_pagination_parameters(self):
         # ?limit= (empty) is the default page size (config/api/pagination.py); a bad cursor is a 400.
