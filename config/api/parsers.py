@@ -6,8 +6,12 @@ The API's JSON parser: DRF's, plus the checks that keep hostile bodies from turn
 * Strings, keys included, must be text PostgreSQL can store: no NUL character (text and jsonb both refuse
   it) and no lone surrogate (a `\\ud800` escape, which is not UTF-8 and fails when the driver encodes it).
   DRF's CharField refuses NUL on its own, but free-form objects (addresses, settings) do not.
+* The body is UTF-8 (RFC 8259, API.md): a Content-Type naming another charset is refused (400, as DRF
+  refuses a charset it does not know). Decoded as UTF-16 or UTF-32, a body would also slip its escapes past
+  the byte search below.
 """
 
+import codecs
 import io
 import re
 
@@ -65,6 +69,13 @@ def check_strings(data) -> None:
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        charset = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            utf8 = codecs.lookup(charset).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8:
+            raise exceptions.ParseError(f'Unsupported charset "{charset}": JSON bodies are UTF-8.')
         raw = stream.read() if stream is not None else b""
         try:
             data = super().parse(io.BytesIO(raw), media_type, parser_context)

@@ -176,8 +176,8 @@ def url_of(scene, name, obj=None):
     )
 
 
-def send(client, method, url, raw: bytes, **extra):
-    return client.generic(method, url, raw, content_type="application/json", **extra)
+def send(client, method, url, raw: bytes, content_type=None, **extra):
+    return client.generic(method, url, raw, content_type=content_type or "application/json", **extra)
 
 
 def client_for(api_client, scene, which):
@@ -295,7 +295,15 @@ CASES = [
     "lone-surrogate",
     "invalid-utf8",
     "not-json",
+    # JSON is UTF-8 (RFC 8259): a body declared in another charset is refused whatever it holds. The NUL
+    # escape in UTF-16 went past a check that searched the raw bytes, and on to PostgreSQL: a 500.
+    "utf-16-nul",
+    "utf-32-nul",
+    "utf-16-clean",
 ]
+# The cases whose error names the poisoned field (the others fail before any field is looked at).
+NAMING = {"escaped-nul", "lone-surrogate"}
+CHARSETS = {"utf-16-nul": "utf-16", "utf-32-nul": "utf-32", "utf-16-clean": "utf-16"}
 
 
 def hostile_body(write, scene, case) -> bytes:
@@ -307,9 +315,16 @@ def hostile_body(write, scene, case) -> bytes:
             40
         )  # legal JSON, an unknown key the serializers would ignore: the depth refuses it
         return json.dumps(body).encode()
-    if case in ("nul", "escaped-nul"):
+    if case == "nul":
+        # A raw NUL byte inside a JSON string: a control character JSON wants escaped (json.dumps always
+        # escapes it, so it is put in by hand).
+        _poison(body, write.field, "@@@")
+        return json.dumps(body).encode().replace(b"@@@", b"a\x00b")
+    if case in ("escaped-nul", "utf-16-nul", "utf-32-nul"):
         _poison(body, write.field, "a\x00b")
-        return json.dumps(body, ensure_ascii=case == "escaped-nul").encode()
+        return json.dumps(body).encode(CHARSETS.get(case, "utf-8"))
+    if case == "utf-16-clean":
+        return json.dumps(body).encode("utf-16")
     if case == "lone-surrogate":
         _poison(body, write.field, "\ud800")
         return json.dumps(body).encode()  # "\ud800" escaped: legal JSON, not encodable UTF-8
@@ -327,10 +342,13 @@ def test_a_hostile_body_is_400_naming_the_field_and_writes_nothing(api_client, s
     url = url_of(scene, name, write.obj)
     before = snapshot()
     for case in CASES:
-        response = send(client, write.method, url, hostile_body(write, scene, case))
+        content_type = f"application/json; charset={CHARSETS[case]}" if case in CHARSETS else None
+        response = send(
+            client, write.method, url, hostile_body(write, scene, case), content_type=content_type
+        )
 
         details = assert_error(response, 400, "validation_error")
-        if case in ("nul", "escaped-nul", "lone-surrogate"):
+        if case in NAMING:
             assert write.field in details, (case, details)
         assert snapshot() == before, case
 
@@ -432,3 +450,14 @@ def test_a_body_too_big_for_django_is_413_in_the_api_shape_too(rf):
     assert response.status_code == 413
     assert response.data["error"]["code"] == "payload_too_large"
     assert set(response.data["error"]) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_a_body_declared_utf8_goes_through(api_client, scene, charset):
+    response = api_client(scene.tpl_key).generic(
+        "POST",
+        "/api/v1/locations",
+        json.dumps({"name": "South", "kind": "3pl", "address": {"city": "Bergen"}}).encode(),
+        content_type=f"application/json; charset={charset}",
+    )
+    assert response.status_code == 201, response.content
