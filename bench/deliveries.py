@@ -413,12 +413,17 @@ def work_counters(pids: Pids) -> dict[str, int]:
 
 
 def queued_messages() -> int:
-    """Messages waiting in the broker's Celery queue (the default one, and its priority lists)."""
+    """Messages waiting in the broker's Celery queues (settings.CELERY_TASK_QUEUES, and their priority lists)."""
     import redis
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    return sum(client.llen(key) for key in client.scan_iter("celery*") if client.type(key) == b"list")
+    return sum(
+        client.llen(key)
+        for queue in settings.CELERY_TASK_QUEUES
+        for key in client.scan_iter(f"{queue.name}*")
+        if client.type(key) == b"list"
+    )
 
 
 def wait_idle(pids: Pids, timeout: float) -> dict:

@@ -326,7 +326,7 @@ def wait_idle(celery: Celery, timeout: float) -> bool:
     while time.monotonic() < deadline:
         inspect = app.control.inspect(destination=[celery.worker_name], timeout=1.0)
         busy = [*((inspect.active() or {}).values()), *((inspect.reserved() or {}).values())]
-        quiet = quiet + 1 if client.llen("celery") == 0 and not any(busy) else 0
+        quiet = quiet + 1 if client.llen("celery") + client.llen("deliveries") == 0 and not any(busy) else 0
         if quiet >= 2:
             return True
         time.sleep(0.2)

@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Exchange as _Exchange
+from kombu import Queue as _Queue
 
 from config.crypto import encryption_keys as _encryption_keys
 
@@ -273,6 +275,18 @@ else:
         "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
         "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=10.0),
     }
+# Webhook deliveries have a queue of their own, which every worker consumes beside the default one (kombu
+# takes from the queues in turn): behind one queue, a backlog of routing work after an outage held the
+# deliveries of the events already made for minutes (bench/load.py). A worker started with
+# `-Q deliveries` serves deliveries alone, for deployments that scale them apart.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = tuple(
+    _Queue(name, _Exchange(name), routing_key=name) for name in ("celery", "deliveries")
+)
+CELERY_TASK_ROUTES = {
+    f"integrations.tasks.{name}": {"queue": "deliveries"}
+    for name in ("dispatch_outbox_task", "deliver_due_task", "sweep_deliveries_task")
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
