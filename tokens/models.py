@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.fields import EncryptedJSONField
 from integrations.models import Integration
 from organizations.history import ConfigHistory
 from organizations.models import Organization
@@ -123,7 +124,9 @@ class IdempotencyRecord(models.Model):
     status_code = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Empty while in progress."
     )
-    response_body = models.JSONField(null=True, blank=True)
+    # Encrypted: a response may carry a secret shown once (a new webhook subscription's whsec_…), kept here
+    # for replay for IDEMPOTENCY_TTL_HOURS.
+    response_body = EncryptedJSONField(null=True, blank=True, default=None)
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()

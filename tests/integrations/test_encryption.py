@@ -99,6 +99,53 @@ def test_no_table_holds_a_plaintext_secret(strict, integration, api_client, shop
     assert WebhookSubscription.objects.get(pk=created.json()["id"]).secret == hook_secret
 
 
+OUR_APPS = ("organizations", "integrations", "tokens", "automations", "orders", "inventory")
+
+
+def test_no_column_of_ours_holds_a_plaintext_secret(strict, integration, api_client, shop_key):
+    """Every text, varchar and json(b) column of every table of our apps, history tables included."""
+    signing_secret = services.signing_secret(strict)
+    created = api_client(shop_key).post(
+        HOOKS,
+        {"url": "https://93.184.216.34/hooks", "events": ["order.created"]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="hook-1",  # the response, secret included, is kept for replay
+    )
+    assert created.status_code == 201, created.content
+    hook_secret = created.json()["secret"]
+    secrets = [TOKEN, signing_secret, hook_secret, hook_secret.removeprefix("whsec_")]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND data_type IN ('text', 'character varying', 'json', 'jsonb') AND split_part(table_name, '_', 1) "
+            "= ANY(%s) ORDER BY 1, 2",
+            [list(OUR_APPS)],
+        )
+        columns = cursor.fetchall()
+        assert {t for t, _ in columns} >= {
+            "tokens_idempotencyrecord", "integrations_historicalintegration", "integrations_integration"
+        }  # fmt: skip
+        found = []
+        for table, column in columns:
+            for secret in secrets:
+                cursor.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE strpos("{column}"::text, %s) > 0',  # noqa: S608 - names from the catalog
+                    [secret],
+                )
+                if cursor.fetchone()[0]:
+                    found.append(f"{table}.{column}")
+    assert found == []
+    # and the replay still answers the secret, read back
+    again = api_client(shop_key).post(
+        HOOKS,
+        {"url": "https://93.184.216.34/hooks", "events": ["order.created"]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="hook-1",
+    )
+    assert again["Idempotent-Replayed"] == "true" and again.json() == created.json()
+
+
 def test_public_and_exported_settings_leave_the_secret_out(strict):
     assert services.public_settings(strict) == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
     assert TOKEN not in json.dumps(services.export_configuration(strict))
@@ -147,6 +194,7 @@ def test_rotation_moves_every_value_to_the_first_key(settings, strict, integrati
     call_command("rotate_encryption_keys", stdout=(out := _Out()))
     assert "integrations.Integration.secret_settings: 1 re-encrypted, 0 already" in out.text
     assert "integrations.WebhookSubscription.secret: 1 re-encrypted, 0 already" in out.text
+    assert "tokens.IdempotencyRecord.response_body: " in out.text  # found, not listed
 
     # then B alone opens them all, --check is clean, and a second run changes nothing
     settings.ENCRYPTION_KEYS = [KEY_B]
@@ -317,3 +365,38 @@ class _Out:
 
     def flush(self):
         pass
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_migration_encrypts_stored_idempotent_responses_and_back(integration):
+    from tokens.models import IdempotencyRecord
+
+    before, after = [("tokens", "0003_history")], [("tokens", "0004_encrypt_idempotency_response")]
+    key = key_services.issue_key(kind=KeyKind.INTEGRATION, name="old", integration=integration, grants=[])
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        Old = executor.loader.project_state(before).apps.get_model("tokens", "IdempotencyRecord")
+        bodies = [{"id": "7", "secret": "whsec_b2xkLWhvb2s="}, {}, None, [1, "two"]]
+        rows = [
+            Old.objects.create(
+                api_key_id=key.key.pk, key=f"k{i}", fingerprint="f", status_code=201, response_body=body,
+                expires_at=timezone.now(),
+            ).pk
+            for i, body in enumerate(bodies)
+        ]  # fmt: skip
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+
+        assert "whsec_" not in raw("tokens_idempotencyrecord", rows[0], "response_body")[0]
+        assert [IdempotencyRecord.objects.get(pk=pk).response_body for pk in rows] == bodies
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        assert [
+            json.loads(raw("tokens_idempotencyrecord", pk, "response_body::text")[0] or "null") for pk in rows
+        ] == bodies
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
