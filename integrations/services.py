@@ -616,7 +616,9 @@ def save_integration(
         changed_settings = sorted(
             k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
         )
-        integration.settings, integration.secret_settings = split_settings(integration.connector, new_settings)
+        integration.settings, integration.secret_settings = split_settings(
+            integration.connector, new_settings
+        )
         integration.mappings = new_mappings
         integration.last_activity_at = timezone.now()
         if creating:
