@@ -1,0 +1,107 @@
+"""
+The hub the connector guide's code runs against: real processes — gunicorn, a Celery worker and beat — on a
+database of its own on DATABASE_URL's server and Redis db numbers of its own (tests/processes.py), so that
+webhooks are really delivered and orders really routed while a chapter runs.
+
+Each chapter gets an organization of its own, laid out as the guide assumes a reader's is (docs/connectors/
+README.md, "Before you start"): a channel "Web shop", a 3PL "Warehouse" with a location and stock, an ERP
+"Back office", the catalog of CATALOG, the hub shipping methods `standard` and `express`, and the web shop's
+code `shop-standard` mapped to `standard`.
+"""
+
+import os
+import secrets
+
+import pytest
+
+from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
+    Hub,
+    _log_mark,
+    admin_connection,
+    flush_redis,
+    free_port,
+    hub_env,
+    postgres_url,
+    pytest_runtest_makereport,
+    redis_base,
+    stop_all_started,
+    with_path,
+)
+
+# Redis db numbers of this hub: the suite uses 0 and 1, the journey 5 and 6.
+REDIS_DBS = tuple(int(n) for n in os.environ.get("GUIDE_REDIS_DBS", "7,8").split(","))
+
+INTEGRATIONS = [("Web shop", "custom-channel"), ("Warehouse", "custom-3pl"), ("Back office", "custom-erp")]
+ROLES = {"channel": "Web shop", "3pl": "Warehouse", "erp": "Back office"}
+CATALOG = [
+    {"sku": "TSHIRT-S", "name": "T-shirt, small", "price": "12.50", "barcode": "4006381333931"},
+    {"sku": "TSHIRT-M", "name": "T-shirt, medium", "price": "12.50"},
+    {"sku": "MUG", "name": "Mug", "price": "8.00"},
+]
+STOCK = {"TSHIRT-S": 40, "TSHIRT-M": 25, "MUG": 10}
+
+# Run in the hub's process after the organization exists (tests/processes.py SETUP names it SLUG).
+SHIPPING_METHODS = """
+from integrations.models import Integration
+from orders.models import ShippingMethod, ShippingMethodMapping
+from organizations.models import Organization
+org = Organization.objects.get(slug=SLUG)
+standard = ShippingMethod.objects.create(organization=org, code="standard", name="Standard")
+ShippingMethod.objects.create(organization=org, code="express", name="Express")
+shop = Integration.objects.get(organization=org, name="Web shop")
+ShippingMethodMapping.objects.create(integration=shop, external_code="shop-standard", method=standard)
+"""
+
+
+@pytest.fixture(scope="session")
+def guide_hub(tmp_path_factory):
+    """The hub's processes, up, on a migrated database of their own."""
+    admin_url = postgres_url()
+    base = redis_base()
+    tmp = tmp_path_factory.mktemp("guide")
+    database = f"guide_{secrets.token_hex(6)}"
+    broker_url, cache_url = (with_path(base, f"/{n}") for n in REDIS_DBS)
+    port = free_port()
+    env = hub_env(with_path(admin_url, f"/{database}"), broker_url, cache_url, tmp / "var")
+    hub = Hub(url=f"http://127.0.0.1:{port}", env=env, log_dir=tmp, port=port)
+    with admin_connection(admin_url) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        flush_redis([broker_url, cache_url])
+        hub.manage("migrate", "--noinput", timeout=300)
+        hub.start_processes()
+        yield hub
+    finally:
+        stop_all_started()
+        with admin_connection(admin_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        flush_redis([broker_url, cache_url])
+
+
+def organization(hub: Hub, slug: str) -> dict:
+    """
+    A reader's organization, as conftest's docstring lays it out; returns its keys by role and the
+    environment the guide's blocks see (SWITCHYARD_URL, SWITCHYARD_ORG and one key per role).
+    """
+    hub.setup_organization(slug, INTEGRATIONS, then=SHIPPING_METHODS)
+    with hub.api("admin") as api:
+        answer = api.post("/products/bulk", json={"products": CATALOG})
+        assert answer.status_code == 200, answer.text
+    with hub.api("Warehouse") as api:
+        answer = api.post("/locations", json={"name": "Main warehouse", "kind": "3pl"})
+        assert answer.status_code == 201, answer.text
+        items = [{"sku": sku, "on_hand": count} for sku, count in STOCK.items()]
+        answer = api.post("/inventory", json={"location": answer.json()["id"], "items": items})
+        assert answer.status_code == 200 and not answer.json()["errors"], answer.text
+    keys = {role: hub.keys[name] for role, name in ROLES.items()}
+    for name in ROLES.values():
+        with hub.api(name) as api:
+            assert api.post("/integration/connect").status_code == 200
+    env = {
+        "SWITCHYARD_URL": hub.url,
+        "SWITCHYARD_ORG": slug,
+        "SWITCHYARD_CHANNEL_KEY": keys["channel"],
+        "SWITCHYARD_3PL_KEY": keys["3pl"],
+        "SWITCHYARD_ERP_KEY": keys["erp"],
+    }
+    return {"keys": keys, "env": env, "integrations": dict(hub.integrations)}
