@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from snippets import blocks  # noqa: E402 - after the path above
+from snippets import blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def run_sh(code: str, env: dict) -> None:
         dump_path = dump.name
     try:
         script = f"set -eo pipefail\n{code}\nenv -0 > {dump_path}\n"
-        subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, check=True)  # noqa: S603, S607 - the guide's own blocks
+        subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, check=True)
         exported = Path(dump_path).read_bytes().split(b"\0")
     finally:
         os.unlink(dump_path)
@@ -43,7 +43,7 @@ def run_js(code: str, name: str, env: dict, workdir: Path) -> None:
         )
     script = workdir / f"{name}.js"
     script.write_text(code)
-    subprocess.run([node, str(script)], cwd=workdir, env=env, check=True)  # noqa: S603 - the guide's own block
+    subprocess.run([node, str(script)], cwd=workdir, env=env, check=True)
 
 
 def main(chapter: Path, workdir: Path) -> int:
