@@ -6,7 +6,8 @@ webhooks are really delivered and orders really routed while a chapter runs.
 Each chapter gets an organization of its own, laid out as the guide assumes a reader's is (docs/connectors/
 README.md, "Before you start"): a channel "Web shop", a 3PL "Warehouse" with a location and stock, an ERP
 "Back office", the catalog of CATALOG, the hub shipping methods `standard` and `express`, and the web shop's
-code `shop-standard` mapped to `standard`.
+code `shop-standard` mapped to `standard`, its SKU `TS-SMALL` mapped to `TSHIRT-S` and its settings
+`store_url` and `default_currency` set.
 """
 
 import os
@@ -40,16 +41,23 @@ CATALOG = [
 ]
 STOCK = {"TSHIRT-S": 40, "TSHIRT-M": 25, "MUG": 10}
 
-# Run in the hub's process after the organization exists (tests/processes.py SETUP names it SLUG).
-SHIPPING_METHODS = """
+# Run in the hub's process after the organization exists (tests/processes.py SETUP names it SLUG): the catalog,
+# the shipping methods, the web shop's settings and mappings, through the services the admin uses.
+CONFIGURE = """
+from integrations import services as integrations
 from integrations.models import Integration
+from inventory import services as inventory
+from inventory.models import SkuMapping
 from orders.models import ShippingMethod, ShippingMethodMapping
 from organizations.models import Organization
 org = Organization.objects.get(slug=SLUG)
+inventory.upsert_products(org, CATALOG)
 standard = ShippingMethod.objects.create(organization=org, code="standard", name="Standard")
 ShippingMethod.objects.create(organization=org, code="express", name="Express")
 shop = Integration.objects.get(organization=org, name="Web shop")
+integrations.save_integration(shop, settings={"store_url": "https://shop.example.com", "default_currency": "USD"})
 ShippingMethodMapping.objects.create(integration=shop, external_code="shop-standard", method=standard)
+SkuMapping.objects.create(integration=shop, external_sku="TS-SMALL", product=org.products.get(sku="TSHIRT-S"))
 """
 
 
@@ -83,10 +91,7 @@ def organization(hub: Hub, slug: str) -> dict:
     A reader's organization, as conftest's docstring lays it out; returns its keys by role and the
     environment the guide's blocks see (SWITCHYARD_URL, SWITCHYARD_ORG and one key per role).
     """
-    hub.setup_organization(slug, INTEGRATIONS, then=SHIPPING_METHODS)
-    with hub.api("admin") as api:
-        answer = api.post("/products/bulk", json={"products": CATALOG})
-        assert answer.status_code == 200, answer.text
+    hub.setup_organization(slug, INTEGRATIONS, first=f"CATALOG = {CATALOG!r}\n", then=CONFIGURE)
     with hub.api("Warehouse") as api:
         answer = api.post("/locations", json={"name": "Main warehouse", "kind": "3pl"})
         assert answer.status_code == 201, answer.text
