@@ -31,6 +31,19 @@ ERRORS = {
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None:
+            # The grant a key needs (config/api/permissions.py), as an extension: OpenAPI 3.0 allows scopes on
+            # OAuth2 schemes only, and the generated reference (scripts/api_reference.py) prints it.
+            grants = getattr(self.view, "grants", None) or {}
+            action = getattr(self.view, "action", None) or self.method
+            if action not in grants:
+                action = self.method
+            if action in grants:
+                operation["x-required-grant"] = grants[action]
+        return operation
+
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if (
