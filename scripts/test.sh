@@ -2,7 +2,7 @@
 # `make test`: the lint and the test suite against a throwaway PostgreSQL and Redis.
 #
 #   1. installs what is missing: uv, the locked dependencies (with the dev group), and the Debian
-#      packages postgresql, redis-server and chromium when their binaries are not found;
+#      packages postgresql, redis-server, chromium and nodejs when their binaries are not found;
 #   2. runs `make lint` and the security audit, scripts/audit.py (bandit, pip-audit; stops if either fails);
 #   3. starts PostgreSQL and Redis on free loopback ports, in temp folders;
 #   4. runs .venv/bin/pytest with the words of $PYTEST_ARGS (shell quoting allowed) and this script's
@@ -27,6 +27,8 @@ pg_find_bin || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 # Playwright drives the machine's Chromium (never `playwright install`: it downloads a browser).
 command -v chromium >/dev/null || missing+=(chromium)
+# The connector guide's JavaScript blocks (docs/connectors, run by tests/connector_guide) need Node.js 18+.
+command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
     pg_find_bin || die "postgresql is installed but initdb/pg_ctl are still not found"
