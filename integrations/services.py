@@ -208,6 +208,18 @@ def merge_settings(connector: Connector, current: dict, submitted: dict) -> dict
     return {k: v for k, v in merged.items() if v is not None and v != ""}
 
 
+def setting_defaults(connector: Connector) -> dict:
+    """What each setting means while unset: its schema `default`, and false for a boolean without one."""
+    properties = (connector.settings_schema or {}).get("properties", {})
+    defaults = {}
+    for name, spec in properties.items():
+        if "default" in spec:
+            defaults[name] = spec["default"]
+        elif spec.get("type") == "boolean":
+            defaults[name] = False
+    return defaults
+
+
 def public_settings(integration: Integration) -> dict:
     """Settings without their secrets (for export, API answers and pages)."""
     secrets = integration.connector.secret_fields
@@ -613,8 +625,13 @@ def save_integration(
         )
         new_mappings = integration.mappings if mappings is None else mappings
         _validate(integration.connector, new_settings, new_mappings, require_complete=require_complete)
+        # Compared with the schema's defaults filled in: the admin form sends an unticked box as false, and
+        # storing false where nothing was stored is no change (it must not re-check a connected integration).
+        defaults = setting_defaults(integration.connector)
         changed_settings = sorted(
-            k for k in set(current) | set(new_settings) if current.get(k) != new_settings.get(k)
+            k
+            for k in set(current) | set(new_settings)
+            if current.get(k, defaults.get(k)) != new_settings.get(k, defaults.get(k))
         )
         integration.settings, integration.secret_settings = split_settings(
             integration.connector, new_settings

@@ -614,6 +614,23 @@ def test_saving_unchanged_settings_on_connected_keeps_it_connected(strict_integr
     assert new_events(strict_integration, mark) == []
 
 
+def test_saving_an_unticked_box_where_nothing_was_stored_keeps_it_connected(strict_integration):
+    # given a connected integration whose settings never named the boolean `dry_run` (unset: false)
+    put(strict_integration, S.CONNECTED)
+    assert "dry_run" not in strict_integration.settings
+    mark = event_mark()
+
+    # when the admin's form saves it unchanged: an unticked box arrives as false
+    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": False})
+
+    # then nothing changed: still connected, no event; ticking it is a change, and re-checks the connection
+    assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTED
+    assert new_events(strict_integration, mark) == []
+    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": True})
+    assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTING
+    assert new_events(strict_integration, mark)[0].data["settings"] == ["dry_run"]
+
+
 def test_changing_settings_while_disabled_keeps_it_disabled(strict_integration):
     put(strict_integration, S.DISABLED)
     mark = event_mark()
