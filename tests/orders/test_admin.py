@@ -261,8 +261,16 @@ def test_order_page_of_a_held_order_shows_the_hold_and_release_button(acme_clien
 
     html = acme_client.get(change_url(ready_order)).content.decode()
 
-    assert "On hold: Looks like fraud" in html
+    assert "On hold: Looks like fraud.</p>" in html
     assert 'id="sy-release"' in html and 'id="sy-cancel"' in html and 'id="sy-hold"' not in html
+
+
+def test_a_hold_reason_ending_in_a_full_stop_is_not_given_a_second(acme_client, ready_order):
+    services.hold(ready_order, "Review: order over 500.", until=None)
+
+    html = acme_client.get(change_url(ready_order)).content.decode()
+
+    assert "On hold: Review: order over 500.</p>" in html
 
 
 # --- actions and buttons --------------------------------------------------------------------------------
