@@ -6,7 +6,9 @@ here, naming the block.
 
 import os
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ GUIDE = ROOT / "docs" / "connectors"
 CHAPTERS = sorted(GUIDE.glob("[0-9][0-9]-*.md"))
 RUNNER = Path(__file__).with_name("run_chapter.py")
 CHAPTER_TIMEOUT = 300  # seconds; a chapter that waits for a webhook waits at most a minute for it
+PARALLEL = 3  # chapters running at once
 
 
 def test_the_guide_has_chapters_and_the_index_links_each():
@@ -29,25 +32,15 @@ def test_the_guide_has_chapters_and_the_index_links_each():
         assert f"({chapter.name})" in index, f"docs/connectors/README.md does not link {chapter.name}"
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
-def test_every_block_of_the_chapter_runs_against_a_live_hub(guide_hub, chapter, tmp_path):
-    text = chapter.read_text()
-    words = directive(text)
-    assert blocks(text) or "prose" in words, (
-        f"{chapter.name} has no block to run (mark it <!-- guide: prose -->)"
-    )
-    role = words.get("key", "none")
-    assert role in (*ROLES, "none"), f"{chapter.name}: unknown key={role}"
-
-    # given an organization of the chapter's own, as the guide's README lays it out
-    org = organization(guide_hub, f"guide-{chapter.stem[:2]}-{os.getpid()}")
-    env = {**guide_hub.env, **org["env"], "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def run(hub, chapter: Path, workdir: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """The chapter's blocks, in order, as a reader runs them, with the key its directive names."""
+    role = directive(chapter.read_text()).get("key", "none")
+    with ORGANIZATION_LOCK:  # the Hub object keeps the last organization's keys: one setup at a time
+        org = organization(hub, f"guide-{chapter.stem[:2]}-{os.getpid()}")
+    env = {**hub.env, **org["env"], "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     if role != "none":
         env["SWITCHYARD_KEY"] = org["keys"][role]
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-
-    # when its blocks run in order, as a reader runs them
+    workdir.mkdir(parents=True)
     started = time.monotonic()
     done = subprocess.run(
         [PYTHON, str(RUNNER), str(chapter), str(workdir)],
@@ -58,10 +51,47 @@ def test_every_block_of_the_chapter_runs_against_a_live_hub(guide_hub, chapter, 
         timeout=CHAPTER_TIMEOUT,
         check=False,
     )
+    return done, time.monotonic() - started
+
+
+ORGANIZATION_LOCK = threading.Lock()
+
+
+@pytest.fixture(scope="session")
+def chapter_runs(guide_hub, request, tmp_path_factory):
+    """
+    Every selected chapter, started at once, PARALLEL at a time: each has an organization of its own and
+    spends most of its time waiting on the hub (engines, webhooks), so they share it as readers would.
+    """
+    selected = [
+        item.callspec.params["chapter"]
+        for item in request.session.items
+        if item.originalname == "test_every_block_of_the_chapter_runs_against_a_live_hub"
+    ]
+    base = tmp_path_factory.mktemp("chapters")
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        runs = {chapter: pool.submit(run, guide_hub, chapter, base / chapter.stem) for chapter in selected}
+        yield runs
+        for future in runs.values():
+            future.cancel()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
+def test_every_block_of_the_chapter_runs_against_a_live_hub(chapter_runs, chapter):
+    # given a chapter that marks what it needs
+    text = chapter.read_text()
+    words = directive(text)
+    assert blocks(text) or "prose" in words, (
+        f"{chapter.name} has no block to run (mark it <!-- guide: prose -->)"
+    )
+    assert words.get("key", "none") in (*ROLES, "none"), f"{chapter.name}: unknown key={words['key']}"
+
+    # when its blocks ran in order against the hub, in an organization of its own (chapter_runs)
+    done, seconds = chapter_runs[chapter].result(timeout=CHAPTER_TIMEOUT * len(CHAPTERS))
 
     # then every one of them did
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{chapter.name} failed after {time.monotonic() - started:.1f} s:\n{output}"
+    assert done.returncode == 0, f"{chapter.name} failed after {seconds:.1f} s:\n{output}"
     assert output.count("--- ") == len(blocks(text)) + 1, output
 
 
