@@ -14,6 +14,7 @@ that print every schema inline; connector authors asked for one page with the gr
 
 import argparse
 import difflib
+import json
 import os
 import sys
 from collections import Counter
@@ -35,8 +36,6 @@ def openapi() -> dict:
     import django
 
     django.setup()
-    import json
-
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.renderers import OpenApiJsonRenderer
 

@@ -4,6 +4,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from .permissions import required_grant
+
 
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(
@@ -36,12 +38,7 @@ class AutoSchema(SpectacularAutoSchema):
         if operation is not None:
             # The grant a key needs (config/api/permissions.py), as an extension: OpenAPI 3.0 allows scopes on
             # OAuth2 schemes only, and the generated reference (scripts/api_reference.py) prints it.
-            grants = getattr(self.view, "grants", None) or {}
-            action = getattr(self.view, "action", None) or self.method
-            if action not in grants:
-                action = self.method
-            if action in grants:
-                operation["x-required-grant"] = grants[action]
+            operation["x-required-grant"] = required_grant(self.view, self.view.request)
         return operation
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
