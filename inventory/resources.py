@@ -4,6 +4,7 @@ the importing user's choice among those they administer: rows are matched and cr
 else. Writes go through inventory.services, so outbox events and exceptions happen as through the API.
 """
 
+import numbers
 from collections import defaultdict
 from copy import copy
 
@@ -15,17 +16,54 @@ from import_export.results import RowResult
 from . import services
 from .models import InventoryLevel, Location, Product
 
+# --- spreadsheet formulae (issue 14, finding 5) ------------------------------------------------------------
+# A cell a spreadsheet would run as a formula: OWASP's list of leading characters, also after leading
+# whitespace. Written by hand because the library's IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT only drops one
+# leading "=" (not +, -, @, tab or CR; "==1" stays a formula) and turns every cell into text.
+FORMULA_STARTS = ("=", "+", "-", "@")
+FORMULA_CONTROLS = ("\t", "\r")
+
+
+def _runs_as_formula(text: str) -> bool:
+    # Leading quotes count through, so a text that starts with a quote is quoted once more and an import
+    # can take exactly one quote off (escape_formula and unescape_formula are inverses).
+    text = text.lstrip("'")
+    return text.startswith(FORMULA_CONTROLS) or text.lstrip().startswith(FORMULA_STARTS)
+
+
+def escape_formula(text: str) -> str:
+    """OWASP's escape: a single quote in front of a text a spreadsheet would run as a formula."""
+    return "'" + text if _runs_as_formula(text) else text
+
+
+def unescape_formula(text: str) -> str:
+    """The text `escape_formula` was given (a cell of one of our exports, imported back)."""
+    return text[1:] if text.startswith("'") and _runs_as_formula(text[1:]) else text
+
 
 class OrganizationBoundResource(resources.ModelResource):
-    """A resource that reads and writes one organization's rows; without one it sees nothing (fails closed)."""
+    """
+    A resource that reads and writes one organization's rows; without one it sees nothing (fails closed).
+    Text cells are escaped against spreadsheet formulae on export, whatever the format, and unescaped on
+    import, so an export imports back unchanged.
+    """
 
     def __init__(self, organization=None, **kwargs):
         super().__init__(**kwargs)
         self.organization = organization
 
+    def export_field(self, field, instance, **kwargs):
+        value = super().export_field(field, instance, **kwargs)
+        # Numbers keep their sign (a negative price is not a formula); any other text is escaped.
+        if isinstance(value, str) and not isinstance(field.get_value(instance), numbers.Number):
+            return escape_formula(value)
+        return value
+
     def before_import(self, dataset, **kwargs):
         if self.organization is None:
             raise ValueError("Choose the organization to import into.")
+        for index, row in enumerate(dataset):
+            dataset[index] = tuple(unescape_formula(v) if isinstance(v, str) else v for v in row)
 
 
 class ProductResource(OrganizationBoundResource):
