@@ -194,7 +194,7 @@ else:
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Shared cache (rate limits, idempotency locks): Redis when REDIS_URL is set.
+# --- Shared cache (rate limits, task doorbells): Redis when REDIS_URL is set.
 REDIS_URL = env.str("REDIS_URL", default="")
 # Seconds a cache call waits on Redis (connect, then each answer). The rate limit and the doorbells carry on
 # without the cache (config/api/throttling.py, config/celery.py): a dead Redis must cost requests little.
@@ -210,7 +210,8 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            # Django's file cache with atomic add and incr across processes (config/cache.py).
+            "BACKEND": "config.cache.LockedFileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
