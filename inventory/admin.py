@@ -1,9 +1,14 @@
+import os
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.core import signing
 from django.db.models import F
 from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
 from import_export.forms import ConfirmImportForm, ImportForm
+from import_export.tmp_storages import TempFolderStorage
 
 from organizations.admin_mixins import (
     OrganizationColumnMixin,
@@ -40,9 +45,64 @@ class OrganizationImportForm(ImportForm):
     field_order = ["organization", "resource", "import_file", "format"]
 
 
+# The confirm step names its upload with a signed token (issue 14, finding 7): bound to the user and the
+# organization of the preview, and to its format and resource, and valid for this long.
+IMPORT_CONFIRM_SALT = "inventory.admin.import-confirm"
+IMPORT_CONFIRM_MAX_AGE = timedelta(hours=1)
+IMPORT_CONFIRM_REFUSED = (
+    "This upload cannot be imported: it was already imported, its preview is more than an hour old, or it "
+    "was not previewed by you for this organization. Upload the file again."
+)
+
+
+def sign_upload(name, user, organization, file_format, resource) -> str:
+    """The token of the confirm form: the upload's name in the temp folder and what its preview was for."""
+    payload = {
+        "name": name,
+        "user": user.pk,
+        "org": organization.pk,
+        "format": file_format,
+        "resource": resource,
+    }
+    return signing.dumps(payload, salt=IMPORT_CONFIRM_SALT)
+
+
 class OrganizationConfirmImportForm(ConfirmImportForm):
+    """
+    The import's confirm step. Its hidden upload name is a token from `sign_upload`: only the upload this
+    user previewed for this organization, in that format and resource, within the hour, and still there,
+    is read (and then removed). Anything else is refused before a file is touched.
+    """
+
     # Posted again on confirmation: validated against the user's organizations a second time.
     organization = forms.ModelChoiceField(queryset=Organization.objects.none(), widget=forms.HiddenInput)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_import_file_name(self):
+        # The token as posted: the library's basename() of a plain name does not apply to it.
+        return self.cleaned_data["import_file_name"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            upload = signing.loads(
+                cleaned["import_file_name"], salt=IMPORT_CONFIRM_SALT, max_age=IMPORT_CONFIRM_MAX_AGE
+            )
+        except signing.BadSignature:  # tampered, hand-written or expired (SignatureExpired)
+            raise forms.ValidationError(IMPORT_CONFIRM_REFUSED, code="upload_refused") from None
+        previewed = (upload["user"], upload["org"], upload["format"], upload["resource"])
+        posted = (self.user.pk, cleaned["organization"].pk, cleaned["format"], cleaned.get("resource", ""))
+        path = TempFolderStorage(name=upload["name"]).get_full_path()
+        # Still there? Not after the first of two clicks on "Confirm import", nor once the temp folder is swept.
+        if previewed != posted or not os.path.isfile(path):
+            raise forms.ValidationError(IMPORT_CONFIRM_REFUSED, code="upload_refused")
+        cleaned["import_file_name"] = upload["name"]
+        return cleaned
 
 
 class OrganizationImportExportMixin(ImportExportMixin):
@@ -50,6 +110,8 @@ class OrganizationImportExportMixin(ImportExportMixin):
 
     import_form_class = OrganizationImportForm
     confirm_form_class = OrganizationConfirmImportForm
+    # The confirm form checks that the signed upload is still in the temp folder: pinned, not a setting.
+    tmp_storage_class = TempFolderStorage
     formats = [base_formats.CSV]
 
     def import_organizations(self, request):
@@ -74,10 +136,22 @@ class OrganizationImportExportMixin(ImportExportMixin):
         form.fields["organization"].queryset = self.import_organizations(request)
         return form
 
+    def get_confirm_form_kwargs(self, request, import_form=None):
+        return {**super().get_confirm_form_kwargs(request, import_form), "user": request.user}
+
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
         if import_form is not None:
-            initial["organization"] = import_form.cleaned_data["organization"].pk
+            organization = import_form.cleaned_data["organization"]
+            initial["organization"] = organization.pk
+            name = os.path.basename(initial["import_file_name"])  # the temp storage keeps a full path
+            initial["import_file_name"] = sign_upload(
+                name,
+                request.user,
+                organization,
+                initial["format"],
+                initial["resource"],
+            )
         return initial
 
     def get_valid_export_item_pks(self, request):
