@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from . import signing
-from .webhooks import public_addresses
+from .targets import public_addresses
 
 USER_AGENT = "Switchyard-Webhooks/1.0"
 MAX_JSON_BYTES = 10 * 1024 * 1024  # a manifest answer (an orders page) larger than this is refused
@@ -83,7 +83,8 @@ def pinned_target(url: str) -> tuple[str, dict, dict]:
     address = public_addresses(parts.hostname, port)[0]
     literal = f"[{address}]" if ":" in address else address
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"
-    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # RFC 9110: IPv6 in brackets
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
     return urlunsplit(parts._replace(netloc=netloc)), {"host": host_header}, extensions
 

@@ -21,6 +21,7 @@ from organizations import history
 from . import signals
 from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Connector, Integration, IntegrationEvent, OutboxEvent
+from .targets import check_target_url
 
 Status = IntegrationStatus
 EXPORT_FORMAT = "switchyard.integration/1"
@@ -169,6 +170,13 @@ def settings_errors(connector: Connector, values: dict, *, require_complete=True
         # An object-level error's instance is the whole settings dict, secrets included.
         hides_secret = field in secrets or (field == "__all__" and bool(secrets))
         errors.setdefault(field, []).append(_message(error, hides_secret))
+    base_url = values.get("base_url")
+    if connector.manifest and isinstance(base_url, str) and base_url and "base_url" not in errors:
+        # The hub calls a manifest connector under its base_url: the webhook URLs' SSRF rule holds for it.
+        try:
+            check_target_url(base_url, field="base_url")
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     return {k: sorted(set(v)) for k, v in errors.items()}
 
 

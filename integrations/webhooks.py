@@ -1,14 +1,8 @@
 """
 Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and unsubscribe, the grant each
-event type needs, and the guard that keeps targets off loopback and private networks (DESIGN.md, settings:
-WEBHOOK_ALLOW_PRIVATE_TARGETS).
+event type needs, and the guard that keeps targets off loopback and private networks (`targets`).
 """
 
-import ipaddress
-import socket
-from urllib.parse import urlsplit
-
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +13,7 @@ from . import services
 from .choices import EventKind, EventType
 from .models import WebhookSubscription
 from .signing import new_secret
+from .targets import check_target_url
 
 # The read grant a key must hold to be told of each event type (webhooks:write is checked by the view).
 # integration.status_changed concerns the key's own integration: nothing beyond webhooks access.
@@ -43,56 +38,6 @@ class MissingEventGrant(PermissionError):
     def __init__(self, required: list[str]):
         super().__init__(f"This key lacks the grant(s) these events need: {', '.join(required)}.")
         self.required = required
-
-
-def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
-    return (
-        address.is_loopback
-        or address.is_link_local
-        or address.is_private
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-    )
-
-
-def public_addresses(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, if all are public; else ValidationError (one private one is enough)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ValidationError({"url": [f"The host {host!r} does not resolve."]}) from None
-    addresses = []
-    for *_, sockaddr in infos:
-        text = sockaddr[0].split("%", 1)[0]  # drop an IPv6 zone id
-        if _refused(ipaddress.ip_address(text)):
-            # Every address is checked: a name with one public and one private address is refused.
-            raise ValidationError({"url": ["The URL points to a loopback, private or reserved address."]})
-        addresses.append(text)
-    if not addresses:
-        raise ValidationError({"url": [f"The host {host!r} does not resolve."]})
-    return addresses
-
-
-def check_target_url(url: str, *, allow_private: bool | None = None) -> None:
-    """Raise ValidationError unless `url` is http(s) with a host whose every address is public."""
-    if allow_private is None:
-        allow_private = settings.WEBHOOK_ALLOW_PRIVATE_TARGETS
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValidationError({"url": ["Enter a valid URL."]}) from None
-    if parts.scheme not in ("http", "https"):
-        raise ValidationError({"url": ["Only http and https URLs are allowed."]})
-    host = parts.hostname
-    if not host:
-        raise ValidationError({"url": ["The URL needs a host."]})
-    if allow_private:
-        return
-    public_addresses(host, port or (443 if parts.scheme == "https" else 80))
 
 
 def check_events(events, key) -> list[str]:

@@ -1,5 +1,6 @@
 """Webhook delivery: outbox → deliveries → signed POSTs to a real receiver on 127.0.0.1, retries, dead-lettering."""
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -436,9 +437,7 @@ def test_a_private_target_is_refused_at_send_time(
 
 def test_a_public_target_is_connected_to_at_the_checked_address(settings, monkeypatch):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
-    monkeypatch.setattr(
-        webhooks.socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("93.184.216.34", 443))]
-    )
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("93.184.216.34", 443))])
 
     url, headers, extensions = delivery.outbound.pinned_target("https://hooks.example.test:8443/in?x=1")
 
