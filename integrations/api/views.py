@@ -57,9 +57,11 @@ class ConnectView(ApiView):
 
 
 class ReportErrorView(ApiView):
-    """The connector reports that it cannot work: the integration moves to error."""
+    """The connector reports that it cannot work: the integration moves to error and an exception is raised."""
 
-    grants = {"POST": NO_GRANT}
+    # Reporting raises an exception record (and may take the integration out of service), so it needs the
+    # exceptions:write grant every connector's recommended grants hold, not merely any key of the integration.
+    grants = {"POST": "exceptions:write"}
 
     @extend_schema(
         request=ReportErrorSerializer, responses=StatusSerializer, operation_id="integration_error"

@@ -236,7 +236,11 @@ def test_connect_when_disabled_is_403(api_client, integration_key, integration):
 
 
 @pytest.mark.parametrize("path", ["/api/v1/integration/connect", "/api/v1/integration/error"])
-def test_integration_writes_are_404_for_org_keys(api_client, org_key, path):
+def test_integration_writes_are_404_for_org_keys(api_client, issue_key, org, org_admin, path):
+    # With every grant the calls need, so that what answers is the missing integration, not a grant.
+    org_key = issue_key(
+        kind=KeyKind.ORG, name="k", organization=org, user=org_admin, grants=["exceptions:write"]
+    )
     assert_error(api_client(org_key).post(path, {"message": "x"}, format="json"), 404, "not_found")
 
 
@@ -280,7 +284,9 @@ def test_error_report_from_not_configured_is_409(
     api_client, issue_key, org, strict_connector, make_integration
 ):
     incomplete = make_integration(org, strict_connector, "Incomplete shop")
-    issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=incomplete)
+    issued = issue_key(
+        kind=KeyKind.INTEGRATION, name="k", integration=incomplete, grants=["exceptions:write"]
+    )
 
     response = api_client(issued).post("/api/v1/integration/error", {"message": "x"}, format="json")
 

@@ -15,7 +15,7 @@ from .helpers import history_models, history_rows
 
 pytestmark = pytest.mark.django_db
 
-SHOP_GRANTS = ["orders:read", "orders:write", "webhooks:read", "webhooks:write"]
+SHOP_GRANTS = ["orders:read", "orders:write", "webhooks:read", "webhooks:write", "exceptions:write"]
 
 
 @pytest.fixture(autouse=True)
