@@ -318,6 +318,8 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=14)
 # Characters of a response body kept on the delivery and its attempt.
 WEBHOOK_RESPONSE_EXCERPT = env.int("WEBHOOK_RESPONSE_EXCERPT", default=1000)
+# Webhook subscriptions one integration may hold (#14): each event fans out once per subscription.
+WEBHOOK_MAX_SUBSCRIPTIONS = env.int("WEBHOOK_MAX_SUBSCRIPTIONS", default=20)
 # --- Engines (automations/engines/): they react on commit; their beat sweeps are the safety net.
 # Orders (per organization and category) one sweep handles; the next beat run takes the rest.
 ENGINE_SWEEP_BATCH = env.int("ENGINE_SWEEP_BATCH", default=500)

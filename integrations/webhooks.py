@@ -3,6 +3,7 @@ Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and un
 event type needs, and the guard that keeps targets off loopback and private networks (`targets`).
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -11,7 +12,7 @@ from organizations import history
 
 from . import services
 from .choices import EventKind, EventType
-from .models import WebhookSubscription
+from .models import Integration, WebhookSubscription
 from .signing import new_secret
 from .targets import check_target_url
 
@@ -40,6 +41,39 @@ class MissingEventGrant(PermissionError):
         self.required = required
 
 
+class SubscriptionConflict(Exception):
+    """The integration's subscriptions leave no room for this one; the API answers 409 conflict with `details`."""
+
+    def __init__(self, message: str, details: dict):
+        super().__init__(message)
+        self.details = details
+
+
+def check_room(integration, url: str, event_types: list[str]) -> None:
+    """
+    SubscriptionConflict when `url` already gets one of `event_types` from this integration (one delivery per
+    event and URL), or when the integration holds WEBHOOK_MAX_SUBSCRIPTIONS already (switched-off ones count:
+    they can be switched back on). Call it holding the integration's row lock.
+    """
+    existing = WebhookSubscription.objects.filter(integration=integration)
+    taken = {
+        event for types in existing.filter(url=url).values_list("event_types", flat=True) for event in types
+    }
+    doubled = [event for event in event_types if event in taken]
+    if doubled:
+        raise SubscriptionConflict(
+            f"{url} is already subscribed to {', '.join(doubled)}. Subscribe it to other event types, or "
+            "delete the subscription that has them first.",
+            {"url": url, "events": doubled},
+        )
+    limit = settings.WEBHOOK_MAX_SUBSCRIPTIONS
+    if existing.count() >= limit:
+        raise SubscriptionConflict(
+            f"This integration has the most webhook subscriptions allowed ({limit}); delete one first.",
+            {"limit": limit},
+        )
+
+
 def check_events(events, key) -> list[str]:
     """The event types, deduplicated, in catalogue order; unknown → ValidationError, ungranted → MissingEventGrant."""
     if not isinstance(events, list | tuple) or not events:
@@ -63,6 +97,9 @@ def subscribe(integration, url: str, events, key) -> tuple[WebhookSubscription, 
     """A new active subscription of `integration`, and its secret (returned this once)."""
     event_types = check_events(events, key)
     check_target_url(url)
+    # Subscribes of one integration take turns on its row, so two at once cannot both pass check_room.
+    Integration.objects.select_for_update().filter(pk=integration.pk).exists()
+    check_room(integration, url, event_types)
     secret = new_secret()
     with history.actor_context(f"key:{key.prefix}"):
         subscription = WebhookSubscription.objects.create(

@@ -141,8 +141,11 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
         summary="Subscribe to events",
         description="201 with the signing `secret`, shown only in this answer. Each event type needs its "
         "read grant (e.g. `order.*` → `orders:read`), else 403 `missing_grant` with `details.required`. "
-        "The URL must be http(s) and not resolve to a loopback, private or reserved address (400 "
-        "`validation_error`, `details.url`). Only an integration key may subscribe: org and global keys "
+        "The URL must be http(s) and its host resolve only to public (global) addresses (400 "
+        "`validation_error`, `details.url`). A URL gets each event type once: naming one it already gets is "
+        "409 `conflict` with `details.url` and `details.events`; an integration holds at most "
+        "WEBHOOK_MAX_SUBSCRIPTIONS (20 by default), and one more is 409 `conflict` with `details.limit`. "
+        "Only an integration key may subscribe: org and global keys "
         'get 403 `missing_grant` with `details.key_kind = ["integration"]`.',
         request=WebhookInputSerializer,
         responses={201: WebhookCreatedSerializer},
@@ -160,6 +163,8 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
             )
         except webhooks.MissingEventGrant as exc:
             raise ApiError("missing_grant", str(exc), details={"required": exc.required}) from None
+        except webhooks.SubscriptionConflict as exc:
+            raise ApiError("conflict", str(exc), details=exc.details) from None
         subscription.secret = secret
         return Response(WebhookCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
 
