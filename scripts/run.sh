@@ -96,9 +96,9 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --no-control-socket: gunicorn would otherwise put one in ~/.gunicorn/, shared by every checkout.
-start gunicorn .venv/bin/gunicorn config.wsgi --bind "127.0.0.1:$PORT" --workers 2 \
-    --access-logfile - --graceful-timeout 10 --no-control-socket
+# config/gunicorn.py: the access log format (no Basic user name, no query string) and no control socket.
+start gunicorn .venv/bin/gunicorn config.wsgi -c config/gunicorn.py --bind "127.0.0.1:$PORT" --workers 2 \
+    --access-logfile - --graceful-timeout 10
 start worker .venv/bin/celery -A config worker --loglevel INFO >>"$LOG_DIR/worker.log" 2>&1
 start beat .venv/bin/celery -A config beat --loglevel INFO \
     --scheduler django_celery_beat.schedulers:DatabaseScheduler >>"$LOG_DIR/beat.log" 2>&1

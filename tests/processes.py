@@ -393,6 +393,8 @@ class Hub:
             [
                 str(BIN / "gunicorn"),
                 "config.wsgi",
+                "-c",
+                str(ROOT / "config" / "gunicorn.py"),  # the access log format of every deployment
                 "-b",
                 f"127.0.0.1:{self.port}",
                 "-w",
@@ -401,7 +403,6 @@ class Hub:
                 "-",
                 "--graceful-timeout",
                 "5",
-                "--no-control-socket",
             ],
         )
 

@@ -12,6 +12,8 @@ docs/operations/ stays true to the code:
 """
 
 import ast
+import contextlib
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -27,6 +29,7 @@ OPS = ROOT / "docs" / "operations"
 CONFIG_DOC = OPS / "configuration.md"
 SYSTEMD = OPS / "systemd"
 CONTAINERFILE = OPS / "container" / "Containerfile"
+GUNICORN_CONFIG = ROOT / "config" / "gunicorn.py"
 COMPOSE = OPS / "container" / "compose.yaml"
 ENV_EXAMPLE = SYSTEMD / "switchyard.env.example"
 PACKAGES = ("config", "organizations", "integrations", "tokens", "inventory", "orders", "automations")
@@ -473,13 +476,102 @@ def test_units_run_from_the_install_with_the_environment_file(name):
     assert (SYSTEMD / "switchyard.target").exists()
 
 
+def gunicorn_config() -> dict:
+    namespace: dict = {}
+    exec(GUNICORN_CONFIG.read_text(), namespace)  # noqa: S102 - our own gunicorn config file
+    return namespace
+
+
 def test_the_web_unit_serves_config_wsgi():
     argv = exec_start("switchyard-web.service")
 
     assert Path(argv[0]).name == "gunicorn"
     assert argv[1] == "config.wsgi"
     assert "application = " in (ROOT / "config" / "wsgi.py").read_text()
-    assert "--no-control-socket" in argv  # the service user has no home for gunicorn's socket
+    # The config, relative to WorkingDirectory: no control socket (the service user has no home for it).
+    assert option(argv, "-c", "--config") == "config/gunicorn.py"
+    assert gunicorn_config()["control_socket_disable"] is True
+
+
+def run_sh_gunicorn() -> list[str]:
+    """scripts/run.sh's gunicorn command (after `start gunicorn`), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "scripts" / "run.sh").read_text())
+    [line] = [line for line in text.splitlines() if line.startswith("start gunicorn ")]
+    return shlex.split(line)[2:]
+
+
+def harness_gunicorn() -> list[str]:
+    """The gunicorn command of the real-process tests (tests/processes.py), as it would start."""
+    from tests.processes import Hub
+
+    class Captured(Hub):
+        def start(self, name, argv, env=None):
+            return argv
+
+    return Captured(url="", env={}, log_dir=ROOT, port=1).start_gunicorn()
+
+
+def bench_gunicorn(folder: Path) -> list[str]:
+    """The benches' gunicorn command (bench/_harness.py), as it would start (its log goes to `folder`)."""
+    spec = importlib.util.spec_from_file_location("bench_harness", ROOT / "bench" / "_harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+
+    class Spawned(Exception):
+        pass
+
+    def spawn(argv, **kwargs):
+        raise Spawned(argv)
+
+    harness.spawn = spawn
+    with pytest.raises(Spawned) as spawned, contextlib.ExitStack() as stack:
+        harness.start_gunicorn(stack, harness.Started(), {}, 2, 4, folder)
+    return spawned.value.args[0][2:]  # after `python -m`
+
+
+def gunicorn_commands(folder: Path) -> dict[str, list[str]]:
+    """Every gunicorn command the repository documents or runs: {where: argv}."""
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    commands = {
+        "switchyard-web.service": exec_start("switchyard-web.service"),
+        "Containerfile": yaml.safe_load(
+            re.search(r"^CMD (\[.*\])$", CONTAINERFILE.read_text(), re.M).group(1)
+        ),
+        "compose.yaml": compose["web"]["command"],
+        "scripts/run.sh": run_sh_gunicorn(),
+        "tests/processes.py": harness_gunicorn(),
+        "bench/_harness.py": bench_gunicorn(folder),
+    }
+    for page in sorted(OPS.rglob("*.md")):
+        for n, line in enumerate(sh_lines(page.read_text())):
+            argv = shlex.split(line, comments=True)
+            if argv and Path(argv[0]).name == "gunicorn":
+                commands[f"{page.relative_to(OPS)}, command {n}"] = argv
+    return commands
+
+
+def takes_the_config(argv: list[str]) -> bool:
+    """`-c config/gunicorn.py`, relative to the repository (every command's working directory) or absolute."""
+    value = option(argv, "-c", "--config")
+    return value is not None and (ROOT / value).resolve() == GUNICORN_CONFIG.resolve()
+
+
+def test_every_gunicorn_command_takes_the_repositorys_config(tmp_path):
+    # config/gunicorn.py holds the access log format that logs no Basic user name and no query string
+    # (issue 14, finding 6); a command without it, or with a format of its own, would log API keys again.
+    commands = gunicorn_commands(tmp_path)
+    wrong = {
+        where: argv
+        for where, argv in commands.items()
+        if not takes_the_config(argv) or option(argv, "--access-logformat") is not None
+    }
+
+    assert not wrong, wrong
+    assert {"switchyard-web.service", "scripts/run.sh", "tests/processes.py", "bench/_harness.py"} <= set(
+        commands
+    )
+    assert any(where.startswith("deploy.md") for where in commands)
+    assert "%(u)s" not in gunicorn_config()["access_log_format"]
 
 
 def test_the_worker_and_beat_units_use_the_celery_app_and_the_database_scheduler():
