@@ -298,7 +298,8 @@ def django_env(database_url: str, redis_url: str, var_dir: Path) -> dict[str, st
 def start_gunicorn(stack, started, env, workers, threads, folder: Path) -> tuple[str, str]:
     """gunicorn (gthread) on a free port in its own session; returns its base URL and the command line."""
     port = free_port()
-    args = ["-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    args = ["-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "-b", f"127.0.0.1:{port}"]
+    args += ["-w", str(workers)]
     args += ["--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning"]
     log = folder / "gunicorn.log"
     with log.open("wb") as out:  # a file, not a pipe: nobody reads it during the run (4xx log a line each)
