@@ -290,6 +290,7 @@ def django_env(database_url: str, redis_url: str, var_dir: Path) -> dict[str, st
         "HTTPS_ONLY": "false",
         "DEBUG": "false",
         "API_RATE_LIMIT": RATE_LIMIT,
+        "API_ANON_RATE_LIMIT": RATE_LIMIT,  # the /me-without-key reference, all from 127.0.0.1
         "LOG_LEVEL": "WARNING",
         "VAR_DIR": str(var_dir),  # keep the checkout's var/ out of it
     }

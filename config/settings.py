@@ -338,6 +338,8 @@ EXCEPTION_RETENTION_DAYS = env.int("EXCEPTION_RETENTION_DAYS", default=90)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 # Per-key API rate limit, "<count>/<sec|min|hour>".
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
+# Per client address, for API requests made without a key or with one refused (config/api/throttling.py).
+API_ANON_RATE_LIMIT = env.str("API_ANON_RATE_LIMIT", default="60/min")
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,8 @@ from rest_framework import authentication, exceptions
 
 from tokens import services
 
+from . import throttling
+
 
 def client_ip(request) -> str | None:
     if settings.SECURE_PROXY_SSL_HEADER and (forwarded := request.META.get("HTTP_X_FORWARDED_FOR")):
@@ -19,16 +21,22 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
+        # A request refused here — no key, or one refused — is counted against its client address
+        # (API_ANON_RATE_LIMIT) before it is answered, and answered 429 over that limit: the per-key limit
+        # never sees it. A good key's requests count against the key alone.
+        ip = client_ip(request)
         header = authentication.get_authorization_header(request).decode("latin-1")
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
+            throttling.throttle_address(request, ip)
             raise exceptions.NotAuthenticated()
         try:
-            key = services.authenticate(raw.strip(), client_ip(request))
+            key = services.authenticate(raw.strip(), ip)
         except services.KeyRefused as refused:
             # A genuine key refused here (disabled integration, address outside its ranges) is still a
             # request made with it: the request log records it under its integration.
             request._api_key = refused.key
+            throttling.throttle_address(request, ip)
             exc = exceptions.AuthenticationFailed if refused.status == 401 else exceptions.PermissionDenied
             raise exc(refused.message, code=refused.code) from None
         request._api_key = key  # read by the request log even when a later check refuses the request
