@@ -10,7 +10,7 @@ from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedire
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import Truncator, slugify
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
@@ -284,7 +284,8 @@ class IntegrationAdmin(
     def get_fieldsets(self, request, obj=None):
         connector = self.chosen_connector(request, obj)
         props = (connector.settings_schema or {}).get("properties", {}) if connector else {}
-        kinds = ", ".join(services.json_mapping_kinds(connector)) if connector else ""
+        # The connector's own text, escaped: the admin renders a fieldset's description as HTML.
+        kinds = escape(", ".join(services.json_mapping_kinds(connector))) if connector else ""
         fieldsets = [(None, {"fields": ["organization", "connector_display", "name", "notification_email"]})]
         if obj is not None:
             fieldsets.append(("Status", {"fields": STATUS_FIELDS}))

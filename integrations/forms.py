@@ -8,6 +8,7 @@ judge of validity, so the form only maps schema properties to widgets and errors
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import escape, format_html
 
 from organizations.models import Organization
 
@@ -21,7 +22,11 @@ SETTING_PREFIX = "setting__"
 def setting_field(spec: dict, *, required: bool, secret: bool) -> forms.Field:
     """One form field for one schema property."""
     kind = spec.get("type")
-    common = {"label": spec.get("title"), "help_text": spec.get("description", ""), "required": required}
+    # Django renders help_text as HTML (the admin's fieldsets and the form templates mark it safe): the
+    # connector's description is text from outside, so it is escaped here. Labels and choices are escaped
+    # when rendered.
+    help_text = escape(spec.get("description", ""))
+    common = {"label": spec.get("title"), "help_text": help_text, "required": required}
     if secret:
         return forms.CharField(
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common
@@ -73,9 +78,10 @@ class IntegrationForm(forms.ModelForm):
             if name in self.connector.secret_fields:
                 # Never sent back to the browser; a blank field keeps what is stored.
                 field.required = False
+                stored_note = "Stored; leave blank to keep it."
                 field.help_text = (
-                    field.help_text + " " if field.help_text else ""
-                ) + "Stored; leave blank to keep it."
+                    format_html("{} {}", field.help_text, stored_note) if field.help_text else stored_note
+                )
             else:
                 field.initial = value
         if "organization" in self.fields:

@@ -2,7 +2,14 @@
 Script-ish and SQL-ish input (#7): sent through the API (and the admin's integration form) into every text
 field the admin shows, stored verbatim, and rendered escaped on every admin list and change page — the raw
 markup never reaches the HTML, its escaped form does, and the tables it names are still there.
+
+`crawl_admin` walks the admin by its links; test_connector_text_escaping.py crawls with it too (#14).
 """
+
+import html
+import re
+from collections import Counter, deque
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import pytest
 from django.contrib import admin
@@ -136,6 +143,62 @@ def test_hostile_text_is_stored_verbatim(hostile, named_by_form):
     assert "orders_order" in connection.introspection.table_names()
 
 
+# Links in the admin's HTML: Django and our templates always quote attributes with ".
+HREF = re.compile(r'\shref="([^"]*)"')
+# GET-only, but not pages to walk: logging out ends the session; a delete page is a step towards a delete.
+NOT_CRAWLED = re.compile(r"/logout/|/delete/|/jsi18n/")
+
+
+def crawl_admin(client, *, limit=400, variants=3):
+    """
+    Every same-site /admin/ page reachable by links from /admin/, breadth first and GET only: yields
+    (url, response) for up to `limit` pages. At most `variants` query strings (filters, sort orders,
+    pages) are followed per path, so the walk reaches every kind of page before the cap, not the same
+    list under many orders. Same-site redirects are followed as links.
+    """
+    queue, seen, per_path = deque(["/admin/"]), {"/admin/"}, Counter()
+    while queue and len(seen) - len(queue) < limit:
+        url = queue.popleft()
+        response = client.get(url)
+        yield url, response
+        if response.status_code in (301, 302):
+            found = [response["Location"]]
+        elif response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+            found = [html.unescape(href) for href in HREF.findall(response.content.decode())]
+        else:
+            found = []
+        for href in found:
+            target = urlsplit(urljoin(url, href))
+            if target.netloc or not target.path.startswith("/admin/") or NOT_CRAWLED.search(target.path):
+                continue
+            # The filters a change page carries back to its list change nothing on the page itself.
+            query = urlencode([(k, v) for k, v in parse_qsl(target.query) if k != "_changelist_filters"])
+            link = target.path + (f"?{query}" if query else "")
+            if link in seen or (query and per_path[target.path] >= variants):
+                continue
+            seen.add(link)
+            per_path[target.path] += bool(query)
+            queue.append(link)
+
+
+def crawl_for_raw(client, raw, *, shows, limit=400):
+    """
+    Crawl the admin as `client`, asserting that no HTML page holds any of the `raw` markup; returns how
+    many pages were visited and those that showed `shows` (the escaped form). Other answers (the JSON
+    export, an attachment) are data, not pages.
+    """
+    visited, shown = 0, set()
+    for url, response in crawl_admin(client, limit=limit):
+        visited += 1
+        assert response.status_code in (200, 301, 302, 403, 404), (url, response.status_code)
+        if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+            page = response.content.decode()
+            assert not [r for r in raw if r in page], url
+            if shows in page:
+                shown.add(url)
+    return visited, shown
+
+
 def admin_pages():
     """Every changelist of our apps' admin, a search on it, the change pages of its rows, the dashboard."""
     yield reverse("admin:automations_dashboard"), None
@@ -180,3 +243,12 @@ def test_every_admin_page_shows_it_escaped(hostile, named_by_form, admin_client_
     ]
     missing = [url for url in expected if url not in shown]
     assert not missing, missing
+
+
+def test_every_admin_page_reached_by_links_shows_it_escaped(
+    hostile, named_by_form, admin_client_for, org_admin
+):
+    visited, shown = crawl_for_raw(admin_client_for(org_admin), RAW, shows=ESCAPED)
+    # Beyond the lists and change pages above: add pages, history, filtered lists, the custom views.
+    assert visited > 50
+    assert reverse("admin:integrations_integration_change", args=[named_by_form.pk]) in shown
