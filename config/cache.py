@@ -29,9 +29,8 @@ class LockedFileBasedCache(FileBasedCache):
         super().__init__(dir, params)
         # Beside the folder rather than in it: the folder may be deleted and made again at any time.
         self._lock_path = f"{self._dir}.lock"
-        self._held = (
-            threading.local()
-        )  # this thread's lock, so that operations made of others don't wait on it
+        # The lock this thread holds: an operation made of others (add: has_key, then set) takes it once.
+        self._held = threading.local()
 
     @contextmanager
     def _lock(self, operation=fcntl.LOCK_EX):
