@@ -2,7 +2,7 @@
 
 import django_filters
 
-from config.api.filters import StrictBooleanFilter, UpdatedSinceFilterSet, UtcIsoDateTimeFilter
+from config.api.filters import IdFilter, StrictBooleanFilter, UpdatedSinceFilterSet, UtcIsoDateTimeFilter
 
 from . import services
 from .choices import LocationKind
@@ -47,17 +47,11 @@ class KeySkuFilterSet(UpdatedSinceFilterSet):
 
 
 class InventoryLevelFilter(KeySkuFilterSet):
-    location = django_filters.CharFilter(method="filter_location", help_text="A location id.")
+    location = IdFilter(field_name="location_id", help_text="A location id.")
 
     class Meta:
         model = InventoryLevel
         fields = ["sku", "location"]
-
-    def filter_location(self, queryset, name, value):
-        # Ids are opaque to clients: one that cannot be ours matches nothing rather than failing.
-        if not value.isdigit():
-            return queryset.none()
-        return queryset.filter(location_id=int(value))
 
 
 class AvailabilityFilter(KeySkuFilterSet):

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from config.api.ids import parse_id
 from inventory.models import Location
 from orders.models import Order
 from organizations.admin_mixins import (
@@ -261,8 +262,8 @@ class DryRunForm(forms.Form):
     def clean_order(self):
         text = self.cleaned_data["order"].strip()
         found = Q(number=text) | Q(external_id=text)
-        if text.isdigit():
-            found |= Q(pk=int(text))
+        if (pk := parse_id(text)) is not None:  # "²" passed isdigit() and failed int(): a 500
+            found |= Q(pk=pk)
         orders = list(Order.objects.filter(found, organization=self.organization).order_by("-pk")[:2])
         if not orders:
             raise ValidationError(f"No order {text!r} in {self.organization}.")

@@ -104,6 +104,7 @@ class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
     """A model endpoint scoped to the key: integration → its own rows, org → the org's, global → all."""
 
     organization_field = "organization"
+    lookup_value_converter = "id"  # config/api/urls.py: a malformed or out-of-range id in the path is a 404
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 from django_filters.widgets import BooleanWidget
 
+from .ids import parse_id
+
 
 class UtcIsoDateTimeField(IsoDateTimeField):
     """
@@ -54,6 +56,27 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("widget", StrictBooleanWidget)
         super().__init__(*args, **kwargs)
+
+
+class IdFormField(forms.Field):
+    """An id as `parse_id` reads it; not stripped (forms.CharField would let " 1" through as 1)."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        number = parse_id(value)
+        if number is None:
+            raise ValidationError("Not a valid id.", code="invalid")
+        return number
+
+
+class IdFilter(django_filters.CharFilter):
+    """
+    ?location=<id>: a malformed id is a 400 naming the parameter, not a 500 or an empty list. A CharFilter to
+    the schema: ids are opaque strings to clients (API.md).
+    """
+
+    field_class = IdFormField
 
 
 class UpdatedSinceFilterSet(django_filters.FilterSet):

@@ -18,6 +18,8 @@ from rest_framework.pagination import CursorPagination as DrfCursorPagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from .ids import parse_count, parse_id
+
 
 class CursorPagination(DrfCursorPagination):
     """Newest first by creation, ties broken by id: a stable order while rows are added."""
@@ -44,14 +46,12 @@ class CursorPagination(DrfCursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":
             return self.page_size
-        digits = raw.strip()
-        if not (digits.isascii() and digits.isdigit()) or not digits.strip("0"):
+        size = parse_count(raw, self.max_page_size)
+        if size is None:
             raise serializers.ValidationError(
                 {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
             )
-        # Length first: int() refuses strings past 4,300 digits, and any 7-digit count is over the cap anyway.
-        digits = digits.lstrip("0")
-        return self.max_page_size if len(digits) >= 7 else min(int(digits), self.max_page_size)
+        return size
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request, self.base_url = request, request.build_absolute_uri()
@@ -84,7 +84,8 @@ class CursorPagination(DrfCursorPagination):
         try:
             value, pk = json.loads(urlsafe_b64decode(raw.encode()))
             value = model._meta.get_field(self._field).to_python(value)
-            if value is None or not isinstance(pk, int):
+            pk = parse_id(pk) if isinstance(pk, int) else None  # past bigint: an overflow on SQLite
+            if value is None or pk is None:
                 raise ValueError
         except (ValueError, TypeError, UnicodeError, binascii.Error, DjangoValidationError):
             raise serializers.ValidationError({"cursor": ["Invalid cursor."]}) from None

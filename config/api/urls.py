@@ -1,4 +1,4 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -9,8 +9,13 @@ from orders.api import views as order_views
 from tokens.api import views as token_views
 
 from .errors import not_found_view
+from .ids import IdConverter
 
-router = SimpleRouter(trailing_slash=False)
+# Object routes take `<id:pk>` (ScopedViewSet.lookup_value_converter): DRF's default lookup regex, [^/.]+,
+# handed "²", "٣" or " 1" to the queryset, which read some as another id and failed on others. A path the
+# converter refuses matches no route and gets the catch-all's 404 below.
+register_converter(IdConverter, "id")
+router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("events", integration_views.EventViewSet, basename="event")
 router.register("webhooks", integration_views.WebhookViewSet, basename="webhook")
 router.register("exceptions", automation_views.SyncExceptionViewSet, basename="exception")

@@ -3,6 +3,7 @@
 from django.db.models import Q
 
 from config.api.base import render_for, viewset_for
+from config.api.ids import parse_id
 from integrations.choices import Workflow
 from integrations.delivery import register_renderer
 
@@ -43,8 +44,8 @@ def render_channel_inventory(integration, ids):
     wanted = set()
     for name in ids:
         product_id, _, channel_id = name.partition(":")
-        if channel_id == str(integration.pk) and product_id.isdigit():
-            wanted.add(int(product_id))
+        if channel_id == str(integration.pk) and (pk := parse_id(product_id)) is not None:
+            wanted.add(pk)
     if not wanted:
         return {}
     catalog = viewset_for(AvailabilityView, integration, action="list").get_queryset()

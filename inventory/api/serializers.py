@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from config.api.fields import IdField, StrictIntegerField
+
 from ..models import InventoryLevel, Location, Product
 
 # PostgreSQL's integer column: a larger count would be a database error, so it is a validation error here.
@@ -51,22 +53,14 @@ class LocationSerializer(serializers.ModelSerializer):
 
     id = serializers.CharField(read_only=True)
     address = serializers.DictField(required=False, help_text="Free-form: line1, city, postal_code, country…")
+    priority = StrictIntegerField(
+        min_value=0, max_value=MAX_COUNT, required=False, help_text="Routing preference: lower ships first."
+    )
 
     class Meta:
         model = Location
         fields = ["id", "name", "kind", "address", "active", "priority", "ships", "sells", "updated_at"]
         read_only_fields = ["updated_at"]
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer: DRF's IntegerField would also take "5", "5.0" and 5.0."""
-
-    default_error_messages = {"invalid": "Must be a whole number."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StockItemSerializer(serializers.Serializer):
@@ -75,7 +69,7 @@ class StockItemSerializer(serializers.Serializer):
 
 
 class StockPushSerializer(serializers.Serializer):
-    location = serializers.CharField(help_text="The id of a location this key may write stock to.")
+    location = IdField(help_text="The id of a location this key may write stock to.")
     items = StockItemSerializer(many=True)
 
 

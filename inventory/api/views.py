@@ -244,7 +244,7 @@ class InventoryView(PlainPathViewSet):
                 .select_related("organization")
                 .get(pk=body.validated_data["location"])
             )
-        except (Location.DoesNotExist, ValueError):
+        except Location.DoesNotExist:
             raise ApiError("not_found", "No such location for this key.") from None
         updated, errors = services.set_stock(location, body.validated_data["items"], integration=integration)
         return Response({"updated": updated, "errors": errors})

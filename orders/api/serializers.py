@@ -12,6 +12,7 @@ from django.db.models import Manager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api.fields import IdField, StrictIntegerField
 from inventory import services as inventory_services
 
 from ..choices import OrderStatus, PaymentStatus, ShippingRequestStatus
@@ -38,7 +39,7 @@ def _items(data) -> list:
 
 class OrderLineInputSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=100, help_text="As the channel knows it; mapped to a hub SKU.")
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
     unit_price = serializers.DecimalField(**MONEY, min_value=Decimal(0))
     tax = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False)
     discount = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False)
@@ -304,13 +305,13 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
 
 class FulfillmentLineInputSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=100, help_text="The 3PL's own SKU (if mapped) or the hub SKU.")
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class FulfillmentInputSerializer(serializers.Serializer):
     """POST /fulfillments: a shipment of (part of) a shipping request routed to the key's 3PL."""
 
-    shipping_request = serializers.CharField(max_length=40, help_text="The shipping request's id.")
+    shipping_request = IdField(help_text="The shipping request's id.")
     external_id = serializers.CharField(
         max_length=100,
         required=False,

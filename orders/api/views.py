@@ -249,7 +249,9 @@ class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         body = FulfillmentInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        shipping_request = _by_id(scoped(ShippingRequestViewSet, request), data.pop("shipping_request"))
+        shipping_request = (
+            scoped(ShippingRequestViewSet, request).filter(pk=data.pop("shipping_request")).first()
+        )
         if shipping_request is None:
             raise ApiError("not_found", "No such shipping request for this key.")
         lines = data.pop("lines")
@@ -273,10 +275,3 @@ class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
             self.get_serializer(fulfillment).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
-
-
-def _by_id(queryset, value: str):
-    """The row a body's id names, or None: ids are opaque strings to clients, so a malformed one names nothing."""
-    if not (value.isdigit() and len(value) < 19):
-        return None
-    return queryset.filter(pk=int(value)).first()

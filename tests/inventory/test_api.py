@@ -510,8 +510,9 @@ def test_push_to_a_location_the_key_does_not_manage_is_404(tpl_client, org, stoc
 
     for location in (unmanaged, globex_location):
         assert_error(push(tpl_client, location, [{"sku": "MUG", "on_hand": 1}]), 404, "not_found")
+    # Not an id at all: a 400 naming the field (#14, finding 4), as for any malformed field of the body.
     response = tpl_client.post("/api/v1/inventory", {"location": "nope", "items": []}, format="json")
-    assert_error(response, 404, "not_found")
+    assert "location" in assert_error(response, 400, "validation_error")
     assert not InventoryLevel.objects.exclude(location__name="East").exists()
 
 
@@ -592,7 +593,9 @@ def test_inventory_list_filters(
     assert skus(org_client, location=str(store.pk)) == ["MUG"]
     assert skus(org_client, sku="MUG") == ["MUG", "MUG"]
     assert skus(tpl_client, location=str(store.pk)) == []  # not its location: nothing, not an error
-    assert skus(tpl_client, location="x") == []
+    # Not an id at all: a 400 naming the parameter (#14, finding 4; was an empty list, and "²" a 500).
+    details = assert_error(tpl_client.get("/api/v1/inventory", {"location": "x"}), 400, "validation_error")
+    assert "location" in details
 
 
 def test_inventory_list_needs_inventory_read(api_client, key_for, warehouse_integration, stock):

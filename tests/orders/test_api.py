@@ -619,8 +619,13 @@ def test_a_request_routed_elsewhere_is_not_found(api_client, org, tpl_connector,
     _, request = routed
     stranger = api_client(integration_key(make_integration(org, tpl_connector, "West 3PL")))
 
-    for body in (shipment(request, [("MUG", 1)]), shipment(request, [("MUG", 1)], shipping_request="abc")):
-        assert_error(stranger.post(FULFILLMENTS, body, format="json"), 404, "not_found")
+    assert_error(
+        stranger.post(FULFILLMENTS, shipment(request, [("MUG", 1)]), format="json"), 404, "not_found"
+    )
+    # Not an id at all: a 400 naming the field (#14, finding 4).
+    malformed = shipment(request, [("MUG", 1)], shipping_request="abc")
+    details = assert_error(stranger.post(FULFILLMENTS, malformed, format="json"), 400, "validation_error")
+    assert "shipping_request" in details
     assert not Fulfillment.objects.exists()
 
 
