@@ -3,11 +3,28 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, Q
 
+from tokens import services as key_services
+
 from .admin_mixins import OrganizationScopedAdmin, OrganizationScopedInline
 from .models import Membership, Organization
 from .scoping import scope_for
 
 User = get_user_model()
+
+
+class MembershipChangesMixin:
+    """Memberships are saved and removed through the key services (a lost org-admin role revokes the
+    user's org keys there), from the membership page and from the inlines alike."""
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            key_services.delete_membership(membership, actor=request.user)
+        for membership in memberships:
+            key_services.save_membership(membership, actor=request.user)
+        formset.save_m2m()
 
 
 class MembershipInline(OrganizationScopedInline):
@@ -35,7 +52,7 @@ class UserMembershipInline(OrganizationScopedInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(OrganizationScopedAdmin):
+class OrganizationAdmin(MembershipChangesMixin, OrganizationScopedAdmin):
     organization_field = ""
     list_display = ["name", "slug", "notification_email", "member_count", "created_at"]
     search_fields = ["name", "slug"]
@@ -78,12 +95,22 @@ class MembershipAdmin(OrganizationScopedAdmin):
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = ["user"]
 
+    def save_model(self, request, obj, form, change):
+        key_services.save_membership(obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        key_services.delete_membership(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "organization"):
+            key_services.delete_membership(membership, actor=request.user)
+
 
 admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
+class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin):
     """
     Users, scoped: an org admin sees the users of the organizations they administer and may edit only those
     who belong to no other organization (else editing a password would reach into another tenant) and who

@@ -25,6 +25,7 @@ from django.utils import timezone
 from integrations import services as integration_services
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Connector, Integration
+from organizations.choices import Role
 from organizations.history import actor_context, record_change
 from organizations.models import Membership, Organization
 
@@ -129,11 +130,16 @@ def issue_key(
     elif kind == KeyKind.ORG:
         if organization is None or user is None:
             raise ValidationError("An org key needs an organization and the user who owns it.")
-        if (
-            not user.is_superuser
-            and not Membership.objects.filter(user=user, organization=organization).exists()
-        ):
-            raise ValidationError(f"{user} is not a member of {organization}.")
+        if not user.is_superuser:
+            # An org key reaches the whole organization, as only an org admin may (finding 3).
+            memberships = Membership.objects.filter(user=user, organization=organization)
+            role = memberships.values_list("role", flat=True).first()
+            if role is None:
+                raise ValidationError(f"{user} is not a member of {organization}.")
+            if role != Role.ADMIN:
+                raise ValidationError(
+                    f"{user} is not an org admin of {organization}: an org key reaches the whole organization."
+                )
     elif organization is not None or integration is not None:
         raise ValidationError("A global key belongs to no organization.")
     elif user is not None and not user.is_superuser:
@@ -205,8 +211,8 @@ def authenticate(raw: str, ip: str | None, *, now=None) -> ApiKey:
         raise KeyRefused("key_revoked", "The API key has been revoked.")
     if key.expires_at and key.expires_at <= now:
         raise KeyRefused("key_expired", "The API key has expired.")
-    if key.kind == KeyKind.ORG and not _owner_still_member(key):
-        raise KeyRefused("key_revoked", "The API key's owner no longer belongs to the organization.")
+    if key.kind == KeyKind.ORG and not _owner_may_use(key):
+        raise KeyRefused("key_revoked", "The API key's owner is no longer an org admin of the organization.")
     if key.allowed_ips and not ip_allowed(ip, key.allowed_ips):
         raise KeyRefused(
             "ip_not_allowed", "Requests with this key are not allowed from this address.", 403, key
@@ -236,6 +242,14 @@ _AUTH_JOIN = (
     ("organization", Organization, "o", "o.id = k.organization_id", ("id", "name")),
     ("user", get_user_model(), "u", "u.id = k.user_id", ("id", "username", "is_active", "is_superuser")),
 )
+# And, last, the owner's current role in the key's organization (NULL: not a member), read in the same
+# SELECT through the (user, organization) unique index, so checking it costs no query of its own.
+_OWNER_ROLE_JOIN = (
+    Membership,
+    "m",
+    "m.user_id = k.user_id AND m.organization_id = k.organization_id",
+    "role",
+)
 
 
 @functools.cache
@@ -249,6 +263,9 @@ def _auth_query(vendor):
         columns += [f"{alias}.{q(f.column)}" for f in fields]
         if condition:
             joins.append(f"LEFT JOIN {q(model._meta.db_table)} {alias} ON {condition}")
+    model, alias, condition, name = _OWNER_ROLE_JOIN
+    columns.append(f"{alias}.{q(model._meta.get_field(name).column)}")
+    joins.append(f"LEFT JOIN {q(model._meta.db_table)} {alias} ON {condition}")
     # Identifiers come from model metadata only; the prefix is a bound parameter.
     select = f"SELECT {', '.join(columns)} FROM {q(ApiKey._meta.db_table)} k {' '.join(joins)}"  # noqa: S608 - identifiers from model metadata
     sql = select + f" WHERE k.{q('prefix')} = %s"
@@ -290,17 +307,15 @@ def _fetch_key(prefix):
             parent, _, name = path.rpartition(".")
             if objects.get(parent) is not None:
                 objects[parent]._state.fields_cache[name] = objects[path]
-    return objects[""]
+    key = objects[""]
+    key.owner_role = row[-1]
+    return key
 
 
-def _owner_still_member(key) -> bool:
+def _owner_may_use(key) -> bool:
+    """An org key is good while its owner is active and an org admin of its organization, or a superuser."""
     user = key.user
-    if not user.is_active:
-        return False
-    return (
-        user.is_superuser
-        or Membership.objects.filter(user_id=user.pk, organization_id=key.organization_id).exists()
-    )
+    return user.is_active and (user.is_superuser or key.owner_role == Role.ADMIN)
 
 
 def ip_allowed(ip, ranges) -> bool:
@@ -352,6 +367,58 @@ def revoke_many(queryset, *, actor=None, reason="") -> int:
     ):
         count += revoke(key, actor=actor, reason=reason)
     return count
+
+
+# --- owners' roles ------------------------------------------------------------------------------------
+# Every membership change goes through these two (the admin's membership page, the organization and user
+# pages' inlines). They live here, above organizations, because a change that ends someone's org-admin role
+# revokes that user's org keys of the organization in the same transaction. Authentication checks the
+# current role regardless (_owner_may_use); this makes the keys show revoked, with the reason on the trail.
+
+
+def save_membership(membership: Membership, *, actor=None) -> Membership:
+    """Save a new or changed membership; one that stops its user being an org admin of the organization
+    (demoted, or the row moved to another user or organization) revokes their org keys there."""
+    with transaction.atomic():
+        before = None
+        if membership.pk:
+            before = (
+                Membership.objects.select_for_update()
+                .select_related("user", "organization")
+                .filter(pk=membership.pk)
+                .first()
+            )
+        membership.save()
+        if before is None:
+            return membership
+        if (before.user_id, before.organization_id) != (membership.user_id, membership.organization_id):
+            reason = f"owner {before.user} was removed from {before.organization}"
+        elif before.role == Role.ADMIN and membership.role != Role.ADMIN:
+            reason = (
+                f"owner {before.user} is no longer an org admin of {before.organization} "
+                f"(now {membership.get_role_display()})"
+            )
+        else:
+            return membership
+        _revoke_owner_keys(before.user, before.organization, actor=actor, reason=reason)
+    return membership
+
+
+def delete_membership(membership: Membership, *, actor=None) -> None:
+    """Remove a user from an organization, and revoke their org keys there."""
+    with transaction.atomic():
+        user, organization = membership.user, membership.organization
+        membership.delete()
+        _revoke_owner_keys(
+            user, organization, actor=actor, reason=f"owner {user} was removed from {organization}"
+        )
+
+
+def _revoke_owner_keys(user, organization, *, actor, reason) -> int:
+    if user.is_superuser:
+        return 0  # a superuser's org key reaches what its owner does: every organization
+    keys = ApiKey.objects.filter(kind=KeyKind.ORG, user=user, organization=organization)
+    return revoke_many(keys, actor=actor, reason=reason)
 
 
 def _successor(key: ApiKey, actor) -> IssuedKey:

@@ -84,17 +84,19 @@ def test_integration_key_needs_an_integration(org):
         services.issue_key(kind=KeyKind.INTEGRATION, name="k", organization=org)
 
 
-def test_org_key_requires_membership(org, org_admin, other_admin, member):
+def test_org_key_requires_an_org_admin(org, org_admin, other_admin, member):
     with pytest.raises(ValidationError, match="not a member"):
         services.issue_key(
             kind=KeyKind.ORG, name="k", organization=org, user=other_admin, grants=["orders:read"]
         )
     with pytest.raises(ValidationError):
         services.issue_key(kind=KeyKind.ORG, name="k", organization=org, grants=["orders:read"])
+    # An org key reaches the whole organization, which a member may not (security finding 3).
+    with pytest.raises(ValidationError, match="not an org admin"):
+        services.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=member, grants=["orders:read"])
 
-    for user in (org_admin, member):
-        issued = services.issue_key(kind=KeyKind.ORG, name=f"{user} key", organization=org, user=user)
-        assert (issued.key.kind, issued.key.user_id, issued.key.integration_id) == ("org", user.pk, None)
+    issued = services.issue_key(kind=KeyKind.ORG, name="alice key", organization=org, user=org_admin)
+    assert (issued.key.kind, issued.key.user_id, issued.key.integration_id) == ("org", org_admin.pk, None)
 
 
 def test_superuser_may_own_an_org_key_without_membership(org, superuser):

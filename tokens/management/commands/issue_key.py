@@ -24,7 +24,7 @@ from ._common import (
 
 class Command(BaseCommand):
     help = (
-        "Issue a key: for an integration of --org (--integration), an org key owned by a member of --org "
+        "Issue a key: for an integration of --org (--integration), an org key owned by an org admin of --org "
         "(--user; the API records its actions as that user), or a global key that reaches every "
         "organization (--global). A global key belongs to no organization: --org may be given with "
         "--global (it is only checked to exist) but is not needed. Org and global keys need --grants; an "
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         owner.add_argument(
             "--user",
             metavar="EMAIL",
-            help="An org key owned by this user (username or e-mail), who must be a member of --org.",
+            help="An org key owned by this user (username or e-mail), who must be an org admin of --org.",
         )
         owner.add_argument(
             "--global",
