@@ -3,8 +3,9 @@ Real processes for the end-to-end tests (tests/e2e_journey, tests/faults): a hub
 worker and Celery beat on a database and Redis of its own, throwaway PostgreSQL clusters and redis-servers a
 test may stop and start, the sample connectors of examples/ as subprocesses, and webhook receivers in this
 process. Every process runs in its own process group and is stopped (SIGTERM, then SIGKILL) by its own id,
-whatever happened; the logs of the hub's processes are attached to the report of a failing test (a conftest
-imports `pytest_runtest_makereport` and `_log_mark` from here to get that).
+whatever happened; the logs of the hub's processes are attached to the report of a failing test, and a test
+after which they hold a key or signing secret the Hub handed out fails (a conftest imports
+`pytest_runtest_makereport` and `_log_mark` from here to get that).
 """
 
 import contextlib
@@ -40,6 +41,8 @@ STOP_TIMEOUT = 15
 HUB_PROCESSES = ("gunicorn", "worker", "beat", "postgres", "redis")
 
 _started: list["Proc"] = []  # every process started here, in order, for failure reports
+_secrets: dict[str, str] = {}  # what each is → a key or signing secret the Hub handed out (see _log_mark)
+_looked: dict["Proc", int] = {}  # how much of each hub process's log secrets_in_logs has read
 
 
 # --- processes -----------------------------------------------------------------------------------------
@@ -319,11 +322,43 @@ class RedisServer:
 _FIRST_OWN = pytest.StashKey[int]()
 
 
+def secrets_in_logs() -> list[str]:
+    """
+    Which secret the Hub handed out (API keys, whole or their secret part; webhook signing secrets) is in
+    which hub process's log since the last look: none may be, whatever a test sent (issue 14, "no secret in
+    any log"). Each log is read from where the last look ended, so a leak is told once, by its own test.
+    """
+    forms = {}
+    for what, secret in _secrets.items():
+        forms[secret] = what
+        if (parts := secret.split("_", 2)) and parts[0] == "sy" and len(parts) == 3:
+            forms[parts[2]] = f"{what} (its secret part)"
+    found = []
+    for proc in _started:
+        if proc.name not in HUB_PROCESSES:
+            continue
+        text = proc.text()
+        # From a little before the last look's end: a secret written across two looks is found too.
+        start = max(_looked.get(proc, 0) - 200, 0)
+        _looked[proc] = len(text)
+        found += [
+            f"{what} in the {proc.name} log ({proc.log_path})"
+            for form, what in forms.items()
+            if form in text[start:]
+        ]
+    return found
+
+
 @pytest.fixture(autouse=True)
 def _log_mark(request):
-    """Remember which processes were started before this test: the hub's are shown with it, the rest not."""
+    """
+    Remember which processes were started before this test: the hub's are shown with it, the rest not.
+    After the test, no secret the hub handed out may be in its processes' logs.
+    """
     request.node.stash[_FIRST_OWN] = len(_started)
     yield
+    if leaked := secrets_in_logs():
+        pytest.fail(f"secrets in the hub's logs: {leaked}", pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -480,12 +515,15 @@ class Hub:
         code = first + given + SETUP + then
         result = json.loads(self.manage("shell", "-c", code, timeout=300).strip().splitlines()[-1])
         self.keys, self.integrations = result["keys"], result["integrations"]
+        _secrets.update({f"the {slug} {name} key": key for name, key in self.keys.items()})
 
     def subscribe(self, name: str, url: str, events: list[str]) -> dict:
         with self.api(name) as api:
             answer = api.post("/webhooks", json={"url": url, "events": events})
         assert answer.status_code == 201, answer.text
-        return answer.json()
+        subscription = answer.json()
+        _secrets[f"the signing secret of {name}'s webhook {subscription['id']}"] = subscription["secret"]
+        return subscription
 
     def push_order(self, name: str, external_id: str, lines: list[dict]) -> dict:
         with self.api(name) as api:
