@@ -171,13 +171,14 @@ def start_server(env, port) -> subprocess.Popen:
     argv = [
         str(GUNICORN),
         "config.wsgi",
+        "-c",
+        str(ROOT / "config" / "gunicorn.py"),  # the access log format without user or query (#14)
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
         "1",
         "--threads",
         "4",
-        "--no-control-socket",  # else a socket in ~/.gunicorn/, shared by every checkout
         "--log-level",
         "warning",
     ]
