@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import viewsets
+from rest_framework import exceptions, viewsets
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
@@ -21,6 +21,9 @@ from tokens.choices import KeyKind
 from . import idempotency, throttling
 from .authentication import client_ip
 from .errors import ApiError
+from .negotiation import StrictContentNegotiation
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 # Ids are opaque strings to clients (API.md); the path parameter named as the schema names {pk}.
 OPAQUE_ID = OpenApiParameter(
@@ -44,11 +47,19 @@ def sender(request, what: str):
 
 class ApiMixin:
     grants: dict = {}
+    content_negotiation_class = StrictContentNegotiation
 
     def initial(self, request, *args, **kwargs):
         request._started = time.monotonic()
         super().initial(request, *args, **kwargs)
+        self.check_body_type(request)
         idempotency.begin(request)
+
+    def check_body_type(self, request):
+        """A body must be declared JSON whether or not this view reads it (DRF asks only when it reads)."""
+        has_body = request.method in BODY_METHODS and request.stream is not None
+        if has_body and self.get_content_negotiator().select_parser(request, self.get_parsers()) is None:
+            raise exceptions.UnsupportedMediaType(request.content_type)
 
     def check_permissions(self, request):
         # The rate limit comes before the grant check (DRF has it after), so that refused requests

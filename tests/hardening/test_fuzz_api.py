@@ -85,8 +85,9 @@ def _operations_from_urlconf() -> list[tuple[str, str]]:
     """(METHOD, path template) of every API route, read from the URLconf (no database at collection)."""
     found = []
     for route in api_routes():
-        # The schema names the {pk} of routes "id" (SCHEMA_COERCE_PATH_PK); reverse() quotes the braces.
-        path = unquote(route.url(pk="{id}"))
+        # The schema names the {pk} of routes "id" (SCHEMA_COERCE_PATH_PK); reversed with an id the routes'
+        # converter takes (config/api/ids.py), then put back as the template.
+        path = unquote(route.url(pk="987654321")).replace("987654321", "{id}")
         found += [(method, path) for method in route.methods]
     return sorted(found, key=lambda op: (op[1], op[0]))
 
