@@ -1,7 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from tokens import services as key_services
 
@@ -25,6 +28,34 @@ class MembershipChangesMixin:
         for membership in memberships:
             key_services.save_membership(membership, actor=request.user)
         formset.save_m2m()
+
+
+class AddMemberForm(AdminUserCreationForm):
+    """
+    An org admin's "add user". The username is the person's e-mail address, and whether an address has an
+    account in another organization is not theirs to learn (security finding 10a): such an address is
+    answered exactly like a new one, and the existing account joins as it is — its password, name and flags
+    untouched (the password typed here is checked as for a new account, then not used) — marked as an
+    existing account, which this organization's admins may never manage. Addresses of users the org admin
+    already sees are named as taken, as Django does.
+    """
+
+    visible_users = User.objects.none()  # set per request: the users the org admin sees
+    existing_user = None
+
+    def clean_username(self):
+        username = self.cleaned_data.get("username")
+        account = User.objects.filter(username__iexact=username).first() if username else None
+        if account is None or self.visible_users.filter(pk=account.pk).exists():
+            return super().clean_username()
+        self.existing_user = account
+        return username
+
+    def _get_validation_exclusions(self):
+        exclude = super()._get_validation_exclusions()
+        if self.existing_user is not None:
+            exclude.add("username")  # the account exists and is not made again: nothing to find unique
+        return exclude
 
 
 class MembershipInline(OrganizationScopedInline):
@@ -94,6 +125,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
     list_filter = ["role", "organization"]
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = ["user"]
+    readonly_fields = ["existing_account"]
 
     def save_model(self, request, obj, form, change):
         key_services.save_membership(obj, actor=request.user)
@@ -144,20 +176,65 @@ class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin
             return True
         if obj.is_superuser:
             return False
-        # Only users wholly inside your organizations are yours to change or delete.
-        return not obj.memberships.filter(~Q(organization__in=scope.admin_org_ids)).exists()
+        # Only users wholly inside your organizations, whose accounts were made there (not existing accounts
+        # added by their address), are yours to change or delete.
+        return not obj.memberships.filter(
+            ~Q(organization__in=scope.admin_org_ids) | Q(existing_account=True)
+        ).exists()
 
     def get_fieldsets(self, request, obj=None):
         if scope_for(request.user).is_superuser or obj is None:
             return super().get_fieldsets(request, obj)
         return self.limited_fieldsets
 
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None and not scope_for(request.user).is_superuser:
+            kwargs["form"] = type(
+                "AddMemberForm", (AddMemberForm,), {"visible_users": self.get_queryset(request)}
+            )
+        return super().get_form(request, obj, **kwargs)
+
     def get_readonly_fields(self, request, obj=None):
-        return [] if scope_for(request.user).is_superuser else ["last_login", "date_joined"]
+        if scope_for(request.user).is_superuser:
+            return []
+        # A username taken elsewhere could not be given, and the refusal would name it (finding 10a).
+        return ["last_login", "date_joined"] if obj is None else ["username", "last_login", "date_joined"]
+
+    def save_form(self, request, form, change):
+        if getattr(form, "existing_user", None) is not None:
+            return form.existing_user  # joins as it is; the formsets add its memberships
+        return super().save_form(request, form, change)
 
     def save_model(self, request, obj, form, change):
+        if getattr(form, "existing_user", None) is not None:
+            return  # an existing account: its password, name and flags are not this org admin's to set
         if not scope_for(request.user).is_superuser:
             # Whatever was posted: users made by org admins log in to the admin and are never superusers.
             obj.is_staff = True
             obj.is_superuser = False
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        existing = getattr(form, "existing_user", None)
+        if existing is None:
+            return super().save_related(request, form, formsets, change)
+        # Only the memberships are saved (the form itself was not), on the existing account.
+        for formset in formsets:
+            formset.instance = existing
+            for membership_form in formset.forms:
+                membership_form.instance.existing_account = True
+            self.save_formset(request, form, formset, change=change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if scope_for(request.user).is_superuser:
+            return super().response_add(request, obj, post_url_continue)
+        # One answer, naming the address as typed, whether it was new or had an account elsewhere (no user's
+        # page, no id in a popup): the org admin finds the user in the list either way.
+        address = request.POST.get("username", "").strip()
+        self.message_user(
+            request,
+            f"“{address}” was added. If the address already had an account, its password and details are "
+            "unchanged and only its owner can change them.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:auth_user_changelist"))

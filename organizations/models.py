@@ -30,6 +30,13 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    existing_account = models.BooleanField(
+        default=False,
+        db_default=False,  # rows written by code that predates the field (a rolling deploy) get it too
+        editable=False,
+        help_text="The account existed before it joined (added by its address): this organization's admins "
+        "may not manage it (password, name, status).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
