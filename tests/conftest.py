@@ -1,4 +1,5 @@
 import pytest
+from django.test import override_settings
 
 pytest_plugins = [
     "tests.fixtures.organizations",
@@ -34,10 +35,13 @@ def _catalog_after_flush(request):
 
 
 @pytest.fixture(autouse=True)
-def _anonymous_rate_limit_out_of_the_way(settings):
+def _anonymous_rate_limit_out_of_the_way():
     """
     The suite makes hundreds of keyless and refused-key API requests from one address, 127.0.0.1, on a cache
     no test clears: under the default per-address limit (API_ANON_RATE_LIMIT) they would start answering 429
-    depending on what ran before in the same minute. tests/hardening/test_anon_rate_limit.py tests the limit.
+    depending on what ran before in the same minute. tests/hardening/test_anon_rate_limit.py tests the limit
+    (its own `settings` override wins over this one). Not through pytest-django's `settings` fixture: a test
+    may take a parameter of that name.
     """
-    settings.API_ANON_RATE_LIMIT = "100000/min"
+    with override_settings(API_ANON_RATE_LIMIT="100000/min"):
+        yield
