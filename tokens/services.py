@@ -308,7 +308,7 @@ def _fetch_key(prefix):
             if objects.get(parent) is not None:
                 objects[parent]._state.fields_cache[name] = objects[path]
     key = objects[""]
-    key.owner_role = row[-1]
+    key.owner_role = row[-1]  # the owner's role in the key's organization now (None: not a member)
     return key
 
 
