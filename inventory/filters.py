@@ -7,15 +7,20 @@ from config.api.filters import IdFilter, StrictBooleanFilter, UpdatedSinceFilter
 from . import services
 from .choices import LocationKind
 from .models import InventoryLevel, Location, Product
+from .skus import normalize_sku
 
 
 class ProductFilter(UpdatedSinceFilterSet):
-    sku = django_filters.CharFilter(help_text="The hub SKU, exactly.")
+    sku = django_filters.CharFilter(method="filter_sku", help_text="The hub SKU, exactly.")
     active = StrictBooleanFilter()
 
     class Meta:
         model = Product
         fields = ["sku", "active"]
+
+    def filter_sku(self, queryset, name, value):
+        # As sent, or in its normal form (inventory/skus.py), as every SKU lookup reads it.
+        return queryset.filter(sku__in={value, normalize_sku(value)})
 
 
 class LocationFilter(UpdatedSinceFilterSet):
@@ -38,7 +43,7 @@ class KeySkuFilterSet(UpdatedSinceFilterSet):
     def filter_sku(self, queryset, name, value):
         key = self.request.auth
         if key.organization_id is None:  # a global key: the hub SKU, in any organization
-            return queryset.filter(**{self.sku_field: value})
+            return queryset.filter(**{f"{self.sku_field}__in": {value, normalize_sku(value)}})
         integration = key.integration if key.integration_id else None
         product = services.resolve_skus(key.organization, integration, [value]).get(value)
         if product is None:

@@ -1,5 +1,6 @@
 import math
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -8,13 +9,18 @@ from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import LocationKind
+from .skus import lookalike_key, lookalike_message, normalize_sku
 
 
 class Product(models.Model):
-    """A sellable item of an organization's catalog, identified by its SKU."""
+    """A sellable item of an organization's catalog, identified by its SKU (normalised: inventory/skus.py)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="products")
     sku = models.CharField("SKU", max_length=100)
+    # NFKC of the SKU, unique per organization: the database refuses a look-alike of another SKU. Null only
+    # where the 0005 migration found two existing look-alikes (it logged them); set once, on creation.
+    # NULL rather than "": NULLs are distinct in the unique constraint, an empty string would not be.
+    sku_key = models.TextField("SKU look-alike key", null=True, editable=False)  # noqa: DJ001
     name = models.CharField(max_length=255)
     barcode = models.CharField(max_length=64, blank=True)
     price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
@@ -28,12 +34,38 @@ class Product(models.Model):
     class Meta:
         ordering = ["sku"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "sku"], name="product_unique_sku_per_org")
+            models.UniqueConstraint(fields=["organization", "sku"], name="product_unique_sku_per_org"),
+            models.UniqueConstraint(
+                fields=["organization", "sku_key"], name="product_unique_sku_lookalike_per_org"
+            ),
         ]
         indexes = [models.Index(fields=["organization", "-updated_at"], name="product_org_recent_idx")]
 
     def __str__(self):
         return f"{self.sku} — {self.name}"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding:
+            self.sku = normalize_sku(self.sku)
+            self.sku_key = lookalike_key(self.sku)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        """A new SKU normalised; empty once normalised, or a look-alike of another SKU: refused (forms, CSV)."""
+        if not self._state.adding:
+            return  # the SKU is the product's identity: never rewritten (a legacy one stays reachable as is)
+        self.sku = normalize_sku(self.sku or "")
+        if not self.sku:
+            raise ValidationError({"sku": "A SKU needs visible characters."})
+        if self.organization_id is not None:
+            existing = (
+                Product.objects.filter(organization_id=self.organization_id, sku_key=lookalike_key(self.sku))
+                .exclude(sku=self.sku)
+                .values_list("sku", flat=True)
+                .first()
+            )
+            if existing is not None:
+                raise ValidationError({"sku": lookalike_message(existing)})
 
 
 class SkuMapping(models.Model):
@@ -56,6 +88,13 @@ class SkuMapping(models.Model):
 
     def __str__(self):
         return f"{self.external_sku} → {self.product.sku}"
+
+    def save(self, *args, **kwargs):
+        self.external_sku = normalize_sku(self.external_sku)  # looked up normalised (inventory/skus.py)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        self.external_sku = normalize_sku(self.external_sku or "")
 
 
 class Location(models.Model):

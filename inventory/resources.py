@@ -15,6 +15,7 @@ from import_export.results import RowResult
 
 from . import services
 from .models import InventoryLevel, Location, Product
+from .skus import normalize_sku
 
 # --- spreadsheet formulae (issue 14, finding 5) ------------------------------------------------------------
 # A cell a spreadsheet would run as a formula: OWASP's list of leading characters, also after leading
@@ -66,8 +67,21 @@ class OrganizationBoundResource(resources.ModelResource):
             dataset[index] = tuple(unescape_formula(v) if isinstance(v, str) else v for v in row)
 
 
+class SkuWidget(widgets.CharWidget):
+    """A SKU cell read as every SKU is (inventory/skus.py): an existing SKU in another Unicode form is found."""
+
+    def clean(self, value, row=None, **kwargs):
+        value = super().clean(value, row, **kwargs)
+        return normalize_sku(value) if isinstance(value, str) else value
+
+
 class ProductResource(OrganizationBoundResource):
-    """Products by SKU: an existing SKU of the organization is updated, a new one created."""
+    """
+    Products by SKU: an existing SKU of the organization is updated, a new one created; a new look-alike of
+    an existing SKU is a row error (Product.clean).
+    """
+
+    sku = fields.Field(attribute="sku", column_name="sku", widget=SkuWidget())
 
     class Meta:
         model = Product
@@ -126,7 +140,7 @@ class StockResource(OrganizationBoundResource):
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
-        skus = {str(v).strip() for v in dataset["sku"]} if "sku" in dataset.headers else set()
+        skus = {normalize_sku(str(v).strip()) for v in dataset["sku"]} if "sku" in dataset.headers else set()
         self.locations = {loc.name: loc for loc in Location.objects.filter(organization=self.organization)}
         self.products = {
             p.sku: p for p in Product.objects.filter(organization=self.organization, sku__in=skus)
@@ -143,7 +157,7 @@ class StockResource(OrganizationBoundResource):
     def import_row(self, row, instance_loader, **kwargs):
         # Rows are checked here and applied per location in after_import, so set_stock sees a whole push.
         result = self.get_row_result_class()()
-        sku = str(row.get("sku") or "").strip()
+        sku = normalize_sku(str(row.get("sku") or "").strip())
         name = str(row.get("location") or "").strip()
         errors = {}
         if not sku:

@@ -27,6 +27,7 @@ from .models import (
     Product,
     SkuMapping,
 )
+from .skus import lookalike_key, lookalike_message, normalize_sku
 
 PRODUCT_FIELDS = ("name", "barcode", "price", "weight", "active")
 
@@ -82,19 +83,34 @@ def _org_of(location_id) -> int:
 
 
 def resolve_skus(organization, integration, skus) -> dict[str, Product]:
-    """{sku as the integration sent it: Product}: its own mapping first, else the hub SKU. Two queries at most."""
+    """
+    {sku as the integration sent it: Product}: its own mapping first, else the hub SKU; each SKU read as sent,
+    else in its normal form (inventory/skus.py: "café-1" decomposed finds the composed one). Two queries at most.
+    """
     wanted = set(skus)
-    found: dict[str, Product] = {}
+    normal = {sku: normalize_sku(sku) for sku in wanted}
+    mapped: dict[str, Product] = {}
     if integration is not None and wanted:
         for mapping in SkuMapping.objects.filter(
-            integration=integration, external_sku__in=wanted
+            integration=integration, external_sku__in=wanted | set(normal.values())
         ).select_related("product"):
             if mapping.product.organization_id == organization.pk:
-                found[mapping.external_sku] = mapping.product
-    rest = wanted - set(found)
+                mapped[mapping.external_sku] = mapping.product
+    rest = {sku for sku in wanted if sku not in mapped and normal[sku] not in mapped}
+    hub: dict[str, Product] = {}
     if rest:
-        for product in Product.objects.filter(organization=organization, sku__in=rest):
-            found[product.sku] = product
+        names = rest | {normal[sku] for sku in rest}
+        hub = {
+            product.sku: product
+            for product in Product.objects.filter(organization=organization, sku__in=names)
+        }
+    found: dict[str, Product] = {}
+    for sku in wanted:
+        for table in (mapped, hub):
+            product = table.get(sku) or table.get(normal[sku])
+            if product is not None:
+                found[sku] = product
+                break
     return found
 
 
@@ -125,28 +141,61 @@ def _product_payload(product):
     }
 
 
+class LookalikeSkus(ValueError):
+    """New SKUs refused as look-alikes: `clashes` is {normalised SKU: the SKU it looks like}."""
+
+    def __init__(self, clashes: dict[str, str]):
+        self.clashes = clashes
+        super().__init__("; ".join(f"{sku!r}: {lookalike_message(other)}" for sku, other in clashes.items()))
+
+
+def lookalikes(organization, skus) -> dict[str, str]:
+    """{sku: the SKU it looks like} for new (normalised) `skus` that look like an existing one or each other."""
+    keys = {sku: lookalike_key(sku) for sku in skus}
+    taken = dict(
+        Product.objects.filter(organization=organization, sku_key__in=set(keys.values())).values_list(
+            "sku_key", "sku"
+        )
+    )
+    clashes = {}
+    for sku, key in keys.items():
+        if key in taken and taken[key] != sku:
+            clashes[sku] = taken[key]
+        taken.setdefault(key, sku)  # the first of two new look-alikes is the one the second is refused for
+    return clashes
+
+
 def upsert_products(organization, items, *, integration=None) -> tuple[int, int, list[Product]]:
     """
     Create or update products by SKU in a bounded number of queries (lock, bulk insert, bulk update,
-    outbox); returns (created, updated, products in input order). Unchanged products are not touched.
+    outbox); returns (created, updated, products in input order). Unchanged products are not touched. SKUs
+    are normalised; a new one that looks like another raises LookalikeSkus before anything is written.
     """
-    by_sku = {}
-    for item in items:
-        by_sku[item["sku"]] = item  # the last occurrence of a repeated SKU wins
+    given = {item["sku"] for item in items}
     with transaction.atomic():
+        # By the SKU as given first: a legacy SKU the 0005 migration could not normalise stays reachable.
         existing = {
             p.sku: p
             for p in Product.objects.select_for_update()
-            .filter(organization=organization, sku__in=list(by_sku))
+            .filter(organization=organization, sku__in=given | {normalize_sku(sku) for sku in given})
             .order_by("pk")
         }
+        by_sku = {}
+        for item in items:
+            sku = item["sku"] if item["sku"] in existing else normalize_sku(item["sku"])
+            by_sku[sku] = {**item, "sku": sku}  # the last occurrence of a repeated SKU wins
+        if clashes := lookalikes(organization, [sku for sku in by_sku if sku not in existing]):
+            raise LookalikeSkus(clashes)
         now = timezone.now()
         to_create, to_update = [], []
         for sku, item in by_sku.items():
             product = existing.get(sku)
             if product is None:
                 values = {f: item[f] for f in PRODUCT_FIELDS if f in item}
-                to_create.append(Product(organization=organization, sku=sku, **values))
+                # bulk_create skips Product.save(), which sets the key.
+                to_create.append(
+                    Product(organization=organization, sku=sku, sku_key=lookalike_key(sku), **values)
+                )
                 continue
             changed = [f for f in PRODUCT_FIELDS if f in item and _differs(getattr(product, f), item[f])]
             if changed:

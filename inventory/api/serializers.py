@@ -5,6 +5,7 @@ from rest_framework import serializers
 from config.api.fields import IdField, StrictIntegerField
 
 from ..models import InventoryLevel, Location, Product
+from ..skus import normalize_sku
 
 # PostgreSQL's integer column: a larger count would be a database error, so it is a validation error here.
 MAX_COUNT = 2_147_483_647
@@ -30,6 +31,12 @@ class ProductSerializer(serializers.ModelSerializer):
         model = Product
         fields = ["id", "sku", "name", "barcode", "price", "weight", "active", "updated_at"]
         read_only_fields = ["updated_at"]
+
+    def validate_sku(self, value):
+        # Stored normalised (inventory/skus.py, by services.upsert_products): nothing may be left of it.
+        if not normalize_sku(value):
+            raise serializers.ValidationError("A SKU needs visible characters.")
+        return value
 
 
 class ProductUpdateSerializer(ProductSerializer):

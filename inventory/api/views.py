@@ -3,6 +3,8 @@ Catalog and stock endpoints (API.md, "Catalog and stock"). Tenancy is the base's
 from a ScopedViewSet's get_queryset, including the locations POST /inventory may write to.
 """
 
+from contextlib import contextmanager
+
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Greatest
@@ -21,6 +23,7 @@ from integrations.choices import ConnectorType, Workflow
 from .. import services
 from ..filters import AvailabilityFilter, InventoryLevelFilter, LocationFilter, ProductFilter
 from ..models import InventoryLevel, Location, Product
+from ..skus import lookalike_message, normalize_sku
 from .serializers import (
     AvailabilitySerializer,
     BulkProductsSerializer,
@@ -78,6 +81,20 @@ def check_size(data, field, limit):
         )
 
 
+@contextmanager
+def lookalikes_refused(fields_of):
+    """services.LookalikeSkus as a 400 naming each refused SKU's field (`fields_of(sku)`: one or a list)."""
+    try:
+        yield
+    except services.LookalikeSkus as exc:
+        details: dict[str, list[str]] = {}
+        for sku, other in exc.clashes.items():
+            names = fields_of(sku)
+            for name in [names] if isinstance(names, str) else names:
+                details.setdefault(name, []).append(lookalike_message(other))
+        raise ApiError("validation_error", "Invalid input.", details=details) from None
+
+
 def scoped(viewset_class, request):
     """The rows `viewset_class` shows this key: the same chokepoint as that endpoint's own."""
     return viewset_class(request=request, format_kwarg=None).get_queryset()
@@ -127,9 +144,10 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         organization = key_organization(request)
         body = ProductSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        created, _, (product,) = services.upsert_products(
-            organization, [body.validated_data], integration=integration
-        )
+        with lookalikes_refused(lambda sku: "sku"):
+            created, _, (product,) = services.upsert_products(
+                organization, [body.validated_data], integration=integration
+            )
         return Response(ProductSerializer(product).data, status=201 if created else 200)
 
     @extend_schema(request=ProductUpdateSerializer, responses=ProductSerializer, parameters=[OPAQUE_ID])
@@ -155,9 +173,13 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         check_size(request.data, "products", MAX_BULK_PRODUCTS)
         body = BulkProductsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        created, updated, _ = services.upsert_products(
-            organization, body.validated_data["products"], integration=integration
-        )
+        products = body.validated_data["products"]
+
+        def fields_of(sku):
+            return [f"products.{i}.sku" for i, p in enumerate(products) if normalize_sku(p["sku"]) == sku]
+
+        with lookalikes_refused(fields_of):
+            created, updated, _ = services.upsert_products(organization, products, integration=integration)
         return Response({"created": created, "updated": updated})
 
 
