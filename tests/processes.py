@@ -646,6 +646,33 @@ def stop_all_started() -> None:
         proc.stop()
 
 
+@contextlib.contextmanager
+def hub_on_own_database(log_dir: Path, name: str, redis_dbs: tuple[int, int], **env: str):
+    """
+    A Hub (not started) on a new, migrated database `<name>_<random>` of the suite's PostgreSQL and the Redis
+    db numbers `redis_dbs` (broker, cache), flushed. On leaving: every process started here is stopped, the
+    database dropped and both Redis dbs flushed.
+    """
+    admin_url = postgres_url()
+    base = redis_base()
+    database = f"{name}_{secrets.token_hex(6)}"
+    broker_url, cache_url = (with_path(base, f"/{n}") for n in redis_dbs)
+    port = free_port()
+    environment = hub_env(with_path(admin_url, f"/{database}"), broker_url, cache_url, log_dir / "var", **env)
+    hub = Hub(url=f"http://127.0.0.1:{port}", env=environment, log_dir=log_dir, port=port)
+    with admin_connection(admin_url) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        flush_redis([broker_url, cache_url])
+        hub.manage("migrate", "--noinput", timeout=300)
+        yield hub
+    finally:
+        stop_all_started()
+        with admin_connection(admin_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        flush_redis([broker_url, cache_url])
+
+
 # --- connectors and receivers --------------------------------------------------------------------------
 
 

@@ -11,22 +11,14 @@ code `shop-standard` mapped to `standard`, its SKU `TS-SMALL` mapped to `TSHIRT-
 """
 
 import os
-import secrets
 
 import pytest
 
 from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
     Hub,
     _log_mark,
-    admin_connection,
-    flush_redis,
-    free_port,
-    hub_env,
-    postgres_url,
+    hub_on_own_database,
     pytest_runtest_makereport,
-    redis_base,
-    stop_all_started,
-    with_path,
 )
 
 # Redis db numbers of this hub: the suite uses 0 and 1, the journey 5 and 6.
@@ -64,26 +56,9 @@ SkuMapping.objects.create(integration=shop, external_sku="TS-SMALL", product=org
 @pytest.fixture(scope="session")
 def guide_hub(tmp_path_factory):
     """The hub's processes, up, on a migrated database of their own."""
-    admin_url = postgres_url()
-    base = redis_base()
-    tmp = tmp_path_factory.mktemp("guide")
-    database = f"guide_{secrets.token_hex(6)}"
-    broker_url, cache_url = (with_path(base, f"/{n}") for n in REDIS_DBS)
-    port = free_port()
-    env = hub_env(with_path(admin_url, f"/{database}"), broker_url, cache_url, tmp / "var")
-    hub = Hub(url=f"http://127.0.0.1:{port}", env=env, log_dir=tmp, port=port)
-    with admin_connection(admin_url) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        flush_redis([broker_url, cache_url])
-        hub.manage("migrate", "--noinput", timeout=300)
+    with hub_on_own_database(tmp_path_factory.mktemp("guide"), "guide", REDIS_DBS) as hub:
         hub.start_processes()
         yield hub
-    finally:
-        stop_all_started()
-        with admin_connection(admin_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        flush_redis([broker_url, cache_url])
 
 
 def organization(hub: Hub, slug: str) -> dict:

@@ -7,7 +7,6 @@ Needs DATABASE_URL on PostgreSQL (skipped otherwise) and CELERY_BROKER_URL or RE
 """
 
 import os
-import secrets
 
 import pytest
 
@@ -15,17 +14,10 @@ from tests.processes import (  # noqa: F401 - fixtures and the report hook, regi
     Hub,
     Receiver,
     _log_mark,
-    admin_connection,
     connectors,
-    flush_redis,
-    free_port,
-    hub_env,
-    postgres_url,
+    hub_on_own_database,
     pytest_runtest_makereport,
     receivers,
-    redis_base,
-    stop_all_started,
-    with_path,
 )
 
 # Redis db numbers of the hub under test: the rest of the suite uses 0 (broker) and 1 (cache).
@@ -51,29 +43,11 @@ def hub(tmp_path_factory):
     The hub as real processes on a database and Redis db numbers of its own: migrated, an organization with
     the integrations of INTEGRATIONS and their keys, the products of PRODUCTS; gunicorn, worker and beat up.
     """
-    admin_url = postgres_url()
-    base = redis_base()
-    tmp = tmp_path_factory.mktemp("e2e")
-    database = f"e2e_{secrets.token_hex(6)}"
-    broker_url, cache_url = (with_path(base, f"/{n}") for n in REDIS_DBS)
-    env = hub_env(
-        with_path(admin_url, f"/{database}"),
-        broker_url,
-        cache_url,
-        tmp / "var",
-        WEBHOOK_DELIVERY_LEASE=str(LEASE),
-    )
-    port = free_port()
-    hub = Hub(url=f"http://127.0.0.1:{port}", env=env, log_dir=tmp, port=port)
-
-    with admin_connection(admin_url) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        flush_redis([broker_url, cache_url])
-        hub.manage("migrate", "--noinput", timeout=300)
+    with hub_on_own_database(
+        tmp_path_factory.mktemp("e2e"), "e2e", REDIS_DBS, WEBHOOK_DELIVERY_LEASE=str(LEASE)
+    ) as hub:
         hub.setup_organization("e2e", INTEGRATIONS)
         hub.start_processes()
-
         with hub.api("admin") as api:
             answer = api.post("/products/bulk", json={"products": PRODUCTS})
             assert answer.status_code == 200, answer.text
@@ -81,8 +55,3 @@ def hub(tmp_path_factory):
             with hub.api(name) as api:
                 assert api.post("/integration/connect").status_code == 200
         yield hub
-    finally:
-        stop_all_started()  # the hub's, a killed worker among them (connectors are stopped)
-        with admin_connection(admin_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        flush_redis([broker_url, cache_url])

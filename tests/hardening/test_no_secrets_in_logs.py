@@ -18,16 +18,9 @@ from tests.processes import (  # noqa: F401 - fixtures and the report hook, regi
     Hub,
     Receiver,
     _log_mark,
-    admin_connection,
-    flush_redis,
-    free_port,
-    hub_env,
-    postgres_url,
+    hub_on_own_database,
     pytest_runtest_makereport,
     receivers,
-    redis_base,
-    stop_all_started,
-    with_path,
 )
 
 # Redis db numbers of this hub: the suite uses 0 and 1, the journey 5 and 6, the connector guide 7 and 8.
@@ -40,27 +33,10 @@ ACCESS_LINE = re.compile(r'"GET /api/v1/me[ ?]')
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """gunicorn, worker and beat on a migrated database of their own, with one organization and its keys."""
-    admin_url = postgres_url()
-    base = redis_base()
-    tmp = tmp_path_factory.mktemp("logs")
-    database = f"logs_{secrets.token_hex(6)}"
-    broker_url, cache_url = (with_path(base, f"/{n}") for n in REDIS_DBS)
-    port = free_port()
-    env = hub_env(with_path(admin_url, f"/{database}"), broker_url, cache_url, tmp / "var")
-    hub = Hub(url=f"http://127.0.0.1:{port}", env=env, log_dir=tmp, port=port)
-    with admin_connection(admin_url) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        flush_redis([broker_url, cache_url])
-        hub.manage("migrate", "--noinput", timeout=300)
+    with hub_on_own_database(tmp_path_factory.mktemp("logs"), "logs", REDIS_DBS) as hub:
         hub.setup_organization("logs", INTEGRATIONS)
         hub.start_processes()
         yield hub
-    finally:
-        stop_all_started()
-        with admin_connection(admin_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        flush_redis([broker_url, cache_url])
 
 
 def forms_of(secret: str) -> set[str]:
