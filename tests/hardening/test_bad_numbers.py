@@ -320,6 +320,8 @@ def test_the_admin_changelists_are_found():
 def test_a_bad_number_in_an_admin_filter_is_not_a_500(request, admin_client_for, user, integration):
     client = admin_client_for(request.getfixturevalue(user))
     for url, parameter in CHANGELIST_FILTERS:
-        for value in ["²", "①", "٣", "9223372036854775808", "-1", "1e3"]:
+        # One of each kind that reached the database or int() (a superscript, another script's digit, past
+        # bigint): every filter of every changelist times each value is ~100 requests a value.
+        for value in ["²", "٣", "9223372036854775808"]:
             response = client.get(url, {parameter: value})
             assert response.status_code in (200, 302, 403), (url, parameter, value, response.status_code)
