@@ -571,7 +571,7 @@ def run(*argv):
     return out.getvalue().strip().splitlines()
 
 result = {"keys": {}, "integrations": {}}
-run("create_org", SLUG, "--name", SLUG.upper(), "--admin-email", ADMIN, "--admin-password", PASSWORD)
+run("create_org", SLUG, "--name", SLUG.upper(), "--admin-email", ADMIN, f"--admin-password={PASSWORD}")
 for name, connector in INTEGRATIONS:
     lines = run("register_integration", "--org", SLUG, "--connector", connector, "--name", name)
     result["integrations"][name] = int(lines[0].split()[2])  # "Registered integration <id> ..."
