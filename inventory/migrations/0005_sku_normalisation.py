@@ -22,25 +22,26 @@ def normalize_sku(value):
     return unicodedata.normalize("NFC", visible)
 
 
+def _normalise_column(model, owner, column, what):
+    """Store `column` normalised, row by row, unless its normal form is already taken under the same owner."""
+    taken = set(model.objects.values_list(owner, column))
+    for pk, owner_id, sku in model.objects.order_by("pk").values_list("pk", owner, column):
+        normal = normalize_sku(sku)
+        if normal == sku:
+            continue
+        if (owner_id, normal) in taken:
+            logger.warning("%s %s: %r left as it is; its normal form %r is taken.", what, pk, sku, normal)
+            continue
+        model.objects.filter(pk=pk).update(**{column: normal})
+        taken.discard((owner_id, sku))
+        taken.add((owner_id, normal))
+
+
 def normalise_skus(apps, schema_editor):
     Product = apps.get_model("inventory", "Product")
     SkuMapping = apps.get_model("inventory", "SkuMapping")
 
-    taken = set(Product.objects.values_list("organization_id", "sku"))
-    for pk, organization_id, sku in Product.objects.order_by("pk").values_list(
-        "pk", "organization_id", "sku"
-    ):
-        normal = normalize_sku(sku)
-        if normal == sku:
-            continue
-        if (organization_id, normal) in taken:
-            logger.warning(
-                "Product %s: SKU %r left as it is; its normal form %r is another SKU.", pk, sku, normal
-            )
-            continue
-        Product.objects.filter(pk=pk).update(sku=normal)
-        taken.discard((organization_id, sku))
-        taken.add((organization_id, normal))
+    _normalise_column(Product, "organization_id", "sku", "Product")
 
     keys = set()
     for pk, organization_id, sku in Product.objects.order_by("pk").values_list(
@@ -56,21 +57,7 @@ def normalise_skus(apps, schema_editor):
             keys.add((organization_id, key))
         Product.objects.filter(pk=pk).update(sku_key=key)
 
-    taken = set(SkuMapping.objects.values_list("integration_id", "external_sku"))
-    for pk, integration_id, sku in SkuMapping.objects.order_by("pk").values_list(
-        "pk", "integration_id", "external_sku"
-    ):
-        normal = normalize_sku(sku)
-        if normal == sku:
-            continue
-        if (integration_id, normal) in taken:
-            logger.warning(
-                "SKU mapping %s: %r left as it is; its normal form %r is mapped too.", pk, sku, normal
-            )
-            continue
-        SkuMapping.objects.filter(pk=pk).update(external_sku=normal)
-        taken.discard((integration_id, sku))
-        taken.add((integration_id, normal))
+    _normalise_column(SkuMapping, "integration_id", "external_sku", "SKU mapping")
 
 
 class Migration(migrations.Migration):
