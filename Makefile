@@ -12,7 +12,7 @@ RUFF := .venv/bin/ruff
 help:
 	@echo "make run    install, migrate, seed demo data, serve http://127.0.0.1:8000/admin/ (PORT=...) + worker + beat"
 	@echo "make test   lint, then pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
-	@echo "make lint   ruff check and ruff format --check"
+	@echo "make lint   ruff, the layer contracts (lint-imports) and scripts/check_architecture.py (circles, get_model, 500 lines)"
 	@echo "make audit  bandit and pip-audit; a finding fails unless recorded with a reason (scripts/audit.py)"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make clean  remove var/ (SQLite database, broker folder, logs, secret key)"
@@ -31,6 +31,8 @@ lint: sync
 	@status=0; \
 	$(RUFF) check . || status=1; \
 	$(RUFF) format --check . || status=1; \
+	.venv/bin/lint-imports --no-cache --quiet || status=1; \
+	.venv/bin/python scripts/check_architecture.py || status=1; \
 	exit $$status
 
 audit: sync

@@ -1,8 +1,8 @@
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from core.history import ConfigHistory
 from integrations.models import Integration
-from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import (

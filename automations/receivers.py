@@ -7,7 +7,7 @@ from contextvars import ContextVar
 
 from django.dispatch import receiver
 
-from config.celery import enqueue, enqueue_once
+from core.queue import enqueue, enqueue_once
 from integrations import signals
 from integrations.choices import IntegrationStatus
 from inventory import signals as inventory_signals

@@ -6,7 +6,7 @@ is left behind when a worker dies or the broker was down.
 
 from celery import shared_task
 
-from config.celery import RELIABLE, answer_doorbell
+from core.queue import RELIABLE, answer_doorbell
 
 from . import engines, receivers
 from .choices import RuleTrigger, RunTrigger

@@ -1035,7 +1035,7 @@ FUNC = re.compile(r"^(?P<name>.+?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 # Where a sample is, by the innermost engine or library frame on its stack (first match wins).
 BUCKETS = (
-    ("HTTP send (post_signed: httpx, sockets, signing)", ("integrations/outbound.py",)),
+    ("HTTP send (post_signed: httpx, sockets, signing)", ("core/outbound.py",)),
     ("record_outcomes (attempts, delivery updates, counters)", ("record_outcomes",)),
     ("claim (SELECT … FOR UPDATE SKIP LOCKED, UPDATE, SELECT)", ("claim (",)),
     ("dispatch_outbox (outbox → deliveries)", ("dispatch_outbox",)),

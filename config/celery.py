@@ -14,25 +14,6 @@ app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
 
-# Options of every task whose work is claimed in the database: acknowledged after it ran, given back if the
-# worker dies mid-task (prefetch 1 is global, config/settings.py). Repeating them is harmless: idempotent.
-RELIABLE = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
-
-
-def enqueue(task, **options) -> bool:
-    """
-    Publish without retrying. With the broker down, the work stays in the database, where a beat sweep finds
-    it; waiting on a dead broker would only stall the request or task that asked.
-    """
-    try:
-        task.apply_async(retry=False, **options)
-    except Exception as exc:  # any broker failure
-        # No traceback: during an outage every request and task would log one; the message says it all.
-        logger.warning("Could not enqueue %s (%s); a sweep will pick the work up.", task.name, exc)
-        return False
-    return True
-
-
 # Celery's Django fixup closes the database connection around every task unless this is set; delivery tasks
 # are many and short, so a new PostgreSQL session each was most of their cost (bench/deliveries.py). With it,
 # a worker keeps its connection for this many tasks (×2); CONN_HEALTH_CHECKS replaces a broken one.
@@ -86,31 +67,3 @@ def drop_broken_connections(**kwargs) -> None:
                 connection.close_if_unusable_or_obsolete()
             except Exception:  # closing a connection the server already dropped
                 logger.warning("Could not close a broken database connection.", exc_info=True)
-
-
-def enqueue_once(task, key: str, *, ttl: int = 10, **options) -> bool:
-    """
-    A doorbell: enqueue unless a task rung with the same `key` has not started yet (it will see this work
-    too). The task calls `answer_doorbell(key)` before it looks, so later changes ring again. The flag
-    expires after `ttl` seconds, so a lost message costs at most that long (and the beat sweeps are there).
-    """
-    from django.core.cache import cache
-
-    try:
-        if not cache.add(key, 1, timeout=ttl):
-            return False  # one is on its way
-    except Exception as exc:  # the cache down: ring anyway, a duplicate task is harmless
-        logger.warning("Cache unavailable for the doorbell %s (%s).", key, exc)
-    if enqueue(task, **options):
-        return True
-    answer_doorbell(key)
-    return False
-
-
-def answer_doorbell(key: str) -> None:
-    from django.core.cache import cache
-
-    try:
-        cache.delete(key)
-    except Exception as exc:
-        logger.warning("Cache unavailable for the doorbell %s (%s).", key, exc)

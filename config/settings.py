@@ -16,7 +16,7 @@ import environ
 from kombu import Exchange as _Exchange
 from kombu import Queue as _Queue
 
-from config.crypto import encryption_keys as _encryption_keys
+from core.crypto import encryption_keys as _encryption_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,13 +59,13 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# Browser features no page of the hub uses, switched off for all of them (config/security.py).
+# Browser features no page of the hub uses, switched off for all of them (core/security.py).
 PERMISSIONS_POLICY_DENY = [
     "accelerometer", "autoplay", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer",
     "microphone", "midi", "payment", "usb", "xr-spatial-tracking",
 ]  # fmt: skip
 
-# --- Content-Security-Policy (django-csp), chosen by path in config/security.py. Admin pages: nothing
+# --- Content-Security-Policy (django-csp), chosen by path in core/security.py. Admin pages: nothing
 # inline — their scripts and styles are static files (static/switchyard/).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -103,7 +103,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
 # The API's notion of the client address: X-Forwarded-For only when BEHIND_PROXY (its right-most entry,
 # the one our proxy wrote). django-ipware, which axes' AXES_IPWARE_* settings need, is not installed.
-AXES_CLIENT_IP_CALLABLE = "config.api.authentication.client_ip"
+AXES_CLIENT_IP_CALLABLE = "api.authentication.client_ip"
 # Axes masks the username and address in its log lines by default; support needs them to unlock. Passwords
 # are always masked.
 AXES_SENSITIVE_PARAMETERS: list[str] = []
@@ -131,14 +131,15 @@ INSTALLED_APPS = [
     "inventory",
     "orders",
     "automations",
+    "api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # A database outage answers 503 (API error shape or a plain page), not Django's 500 page.
-    "config.middleware.DatabaseUnavailableMiddleware",
-    "config.security.PermissionsPolicyMiddleware",
-    "config.security.PolicyByPathMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",
+    "core.security.PermissionsPolicyMiddleware",
+    "core.security.PolicyByPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -149,7 +150,7 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Inside the header middlewares, so that its 400/404/413 carry their headers; before any view runs.
-    "config.security.RequestGuardMiddleware",
+    "core.security.RequestGuardMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes' docs say: turns a lockout into the lockout page
 ]
 
@@ -187,7 +188,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Seconds to wait for a PostgreSQL connection: an unreachable server answers 503 (config/middleware.py)
+    # Seconds to wait for a PostgreSQL connection: an unreachable server answers 503 (core/middleware.py)
     # this soon instead of holding the request (libpq's default is to wait forever).
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
         "DB_CONNECT_TIMEOUT", default=5
@@ -197,7 +198,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Shared cache (rate limits, task doorbells): Redis when REDIS_URL is set.
 REDIS_URL = env.str("REDIS_URL", default="")
 # Seconds a cache call waits on Redis (connect, then each answer). The rate limit and the doorbells carry on
-# without the cache (config/api/throttling.py, config/celery.py): a dead Redis must cost requests little.
+# without the cache (api/throttling.py, config/celery.py): a dead Redis must cost requests little.
 REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=1.0)
 if REDIS_URL:
     CACHES = {
@@ -210,15 +211,15 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            # Django's file cache with atomic add and incr across processes (config/cache.py).
-            "BACKEND": "config.cache.LockedFileBasedCache",
+            # Django's file cache with atomic add and incr across processes (core/cache.py).
+            "BACKEND": "core.cache.LockedFileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
 
 AUTHENTICATION_BACKENDS = [
-    # First: axes' lockout check, refusing a locked-out login before any password check (config/security.py).
-    "config.security.LoginLockoutBackend",
+    # First: axes' lockout check, refusing a locked-out login before any password check (core/security.py).
+    "core.security.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -268,7 +269,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-        # Publishing (config.celery.enqueue) must not wait on a broker that is down: one connection attempt,
+        # Publishing (core.queue.enqueue) must not wait on a broker that is down: one connection attempt,
         # no retries (kombu would otherwise retry for CELERY_BROKER_CONNECTION_TIMEOUT seconds per publish);
         # the work is in the database and a beat sweep rings for it. The worker's own reconnect loop passes
         # its own retry settings and is unaffected.
@@ -333,12 +334,12 @@ INVENTORY_SYNC_WORK_MEM = env.str("INVENTORY_SYNC_WORK_MEM", default="256MB")
 # Rule runs (the automation rules' log) and resolved or dismissed exceptions are deleted after these days.
 RULE_RUN_RETENTION_DAYS = env.int("RULE_RUN_RETENTION_DAYS", default=30)
 EXCEPTION_RETENTION_DAYS = env.int("EXCEPTION_RETENTION_DAYS", default=90)
-# Request bodies over this many bytes answer 413 payload_too_large (config/security.py). The largest legit
+# Request bodies over this many bytes answer 413 payload_too_large (core/security.py). The largest legit
 # body, 5,000 stock levels or 1,000 products at their longest, is about 1.5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 # Per-key API rate limit, "<count>/<sec|min|hour>".
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/min")
-# Per client address, for API requests made without a key or with one refused (config/api/throttling.py).
+# Per client address, for API requests made without a key or with one refused (api/throttling.py).
 API_ANON_RATE_LIMIT = env.str("API_ANON_RATE_LIMIT", default="60/min")
 
 LOGGING = {
@@ -359,7 +360,7 @@ API_KEY_PEPPERS = {
     for pid, _, pepper in (item.partition(":") for item in env.list("API_KEY_PEPPERS", default=[]))
 } or {1: _hmac.new(SECRET_KEY.encode(), b"switchyard-api-key-pepper", "sha256").hexdigest()}
 
-# --- Encryption at rest (secret integration settings, signing secrets; config/crypto.py)
+# --- Encryption at rest (secret integration settings, signing secrets; core/crypto.py)
 # Fernet keys, comma-separated: the first encrypts, all decrypt; a malformed one stops startup. Unset: one
 # key derived from SECRET_KEY, so changing SECRET_KEY would make the stored secrets unreadable: production
 # sets its own (rotation: README, `manage.py rotate_encryption_keys --help`).
@@ -374,16 +375,16 @@ API_KEY_EXPIRY_WARNING_DAYS = env.int("API_KEY_EXPIRY_WARNING_DAYS", default=7)
 IDEMPOTENCY_TTL_HOURS = env.int("IDEMPOTENCY_TTL_HOURS", default=24)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.BearerKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.GrantPermission"],
-    "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.KeyRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.GrantPermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.KeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["config.api.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "EXCEPTION_HANDLER": "config.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -5,8 +5,8 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(("config.api.urls", "api"))),
+    path("api/v1/", include(("api.urls", "api"))),
 ]
 
-handler404 = "config.api.errors.handler404"
-handler500 = "config.api.errors.handler500"
+handler404 = "api.errors.handler404"
+handler500 = "api.errors.handler500"

@@ -26,12 +26,12 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
-from config.celery import answer_doorbell as celery_answer_doorbell
-from config.celery import enqueue, enqueue_once
-from config.transactions import on_commit_once
-from organizations import history
+from core import history, outbound, signing
+from core.queue import answer_doorbell as celery_answer_doorbell
+from core.queue import enqueue, enqueue_once
+from core.transactions import on_commit_once
 
-from . import outbound, services, signals, signing
+from . import services, signals
 from .choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Integration, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from .webhooks import EVENT_GRANTS

@@ -16,12 +16,13 @@ from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from config.celery import enqueue
+from core import outbound
+from core.outbound import Outcome
+from core.queue import enqueue
 
-from . import outbound, services, signals
+from . import services, signals
 from .choices import EventKind, IntegrationStatus, Workflow
 from .models import Integration
-from .outbound import Outcome
 
 logger = logging.getLogger(__name__)
 

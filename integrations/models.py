@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from organizations.history import ConfigHistory
+from core.fields import EncryptedJSONField, EncryptedTextField
+from core.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import (
@@ -13,7 +14,6 @@ from .choices import (
     IntegrationStatus,
     Workflow,
 )
-from .fields import EncryptedJSONField, EncryptedTextField
 
 
 class Connector(models.Model):

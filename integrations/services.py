@@ -16,12 +16,12 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from organizations import history
+from core import history
+from core.targets import check_target_url
 
 from . import signals
 from .choices import ALLOWED_TRANSITIONS, ConnectorType, EventKind, EventType, IntegrationStatus, Workflow
 from .models import Connector, Integration, IntegrationEvent, OutboxEvent
-from .targets import check_target_url
 
 Status = IntegrationStatus
 EXPORT_FORMAT = "switchyard.integration/1"
@@ -485,7 +485,7 @@ def expire_stale_connecting(now=None) -> int:
 
 def signing_secret(integration: Integration) -> str:
     """The whsec_ secret the hub signs this integration's manifest calls with; made on first use."""
-    from .signing import new_secret
+    from core.signing import new_secret
 
     if not integration.signing_secret:
         secret = new_secret()
@@ -497,7 +497,7 @@ def signing_secret(integration: Integration) -> str:
 
 def rotate_signing_secret(integration: Integration, *, actor=None) -> str:
     """A new signing secret (returned to be shown once); the old one stops verifying at once."""
-    from .signing import new_secret
+    from core.signing import new_secret
 
     secret = new_secret()
     with transaction.atomic():

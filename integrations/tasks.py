@@ -5,7 +5,7 @@ lease), so a duplicate message, a redelivered one after a worker died, or two wo
 
 from celery import shared_task
 
-from config.celery import RELIABLE, enqueue
+from core.queue import RELIABLE, enqueue
 
 from . import delivery, services
 

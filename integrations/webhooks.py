@@ -8,13 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from organizations import history
+from core import history
+from core.signing import new_secret
+from core.targets import check_target_url
 
 from . import services
 from .choices import EventKind, EventType
 from .models import Integration, WebhookSubscription
-from .signing import new_secret
-from .targets import check_target_url
 
 # The read grant a key must hold to be told of each event type (webhooks:write is checked by the view).
 # integration.status_changed concerns the key's own integration: nothing beyond webhooks access.

@@ -4,8 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from core.history import ConfigHistory
 from integrations.models import Integration
-from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import LocationKind

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from automations import services as exceptions
 from automations.choices import ExceptionKind
-from config.transactions import on_commit_once
+from core.transactions import on_commit_once
 from integrations import services as integration_services
 from integrations.choices import EventType
 

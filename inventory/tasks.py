@@ -5,7 +5,7 @@ and a push sends only figures that differ from what was last accepted, so a repe
 
 from celery import shared_task
 
-from config.celery import RELIABLE, enqueue
+from core.queue import RELIABLE, enqueue
 
 from . import manifest
 

@@ -61,7 +61,7 @@ def pull_orders(integration, *, max_pages: int | None = None) -> dict:
     An invalid order is raised as an exception and skipped. Returns counts and whether more is waiting.
     """
     # Imported here: the API layer sits above this module (its serializer defines the order body).
-    from .api.serializers import OrderInputSerializer
+    from api.orders.serializers import OrderInputSerializer
 
     result = {"pages": 0, "created": 0, "updated": 0, "invalid": 0, "more": False, "ok": True}
     for _ in range(max_pages or MAX_PAGES):
@@ -162,7 +162,7 @@ def pending_dispatch(integration):
 
 def render_fulfillments(integration, ids) -> dict[str, dict]:
     """The fulfillments as GET /api/v1/fulfillments answers them to this integration, with their order's ids."""
-    from .api.renderers import render_fulfillments as render  # the API layer sits above this module
+    from api.orders.renderers import render_fulfillments as render  # the API layer sits above this module
 
     rendered = render(integration, ids)
     orders = {

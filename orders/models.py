@@ -2,9 +2,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from core.history import ConfigHistory
 from integrations.models import Integration
 from inventory.models import Location, Product
-from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import OrderStatus, PaymentStatus, ShippingRequestStatus

@@ -5,7 +5,7 @@ so a duplicate message, a redelivered one or two workers at once never pull or d
 
 from celery import shared_task
 
-from config.celery import RELIABLE, enqueue
+from core.queue import RELIABLE, enqueue
 
 from . import manifest
 

@@ -1,4 +1,4 @@
-"""The admin's History page for configuration models (organizations/history.py): who, when, what changed.
+"""The admin's History page for configuration models (core/history.py): who, when, what changed.
 
 simple-history's SimpleHistoryAdmin, narrowed for a multi-tenant hub:
 - an object outside your organizations is a 404, as on every other admin page (simple-history would fall

@@ -3,9 +3,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField
+from core.history import ConfigHistory
 from integrations.models import Integration
-from organizations.history import ConfigHistory
 from organizations.models import Organization
 
 from .choices import KeyKind, KeyState

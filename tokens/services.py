@@ -22,11 +22,11 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.history import actor_context, record_change
 from integrations import services as integration_services
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Connector, Integration
 from organizations.choices import Role
-from organizations.history import actor_context, record_change
 from organizations.models import Membership, Organization
 
 from . import grants as grant_registry

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from config.celery import enqueue
+from core.queue import enqueue
 from integrations.choices import BADGE as INTEGRATION_BADGE
 from integrations.choices import IntegrationStatus
 from integrations.models import Integration

@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from config.api.ids import parse_id
+from core.ids import parse_id
 from inventory.models import Location
 from orders.models import Order
 from organizations.admin_mixins import (

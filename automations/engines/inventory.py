@@ -96,7 +96,7 @@ def _retry_routing(org_id, products) -> None:
 
 
 def _enqueue_again(org_id) -> None:
-    from config.celery import enqueue
+    from core.queue import enqueue
 
     from ..tasks import inventory_changes_task  # tasks imports this module
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from config.beat import schedule
+from core.beat import schedule
 
 # The engines' safety nets: they react on commit; these sweeps pick up whatever a dead worker or a stopped
 # broker left behind, and do the time-based work (expired holds, retries, stuck orders, digests).

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from config.beat import schedule
+from core.beat import schedule
 
 TASKS = {
     "integrations.tasks.sweep_deliveries_task": (

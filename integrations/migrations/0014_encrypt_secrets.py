@@ -13,8 +13,8 @@ import json
 from django.db import migrations, models
 from django.db.models.functions import Cast
 
-import integrations.fields
-from config import crypto
+import core.fields
+from core import crypto
 
 CHUNK = 500
 
@@ -121,17 +121,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="integration",
             name="secret_settings",
-            field=integrations.fields.EncryptedJSONField(blank=True, default=dict),
+            field=core.fields.EncryptedJSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
             model_name="integration",
             name="signing_secret",
-            field=integrations.fields.EncryptedTextField(blank=True),
+            field=core.fields.EncryptedTextField(blank=True),
         ),
         migrations.AlterField(
             model_name="webhooksubscription",
             name="secret",
-            field=integrations.fields.EncryptedTextField(
+            field=core.fields.EncryptedTextField(
                 help_text="The whsec_… signing secret; shown once, on creation."
             ),
         ),

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from config.beat import schedule
+from core.beat import schedule
 
 TASKS = {
     "orders.tasks.manifest_orders_sweep_task": (

@@ -410,7 +410,7 @@ def test_schema_describes_every_route(client, db):
     paths = {re.sub(r"\{[^}]+\}", "{}", path): operations for path, operations in schema["paths"].items()}
 
     for route in api_routes():
-        # A placeholder the routes' id converter accepts (config/api/ids.py).
+        # A placeholder the routes' id converter accepts (core/ids.py).
         path = route.url(**{p: "987654321" for p in route.params}).replace("987654321", "{}")
         assert path in paths, path
         for method in route.methods:

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from config.api import errors
+from api import errors
 from integrations import services as integration_services
 from tests.api.helpers import api_routes, assert_error
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from config.api import idempotency
+from api import idempotency
 from integrations import services as integration_services
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent

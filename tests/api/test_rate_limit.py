@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from django.core.cache import cache
 
-from config.api import throttling
+from api import throttling
 from tests.api.helpers import assert_error
 from tokens.choices import KeyKind
 

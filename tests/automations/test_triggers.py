@@ -26,7 +26,7 @@ def enqueued(monkeypatch):
         return True
 
     monkeypatch.setattr(receivers, "enqueue", record)
-    monkeypatch.setattr("config.celery.enqueue", record)  # enqueue_once publishes through it
+    monkeypatch.setattr("core.queue.enqueue", record)  # enqueue_once publishes through it
     return sent
 
 

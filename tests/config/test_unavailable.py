@@ -1,5 +1,5 @@
 """
-A database outage answers 503 (config/middleware.py, config/api/errors.py): which errors count as an outage,
+A database outage answers 503 (core/middleware.py, api/errors.py): which errors count as an outage,
 and the answers — the API's error shape with Retry-After, a plain page elsewhere. tests/faults proves it
 with a real PostgreSQL restart; these pin the classification and each path in-process.
 """
@@ -12,10 +12,10 @@ import pytest
 from django import db
 from django.test import RequestFactory
 
+from api import errors
+from api.authentication import BearerKeyAuthentication
 from config.admin import SwitchyardAdminSite
-from config.api import errors
-from config.api.authentication import BearerKeyAuthentication
-from config.middleware import RETRY_AFTER, database_unavailable
+from core.middleware import RETRY_AFTER, database_unavailable
 from tests.api.helpers import assert_error
 
 

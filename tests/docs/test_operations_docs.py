@@ -684,8 +684,8 @@ def test_the_environment_file_example_holds_documented_variables_and_placeholder
 
 
 def test_the_encryption_key_placeholder_stops_start_up():
-    # deploy.md says a forgotten placeholder cannot run: config/crypto.py refuses it.
-    from config.crypto import encryption_keys
+    # deploy.md says a forgotten placeholder cannot run: core/crypto.py refuses it.
+    from core.crypto import encryption_keys
 
     with pytest.raises(ImproperlyConfigured):
         encryption_keys([env_example()["ENCRYPTION_KEYS"]], "any-secret-key")

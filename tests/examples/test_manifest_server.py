@@ -10,8 +10,8 @@ import httpx
 import pytest
 import sample_manifest_server as manifest
 
-from integrations import signing
-from orders.api.serializers import OrderInputSerializer
+from api.orders.serializers import OrderInputSerializer
+from core import signing
 
 from .conftest import EXAMPLES
 

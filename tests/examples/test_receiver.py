@@ -7,7 +7,7 @@ import httpx
 import pytest
 from _connector import Deduplicator, JsonServer, WebhookEndpoint
 
-from integrations import signing
+from core import signing
 
 SECRET = signing.new_secret()
 
@@ -30,7 +30,7 @@ def receiver():
 
 
 def deliver(url, event_id="evt_1", *, secret=SECRET, body=None, timestamp=None, headers=None):
-    """POST as the hub does: the body signed with Standard Webhooks headers (integrations.signing)."""
+    """POST as the hub does: the body signed with Standard Webhooks headers (core.signing)."""
     body = body or signing.payload(event_id, "order.updated", "2025-01-01T00:00:00Z", 1, {"id": "7"})
     sent = signing.headers(secret, event_id, int(timestamp or time.time()), body)
     return httpx.post(url, content=body, headers={**sent, **(headers or {})}, timeout=5)

@@ -11,7 +11,7 @@ import pytest
 from _connector import WebhookVerificationError, sign, signed_headers, verify
 from standardwebhooks.webhooks import Webhook
 
-from integrations import signing
+from core import signing
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()

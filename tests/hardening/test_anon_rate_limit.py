@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from config.api import throttling
+from api import throttling
 from integrations import services as integration_services
 from tests.api.helpers import assert_error
 from tokens import services as key_services

@@ -389,7 +389,7 @@ def test_list_parameters(api_client, scene, name, monkeypatch):
         assert "limit" in details, limit
     assert _get(api_client, scene, name, {"limit": ""}).status_code == 200
 
-    from config.api import pagination
+    from api import pagination
 
     sizes = []
     original = pagination.CursorPagination.get_page_size
@@ -444,7 +444,7 @@ def test_a_body_too_big_for_django_is_413_in_the_api_shape_too(rf):
     """Where Django itself refuses a body (RequestDataTooBig on reading request.body) inside a view."""
     from django.core.exceptions import RequestDataTooBig
 
-    from config.api.errors import exception_handler
+    from api.errors import exception_handler
 
     response = exception_handler(RequestDataTooBig("too big"), {"request": rf.post("/api/v1/orders")})
     assert response.status_code == 413

@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.db import models
 from drf_spectacular.generators import SchemaGenerator
 
-from config.api.ids import MAX_ID, parse_count, parse_id
+from core.ids import MAX_ID, parse_count, parse_id
 from integrations.models import Integration
 from orders import services as order_services
 from tests.api.helpers import api_routes, assert_error

@@ -86,7 +86,7 @@ def _operations_from_urlconf() -> list[tuple[str, str]]:
     found = []
     for route in api_routes():
         # The schema names the {pk} of routes "id" (SCHEMA_COERCE_PATH_PK); reversed with an id the routes'
-        # converter takes (config/api/ids.py), then put back as the template.
+        # converter takes (core/ids.py), then put back as the template.
         path = unquote(route.url(pk="987654321")).replace("987654321", "{id}")
         found += [(method, path) for method in route.methods]
     return sorted(found, key=lambda op: (op[1], op[0]))

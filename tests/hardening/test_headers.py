@@ -6,7 +6,7 @@ answers, what Swagger UI needs on the docs, and the other hardening headers on a
 import pytest
 from csp.middleware import CSPMiddleware
 
-from config.security import PolicyByPathMiddleware
+from core.security import PolicyByPathMiddleware
 
 COMMON = {
     "X-Content-Type-Options": "nosniff",

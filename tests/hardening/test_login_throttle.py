@@ -49,7 +49,7 @@ def assert_lockout_page(response):
 def test_the_limit_and_cooloff_come_from_settings(settings):
     assert settings.AXES_FAILURE_LIMIT == 5
     assert settings.AXES_COOLOFF_TIME.total_seconds() == 15 * 60
-    assert settings.AUTHENTICATION_BACKENDS[0] == "config.security.LoginLockoutBackend"
+    assert settings.AUTHENTICATION_BACKENDS[0] == "core.security.LoginLockoutBackend"
     assert settings.MIDDLEWARE[-1] == "axes.middleware.AxesMiddleware"
 
 

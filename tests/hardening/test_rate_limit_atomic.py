@@ -22,7 +22,7 @@ import pytest
 from django.core.cache import cache
 from django.utils.module_loading import import_string
 
-from config.api import throttling
+from api import throttling
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8

@@ -12,7 +12,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from integrations import manifest, outbound, services
+from core import outbound
+from integrations import manifest, services
 from integrations.forms import SETTING_PREFIX
 from integrations.models import Integration, IntegrationEvent, WebhookSubscription
 from tests.fixtures.manifest import AUTH_TOKEN

@@ -10,9 +10,9 @@ import time
 import pytest
 from django.db import connection, transaction
 
+from core.signing import new_secret
 from integrations import webhooks
 from integrations.models import Integration, IntegrationEvent, WebhookSubscription
-from integrations.signing import new_secret
 from tokens import services as key_services
 from tokens.choices import KeyKind
 

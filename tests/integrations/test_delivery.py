@@ -10,7 +10,8 @@ from standardwebhooks.webhooks import Webhook
 
 from automations.choices import ExceptionKind, ExceptionStatus
 from automations.models import SyncException
-from integrations import delivery, services, signing, webhooks
+from core import signing
+from integrations import delivery, services, webhooks
 from integrations.choices import DeliveryStatus, EventKind, IntegrationStatus
 from integrations.models import (
     Integration,

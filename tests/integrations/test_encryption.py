@@ -15,8 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from config import crypto
-from integrations import delivery, services, signing, webhooks
+from core import crypto, signing
+from integrations import delivery, services, webhooks
 from integrations.choices import DeliveryStatus
 from integrations.models import Integration, WebhookDelivery, WebhookSubscription
 from tests.config.test_settings import run

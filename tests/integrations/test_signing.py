@@ -12,8 +12,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as PackageVerificationError
 
-from integrations import signing
-from integrations.signing import RETRY_DELAYS, WebhookVerificationError, next_attempt_delay
+from core import signing
+from core.signing import RETRY_DELAYS, WebhookVerificationError, next_attempt_delay
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 

@@ -8,7 +8,7 @@ The column becomes text (PostgreSQL casts the jsonb to its text form), then each
 through the field, which encrypts it; a value some key already opens is left alone, so a re-run changes
 nothing. Backwards, the values are decrypted in place and the column cast back to jsonb.
 
-Self-contained (config.crypto aside, as in integrations/0014_encrypt_secrets): no app code that may change.
+Self-contained (core.crypto aside, as in integrations/0014_encrypt_secrets): no app code that may change.
 """
 
 import json
@@ -16,8 +16,8 @@ import json
 from django.db import migrations, models
 from django.db.models.functions import Cast
 
-import integrations.fields
-from config import crypto
+import core.fields
+from core import crypto
 
 CHUNK = 500
 
@@ -59,7 +59,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="idempotencyrecord",
             name="response_body",
-            field=integrations.fields.EncryptedJSONField(blank=True, default=None, null=True),
+            field=core.fields.EncryptedJSONField(blank=True, default=None, null=True),
         ),
         migrations.RunPython(encrypt, decrypt),
     ]

@@ -4,8 +4,8 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
-from config import crypto
-from integrations.fields import EncryptedTextField
+from core import crypto
+from core.fields import EncryptedTextField
 
 BATCH = 500  # rows locked and re-encrypted per transaction
 

@@ -16,12 +16,12 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation
+from core.signing import new_secret, payload
 from integrations import services
 from integrations.catalog import CHANNEL_GRANTS
 from integrations.choices import IntegrationStatus as Status
 from integrations.choices import Workflow
 from integrations.models import Connector, Integration, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from integrations.signing import new_secret, payload
 from inventory import services as inventory
 from inventory.choices import LocationKind
 from inventory.models import InventoryBuffer, InventoryLevel, Location, Product, SkuMapping

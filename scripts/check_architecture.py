@@ -1,0 +1,152 @@
+"""
+The structural checks `make lint` adds to import-linter's contracts (pyproject.toml, docs/architecture.md):
+
+1. No import circle between any two modules of the hub, counting imports placed inside functions — grimp
+   sees those, so a circle cannot be dodged by moving an import into a function. import-linter checks
+   layers between packages; this checks every module against every other.
+2. No `apps.get_model(...)` outside migrations: a module reaches another app's models by importing them (the
+   layers say which it may), never by a string. Data-migration helpers (functions taking the historical
+   `apps` and a `schema_editor`, as RunPython calls them) are migrations too.
+3. No module outside migrations longer than MAX_LINES: past that, a file does more than one job.
+
+Prints each finding with its place and exits 1 when there is any; exits 0 quietly otherwise.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "core",
+    "organizations",
+    "integrations",
+    "tokens",
+    "inventory",
+    "orders",
+    "automations",
+    "api",
+    "console",
+    "config",
+)
+MAX_LINES = 500
+
+
+def tracked_python_files() -> list[Path]:
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "*.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [ROOT / name for name in out.stdout.split() if (ROOT / name).is_file()]
+
+
+def is_migration(path: Path) -> bool:
+    return "migrations" in path.relative_to(ROOT).parts
+
+
+def import_cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    sys.path.insert(0, str(ROOT))
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    modules = sorted(graph.modules)
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in modules}
+    index, low, on_stack, stack, components = {}, {}, set(), [], []
+    counter = 0
+    for root in modules:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            targets = edges[node]
+            if child < len(targets):
+                work.append((node, child + 1))
+                target = targets[child]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            for target in targets:
+                if target in on_stack and index[target] > index[node]:
+                    low[node] = min(low[node], low[target])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(sorted(component))
+    return components
+
+
+def cycle_findings() -> list[str]:
+    findings = []
+    for component in import_cycles():
+        findings.append("import circle between " + ", ".join(component))
+    return findings
+
+
+def _is_migration_operation(function: ast.FunctionDef) -> bool:
+    names = [arg.arg for arg in function.args.args]
+    return names[:2] == ["apps", "schema_editor"]
+
+
+def get_model_findings(path: Path, tree: ast.AST) -> list[str]:
+    findings = []
+
+    def visit(node, allowed):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            allowed = allowed or _is_migration_operation(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get_model"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "apps"
+            and not allowed
+        ):
+            findings.append(f"{path.relative_to(ROOT)}:{node.lineno}: apps.get_model outside a migration")
+        for child in ast.iter_child_nodes(node):
+            visit(child, allowed)
+
+    visit(tree, False)
+    return findings
+
+
+def main() -> int:
+    findings = cycle_findings()
+    for path in tracked_python_files():
+        if is_migration(path):
+            continue
+        text = path.read_text()
+        lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+        if lines > MAX_LINES:
+            findings.append(
+                f"{path.relative_to(ROOT)}: {lines} lines (at most {MAX_LINES} outside migrations)"
+            )
+        findings.extend(get_model_findings(path, ast.parse(text, filename=str(path))))
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"\n{len(findings)} architecture finding(s); docs/architecture.md explains each rule.")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
