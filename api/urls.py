@@ -4,11 +4,11 @@ from rest_framework.routers import SimpleRouter
 
 from api.automations import views as automation_views
 from api.errors import not_found_view
-from core.ids import IdConverter
 from api.integrations import views as integration_views
 from api.inventory import views as inventory_views
 from api.orders import views as order_views
 from api.tokens import views as token_views
+from core.ids import IdConverter
 
 # Object routes take `<id:pk>` (ScopedViewSet.lookup_value_converter): DRF's default lookup regex, [^/.]+,
 # handed "²", "٣" or " 1" to the queryset, which read some as another id and failed on others. A path the

@@ -13,7 +13,6 @@ Prints each finding with its place and exits 1 when there is any; exits 0 quietl
 """
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,14 +35,9 @@ MAX_LINES = 500
 
 
 def tracked_python_files() -> list[Path]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "*.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [ROOT / name for name in out.stdout.split() if (ROOT / name).is_file()]
+    """Every Python file of the project (the packages, tests, bench, examples, scripts)."""
+    folders = (*PACKAGES, "tests", "bench", "examples", "scripts")
+    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
 
 
 def is_migration(path: Path) -> bool:

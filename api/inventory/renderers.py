@@ -3,9 +3,9 @@
 from django.db.models import Q
 
 from api.base import render_for, viewset_for
-from core.ids import parse_id
 from api.inventory.serializers import AvailabilitySerializer, InventoryLevelSerializer
 from api.inventory.views import CHANNEL_TYPES, AvailabilityView, InventoryView, ProductViewSet
+from core.ids import parse_id
 from integrations.choices import Workflow
 from integrations.delivery import register_renderer
 from inventory import services, sync
