@@ -5,6 +5,7 @@ The work itself is always claimed from the database; a message only makes it sta
 
 import logging
 
+from celery import current_app
 from django.core.cache import cache
 
 logger = logging.getLogger(__name__)
@@ -16,9 +17,12 @@ RELIABLE = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": T
 
 def enqueue(task, **options) -> bool:
     """
-    Publish without retrying. With the broker down, the work stays in the database, where a beat sweep finds
+    Publish `task` (a task, or a registered task's name such as "automations.tasks.route_order_task": naming it
+    lets a module below the tasks module ask for it without importing it) without retrying. With the broker down, the work stays in the database, where a beat sweep finds
     it; waiting on a dead broker would only stall the request or task that asked.
     """
+    if isinstance(task, str):
+        task = current_app.tasks[task]
     try:
         task.apply_async(retry=False, **options)
     except Exception as exc:  # any broker failure
