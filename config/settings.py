@@ -109,7 +109,7 @@ AXES_CLIENT_IP_CALLABLE = "api.authentication.client_ip"
 AXES_SENSITIVE_PARAMETERS: list[str] = []
 
 INSTALLED_APPS = [
-    "config.admin.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (config/admin.py)
+    "console.site.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (console/site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "inventory",
     "orders",
     "automations",
+    "console",
     "api",
 ]
 

@@ -14,7 +14,7 @@ from django.test import RequestFactory
 
 from api import errors
 from api.authentication import BearerKeyAuthentication
-from config.admin import SwitchyardAdminSite
+from console.site import SwitchyardAdminSite
 from core.middleware import RETRY_AFTER, database_unavailable
 from tests.api.helpers import assert_error
 

@@ -16,4 +16,4 @@ class SwitchyardAdminSite(admin.AdminSite):
 class SwitchyardAdminConfig(AdminConfig):
     """Installed instead of django.contrib.admin, so `admin.site` is SwitchyardAdminSite (Django's documented way)."""
 
-    default_site = "config.admin.SwitchyardAdminSite"
+    default_site = "console.site.SwitchyardAdminSite"
