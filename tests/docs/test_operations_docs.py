@@ -32,7 +32,7 @@ CONTAINERFILE = OPS / "container" / "Containerfile"
 GUNICORN_CONFIG = ROOT / "config" / "gunicorn.py"
 COMPOSE = OPS / "container" / "compose.yaml"
 ENV_EXAMPLE = SYSTEMD / "switchyard.env.example"
-PACKAGES = ("config", "organizations", "integrations", "tokens", "inventory", "orders", "automations")
+PACKAGES = ("core", "organizations", "integrations", "tokens", "inventory", "orders", "automations", "api", "console", "config")
 VAR_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MUST_SET = (
     "SECRET_KEY",

@@ -4,7 +4,9 @@ from django.apps import apps
 
 
 def history_models():
-    return [m for m in apps.get_models() if hasattr(m, "_config_history")]
+    found = [m for m in apps.get_models() if hasattr(m, "_config_history")]
+    assert found, "no configuration model registers history: the checks below would pass on nothing"
+    return found
 
 
 def history_rows() -> dict[str, int]:

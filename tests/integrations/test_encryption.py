@@ -16,7 +16,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from core import crypto, signing
-from integrations import delivery, services, webhooks
+from integrations import connector_settings, manifest, services
+from integrations.webhooks import delivery, outbox, subscriptions
 from integrations.choices import DeliveryStatus
 from integrations.models import Integration, WebhookDelivery, WebhookSubscription
 from tests.config.test_settings import run
@@ -55,7 +56,7 @@ def strict(org, strict_connector, make_integration):
 def secrets_of(integration, subscription):
     integration = Integration.objects.get(pk=integration.pk)
     return (
-        services.full_settings(integration)["api_token"],
+        connector_settings.full_settings(integration)["api_token"],
         integration.signing_secret,
         WebhookSubscription.objects.get(pk=subscription.pk).secret,
     )
@@ -63,7 +64,7 @@ def secrets_of(integration, subscription):
 
 def make_secrets(strict, integration):
     """A secret setting, a signing secret and a webhook secret, as the hub makes them."""
-    signing_secret = services.signing_secret(strict)
+    signing_secret = manifest.signing_secret(strict)
     subscription = WebhookSubscription.objects.create(
         integration=integration, url="https://hooks.example.test/in", event_types=["order.created"],
         secret=signing.new_secret(),
@@ -75,7 +76,7 @@ def make_secrets(strict, integration):
 
 
 def test_no_table_holds_a_plaintext_secret(strict, integration, api_client, shop_key):
-    signing_secret = services.signing_secret(strict)
+    signing_secret = manifest.signing_secret(strict)
     created = api_client(shop_key).post(
         HOOKS, {"url": "https://93.184.216.34/hooks", "events": ["order.created"]}, format="json"
     )
@@ -94,17 +95,17 @@ def test_no_table_holds_a_plaintext_secret(strict, integration, api_client, shop
         history = [row[0] for row in cursor.fetchall()]
     assert history and not any(TOKEN in row or "api_token" in row for row in history)
     # and the hub reads them back
-    assert services.full_settings(Integration.objects.get(pk=strict.pk)) == GOOD_SETTINGS
+    assert connector_settings.full_settings(Integration.objects.get(pk=strict.pk)) == GOOD_SETTINGS
     assert Integration.objects.get(pk=strict.pk).signing_secret == signing_secret
     assert WebhookSubscription.objects.get(pk=created.json()["id"]).secret == hook_secret
 
 
-OUR_APPS = ("organizations", "integrations", "tokens", "automations", "orders", "inventory")
+OUR_APPS = ("organizations", "integrations", "tokens", "automations", "orders", "inventory", "api", "console")
 
 
 def test_no_column_of_ours_holds_a_plaintext_secret(strict, integration, api_client, shop_key):
     """Every text, varchar and json(b) column of every table of our apps, history tables included."""
-    signing_secret = services.signing_secret(strict)
+    signing_secret = manifest.signing_secret(strict)
     created = api_client(shop_key).post(
         HOOKS,
         {"url": "https://93.184.216.34/hooks", "events": ["order.created"]},
@@ -147,7 +148,7 @@ def test_no_column_of_ours_holds_a_plaintext_secret(strict, integration, api_cli
 
 
 def test_public_and_exported_settings_leave_the_secret_out(strict):
-    assert services.public_settings(strict) == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
+    assert connector_settings.public_settings(strict) == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
     assert TOKEN not in json.dumps(services.export_configuration(strict))
 
 
@@ -158,7 +159,7 @@ def test_a_secret_written_straight_into_settings_is_moved_on_save(strict):
 
     (settings,) = raw("integrations_integration", strict.pk, "settings::text")
     assert "tok-from-the-shell" not in settings
-    assert services.full_settings(Integration.objects.get(pk=strict.pk))["api_token"] == "tok-from-the-shell"
+    assert connector_settings.full_settings(Integration.objects.get(pk=strict.pk))["api_token"] == "tok-from-the-shell"
 
 
 def test_same_secret_encrypts_differently_and_only_empty_lookups_are_allowed(strict, integration):
@@ -210,7 +211,7 @@ def test_rotation_moves_every_value_to_the_first_key(settings, strict, integrati
 def test_a_save_racing_the_rotation_does_not_put_an_old_key_value_back(settings, strict):
     settings.ENCRYPTION_KEYS = [KEY_A]
     strict.save()  # its secret settings, made under the default key, now under A
-    services.signing_secret(strict)
+    manifest.signing_secret(strict)
     loaded = Integration.objects.get(pk=strict.pk)  # ciphertexts under A, not yet read
     settings.ENCRYPTION_KEYS = [KEY_B, KEY_A]
     call_command("rotate_encryption_keys", stdout=_Out())
@@ -236,7 +237,7 @@ def test_a_value_no_key_opens_is_a_clear_error_where_it_is_used(settings, strict
     with pytest.raises(crypto.DecryptionError, match=rf"Integration.signing_secret of row {strict.pk}.*"):
         loaded.signing_secret  # noqa: B018 - the read is the test
     with pytest.raises(crypto.DecryptionError, match="ENCRYPTION_KEYS"):
-        services.full_settings(loaded)
+        connector_settings.full_settings(loaded)
     with pytest.raises(CommandError, match=rf"no key in ENCRYPTION_KEYS opens: .*row {strict.pk}"):
         call_command("rotate_encryption_keys", stdout=_Out())
     with pytest.raises(CommandError, match="no key in ENCRYPTION_KEYS opens"):
@@ -248,15 +249,15 @@ def test_a_webhook_secret_no_key_opens_fails_its_delivery_alone(
 ):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     integration = shop_key.key.integration
-    good, good_secret = webhooks.subscribe(integration, receiver.url + "/", ["order.created"], shop_key.key)
-    bad, _ = webhooks.subscribe(integration, receiver.url + "/bad", ["order.created"], shop_key.key)
+    good, good_secret = subscriptions.subscribe(integration, receiver.url + "/", ["order.created"], shop_key.key)
+    bad, _ = subscriptions.subscribe(integration, receiver.url + "/bad", ["order.created"], shop_key.key)
     lost_key = Fernet(Fernet.generate_key())
     WebhookSubscription.objects.filter(pk=bad.pk).update(
         secret=models.Value(lost_key.encrypt(b"whsec_x").decode(), output_field=models.TextField())
     )
     ingest(order_body)
 
-    while delivery.dispatch_outbox()[0]:
+    while outbox.dispatch_outbox()[0]:
         pass
     delivery.deliver_due()
 
@@ -342,7 +343,7 @@ def test_the_migration_encrypts_and_moves_existing_secrets_and_back():
             cursor.execute("SELECT settings::text FROM integrations_historicalintegration")
             assert all(TOKEN not in text for (text,) in cursor.fetchall())
         migrated = Integration.objects.get(pk=row.pk)
-        assert services.full_settings(migrated) == GOOD_SETTINGS
+        assert connector_settings.full_settings(migrated) == GOOD_SETTINGS
         assert migrated.signing_secret == "whsec_b2xkLXNpZ25pbmc="
         assert WebhookSubscription.objects.get(pk=hook.pk).secret == "whsec_b2xkLWhvb2s="
 
