@@ -1,7 +1,9 @@
 """
-The one error shape of API.md and its catalogue of codes. Every error the API answers — DRF's own
-validation, parse, auth, permission, throttle and 404s, our domain errors, and unhandled exceptions —
-goes through `exception_handler` and comes out as {"error": {"code", "message", "details"}}.
+The one place errors become answers. Every error the API answers — DRF's own validation, parse, auth,
+permission, throttle and 404s, the domain's refusals (core.errors.DomainError: each carries its code,
+message and details), and unhandled exceptions — goes through `exception_handler` and comes out in the one
+shape, {"error": {"code", "message", "details"}}, with the status the catalogue (core.errors.CODES) gives
+its code.
 """
 
 import logging
@@ -16,37 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from core.errors import error_body
+from core.errors import CODES, DomainError, error_body
 from core.middleware import API_MESSAGE, RETRY_AFTER, database_unavailable, unavailable_response
 
 logger = logging.getLogger("switchyard.api")
 
-# status, code — the table of API.md, plus the few HTTP-level codes it leaves to us.
-CODES = {
-    "validation_error": 400,
-    "invalid_key": 401,
-    "key_expired": 401,
-    "key_revoked": 401,
-    "missing_grant": 403,
-    "integration_disabled": 403,
-    "workflow_disabled": 403,
-    "ip_not_allowed": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "not_acceptable": 406,
-    "idempotency_in_progress": 409,
-    "conflict": 409,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "idempotency_conflict": 422,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "service_unavailable": 503,
-}
-
 
 class ApiError(exceptions.APIException):
-    """Raise with a catalogue code: ApiError("conflict", "Already shipped.", details={...})."""
+    """An API-level refusal, by catalogue code: ApiError("not_found", "No such order for this key.")."""
 
     def __init__(self, code, message, *, details=None, headers=None):
         if code not in CODES:
@@ -54,6 +33,11 @@ class ApiError(exceptions.APIException):
         self.status_code = CODES[code]
         self.code, self.message, self.details, self.headers = code, message, details or {}, headers or {}
         super().__init__(message, code)
+
+
+def api_error(refused: DomainError) -> ApiError:
+    """A domain error as an APIException, for the one hook DRF lets raise nothing else (authentication)."""
+    return ApiError(refused.api_code, refused.message, details=refused.details)
 
 
 def flatten(detail, prefix="") -> dict[str, list[str]]:
@@ -81,6 +65,8 @@ def _translate(exc):
     """(status, code, message, details, headers) for any exception the API can meet."""
     if isinstance(exc, ApiError):
         return exc.status_code, exc.code, exc.message, exc.details, exc.headers
+    if isinstance(exc, DomainError):  # before Django's ValidationError: a domain error may be one too
+        return exc.status, exc.api_code, exc.message, exc.details, {}
     if database_unavailable(exc):  # an outage, not a bug: the client retries (core/middleware.py)
         logger.warning("Database unavailable: %s", exc)
         return 503, "service_unavailable", API_MESSAGE, {}, {"Retry-After": str(RETRY_AFTER)}
