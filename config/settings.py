@@ -109,7 +109,7 @@ AXES_CLIENT_IP_CALLABLE = "api.authentication.client_ip"
 AXES_SENSITIVE_PARAMETERS: list[str] = []
 
 INSTALLED_APPS = [
-    "console.site.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (console/site.py)
+    "console.apps.SwitchyardAdminConfig",  # django.contrib.admin with the dashboard (console/site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -318,6 +318,8 @@ WEBHOOK_DELIVERY_LEASE = env.int("WEBHOOK_DELIVERY_LEASE", default=180)
 WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 # Succeeded deliveries (and dispatched outbox rows) are pruned after this many days.
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=14)
+# The request log (one integration event per API request) is pruned after this many days, daily.
+REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 # Characters of a response body kept on the delivery and its attempt.
 WEBHOOK_RESPONSE_EXCERPT = env.int("WEBHOOK_RESPONSE_EXCERPT", default=1000)
 # Webhook subscriptions one integration may hold (#14): each event fans out once per subscription.

@@ -5,9 +5,10 @@ from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from automations import services
-from automations.choices import Engine, ExceptionKind, RunOutcome, RunTrigger
+from automations import exceptions
+from automations.choices import Engine, RunOutcome, RunTrigger
 from automations.models import EngineSettings, EngineStatus
+from core.sync_exceptions import ExceptionKind
 from orders.choices import OrderStatus
 from orders.models import Order
 from tests.fixtures.organizations import make_user
@@ -44,12 +45,12 @@ def acme(org, integration, make_integration, tpl_connector):
         make_order(org, integration, "A3", OrderStatus.FULFILLED),
         make_order(org, integration, "A4", OrderStatus.SENT_TO_FULFILLMENT),
     ]
-    services.raise_exception(org, ExceptionKind.UNMAPPED_SKU, "SKU X is not mapped", integration=integration)
-    services.raise_exception(
+    exceptions.raise_exception(org, ExceptionKind.UNMAPPED_SKU, "SKU X is not mapped", integration=integration)
+    exceptions.raise_exception(
         org, ExceptionKind.UNROUTABLE_ORDER, "No location can ship #A1", integration=integration, entity_id=1
     )
-    services.raise_exception(org, ExceptionKind.INTEGRATION_ERROR, "Old 3PL answered 500", integration=broken)
-    services.resolve(org, ExceptionKind.INTEGRATION_ERROR, integration=broken)
+    exceptions.raise_exception(org, ExceptionKind.INTEGRATION_ERROR, "Old 3PL answered 500", integration=broken)
+    exceptions.resolve(org, ExceptionKind.INTEGRATION_ERROR, integration=broken)
     return {"integrations": [integration, warehouse, broken], "orders": orders}
 
 
@@ -57,10 +58,10 @@ def acme(org, integration, make_integration, tpl_connector):
 def globex(other_org, other_integration):
     make_order(other_org, other_integration, "G1", OrderStatus.ON_HOLD, "999.00", hold_reason="Globex review")
     make_order(other_org, other_integration, "G2", OrderStatus.READY)
-    services.raise_exception(
+    exceptions.raise_exception(
         other_org, ExceptionKind.UNMAPPED_SKU, "Globex SKU Y is not mapped", integration=other_integration
     )
-    services.raise_exception(other_org, ExceptionKind.UNKNOWN_SKU, "Globex stock push named NOPE")
+    exceptions.raise_exception(other_org, ExceptionKind.UNKNOWN_SKU, "Globex stock push named NOPE")
     return other_org
 
 
@@ -247,7 +248,7 @@ def test_query_count_does_not_grow_with_the_data(
             shop = make_integration(org_, channel_connector, f"Shop {i}")
             make_order(org_, shop, f"{org_.slug}-{i}", OrderStatus.ON_HOLD, hold_reason="review")
             make_order(org_, shop, f"{org_.slug}-{i}-b", OrderStatus.READY)
-            services.raise_exception(org_, ExceptionKind.UNMAPPED_SKU, f"SKU {i}", integration=shop)
+            exceptions.raise_exception(org_, ExceptionKind.UNMAPPED_SKU, f"SKU {i}", integration=shop)
     client = admin_client_for(superuser)
 
     # then: the same fixed number of queries, whatever the size, for all organizations and for one
