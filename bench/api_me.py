@@ -5,7 +5,7 @@ the database (a static-file 404, an API 404, the root redirect) and the 401 of /
 Starts a throwaway PostgreSQL and Redis (or, with --reuse-env, uses DATABASE_URL and REDIS_URL), migrates,
 creates an organization, a custom-channel integration and its key through the services, then loads each
 endpoint with N keep-alive httpx clients for a fixed time. In-process it also times
-tokens.services.authenticate() and lists the queries of one /me. Prints a table, writes
+tokens.authentication.authenticate() and lists the queries of one /me. Prints a table, writes
 bench/results/api_me.json, and stops everything it started (also on Ctrl-C).
 
     .venv/bin/python bench/api_me.py [--seconds 10] [--concurrency 8] [--workers 2] [--threads 4]
@@ -71,17 +71,17 @@ ME_NOKEY = Endpoint("me_nokey", "/api/v1/me", 401, note="no key: DRF refuses bef
 
 def create_key() -> str:
     """An organization, a custom-channel integration and an integration key, through the services."""
-    from integrations import services as integration_services
+    from integrations import configuration
     from integrations.models import Connector
     from organizations.models import Organization
-    from tokens import services as key_services
+    from tokens import issuing
     from tokens.choices import KeyKind
 
     suffix = secrets.token_hex(4)
     org = Organization.objects.create(name=f"Bench {suffix}", slug=f"bench-{suffix}")
     connector = Connector.objects.get(organization=None, key="custom-channel")
-    integration = integration_services.create_integration(org, connector, "Bench shop")
-    issued = key_services.issue_key(kind=KeyKind.INTEGRATION, name="Bench key", integration=integration)
+    integration = configuration.create_integration(org, connector, "Bench shop")
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="Bench key", integration=integration)
     return issued.plaintext
 
 
@@ -91,16 +91,16 @@ def in_process(plaintext: str, endpoints: list[Endpoint], auth_calls: int, reque
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from tokens import services as key_services
+    from tokens.authentication import authenticate
 
-    key_services.authenticate(plaintext, "127.0.0.1")  # first use writes last_used_at
+    authenticate(plaintext, "127.0.0.1")  # first use writes last_used_at
     with CaptureQueriesContext(connection) as captured:
-        key_services.authenticate(plaintext, "127.0.0.1")
+        authenticate(plaintext, "127.0.0.1")
     # captured_queries slices the live log, which every request start clears: copy it at once.
     auth_queries = [sql_verb(q["sql"]) for q in captured.captured_queries]
     started = time.perf_counter()
     for _ in range(auth_calls):
-        key_services.authenticate(plaintext, "127.0.0.1")
+        authenticate(plaintext, "127.0.0.1")
     auth_us = (time.perf_counter() - started) / auth_calls * 1e6
 
     client = Client(HTTP_HOST="127.0.0.1")
@@ -220,7 +220,7 @@ def print_report(report: dict) -> None:
     for name, row in inproc["endpoints"].items():
         print(f"  {name:<11} {row['us_per_request']:>8.1f} µs/request   {len(row['queries'])} queries")
     print(
-        f"  tokens.services.authenticate(): {inproc['authenticate_us_per_call']:.1f} µs/call over "
+        f"  tokens.authentication.authenticate(): {inproc['authenticate_us_per_call']:.1f} µs/call over "
         f"{inproc['authenticate_calls']} calls ({', '.join(inproc['authenticate_queries'])})"
     )
     print()

@@ -1,6 +1,6 @@
 # ruff: noqa: S603 — the receiver, the loaders, the workers and py-spy are started from fixed argument lists.
 """
-The webhook delivery engine (integrations/delivery.py) end to end, with real Celery workers on Redis and
+The webhook delivery engine (integrations/webhooks/) end to end, with real Celery workers on Redis and
 PostgreSQL, against a local receiver on 127.0.0.1 (issue 5's figures):
 
 1. the receiver's own raw capacity: a raw asyncio HTTP/1.1 server in its own process, loaded directly by
@@ -492,11 +492,11 @@ class Fixture:
 
 def create_fixture(receiver: Receiver) -> Fixture:
     """An organization; per phase a custom-channel integration, its key and a subscription to /hook/<phase>."""
-    from integrations import services as integration_services
-    from integrations import webhooks
+    from integrations import configuration
     from integrations.models import Connector
+    from integrations.webhooks import subscriptions
     from organizations.models import Organization
-    from tokens import services as key_services
+    from tokens import issuing as key_services
     from tokens.choices import KeyKind
 
     suffix = secrets.token_hex(4)
@@ -504,11 +504,11 @@ def create_fixture(receiver: Receiver) -> Fixture:
     connector = Connector.objects.get(organization=None, key="custom-channel")
     targets = {}
     for phase in PHASES:
-        integration = integration_services.create_integration(org, connector, f"Bench receiver {phase}")
+        integration = configuration.create_integration(org, connector, f"Bench receiver {phase}")
         issued = key_services.issue_key(
             kind=KeyKind.INTEGRATION, name=f"Bench {phase} key", integration=integration
         )
-        subscription, _secret = webhooks.subscribe(
+        subscription, _secret = subscriptions.subscribe(
             integration, receiver.hook(phase), [EVENT_TYPE], issued.key
         )
         targets[phase] = Target(integration.pk, subscription.pk, integration.status)
@@ -516,7 +516,7 @@ def create_fixture(receiver: Receiver) -> Fixture:
 
 
 def event_payload(fixture: Fixture, phase: str, seq: int) -> dict:
-    """integration.status_changed's shape (services.transition), plus what the bench reads back."""
+    """integration.status_changed's shape (lifecycle.transition), plus what the bench reads back."""
     target = fixture.targets[phase]
     return {
         "id": str(target.integration_id),
@@ -534,14 +534,14 @@ def emit_batch(fixture: Fixture, phase: str, count: int) -> tuple[list[int], flo
     """`count` events in one transaction (emit_many); (outbox ids, time.time() at the commit)."""
     from django.db import transaction
 
-    from integrations import services
     from integrations.models import Integration
+    from integrations.webhooks import outbox
 
     integration = Integration.objects.get(pk=fixture.targets[phase].integration_id)
     stamp = []
     with transaction.atomic():
         transaction.on_commit(lambda: stamp.append(time.time()))  # first: before the dispatch is enqueued
-        rows = services.emit_many(
+        rows = outbox.emit_many(
             fixture.org_id,
             [
                 (EVENT_TYPE, "integration", integration.pk, event_payload(fixture, phase, seq))
@@ -730,8 +730,8 @@ def throughput(fixture, receiver, args, started, pids, phase="throughput", count
 def latency(fixture, receiver, args, started, pids) -> dict:
     from django.db import transaction
 
-    from integrations import services
     from integrations.models import Integration
+    from integrations.webhooks import outbox
 
     phase = "latency"
     integration = Integration.objects.get(pk=fixture.targets[phase].integration_id)
@@ -750,7 +750,7 @@ def latency(fixture, receiver, args, started, pids) -> dict:
         stamp = []
         with transaction.atomic():
             transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
-            row = services.emit(
+            row = outbox.emit(
                 fixture.org_id,
                 EVENT_TYPE,
                 "integration",
@@ -805,8 +805,8 @@ def drain(fixture, receiver, args, started, pids) -> dict:
     from django.db.models.functions import Now
     from django.utils import timezone
 
-    from integrations import delivery
     from integrations.choices import DeliveryStatus
+    from integrations.webhooks import delivery, doorbells
 
     phase, count = "drain", args.backlog
     receiver.set_status(503)
@@ -866,7 +866,7 @@ def drain(fixture, receiver, args, started, pids) -> dict:
     made_due = WebhookDelivery.objects.filter(
         integration_id=fixture.targets[phase].integration_id, status__in=delivery.OWED
     ).update(next_attempt_at=Now())
-    delivery.ring(made_due)
+    doorbells.ring(made_due)
     done, seen = wait_succeeded(fixture, phase, outbox_ids, args.timeout)
     after = cpu_snapshot(started, pids)
     work = work_delta(work_before, work_counters(pids))
@@ -884,7 +884,7 @@ def drain(fixture, receiver, args, started, pids) -> dict:
         "already_succeeded_before_update": already,
         "made_due": made_due,
         "how": "UPDATE next_attempt_at = now() of every owed delivery (the backoff has elapsed / an operator "
-        "replay), then integrations.delivery.ring(N) in the bench process; no beat",
+        "replay), then integrations.webhooks.doorbells.ring(N) in the bench process; no beat",
         "done": done,
         "succeeded": len(succeeded),
         "seconds": round(elapsed, 3) if elapsed else None,
@@ -950,13 +950,13 @@ def in_process(fixture: Fixture) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from config.celery import app
-    from integrations import delivery
+    from integrations.webhooks import delivery, outbox
 
     batch = settings.WEBHOOK_BATCH_SIZE
     emit_batch(fixture, "inproc", 2 * batch)
     with CaptureQueriesContext(connection) as captured:
         began = time.perf_counter()
-        dispatched, made = delivery.dispatch_outbox()
+        dispatched, made = outbox.dispatch_outbox()
         dispatch_s = time.perf_counter() - began
     results = {
         "dispatch": {

@@ -108,27 +108,27 @@ class Fixture:
 
 def create_fixture(product_count: int, on_hand: int, buffer: int) -> Fixture:
     """The organization, its integrations, locations, stock, buffer, automation rule and routing card."""
+    from automations.services import engine_settings
     from django.db import transaction
 
     from automations import rules
     from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation
-    from automations.services import engine_settings
-    from integrations import services as integration_services
+    from integrations import configuration, lifecycle
     from integrations.models import Connector
     from inventory import services as inventory
     from inventory.choices import LocationKind
     from inventory.models import InventoryLevel, Location, Product
     from orders.models import ShippingMethod, ShippingMethodMapping
     from organizations.models import Organization
-    from tokens import services as key_services
+    from tokens import issuing as key_services
     from tokens.choices import KeyKind
 
     suffix = secrets.token_hex(4)
     org = Organization.objects.create(name=f"Bench engines {suffix}", slug=f"bench-engines-{suffix}")
     connector = Connector.objects.filter(organization=None)
-    channel = integration_services.create_integration(org, connector.get(key="custom-channel"), "Bench shop")
-    tpl = integration_services.create_integration(org, connector.get(key="custom-3pl"), "Bench 3PL")
-    channel, tpl = integration_services.handshake(channel), integration_services.handshake(tpl)
+    channel = configuration.create_integration(org, connector.get(key="custom-channel"), "Bench shop")
+    tpl = configuration.create_integration(org, connector.get(key="custom-3pl"), "Bench 3PL")
+    channel, tpl = lifecycle.handshake(channel), lifecycle.handshake(tpl)
     issued = key_services.issue_key(kind=KeyKind.INTEGRATION, name="Bench shop key", integration=channel)
     if "orders:write" not in issued.key.grants:
         raise SystemExit("The channel key lacks orders:write: the connector's recommended grants changed")

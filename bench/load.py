@@ -332,13 +332,14 @@ import json, secrets
 from decimal import Decimal
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-from integrations import services as integration_services, webhooks
+from integrations import configuration, lifecycle
+from integrations.webhooks import subscriptions
 from integrations.models import Connector
 from inventory import services as inventory
 from inventory.choices import LocationKind
 from inventory.models import InventoryLevel, Location, Product
 from organizations.models import Organization
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 P = json.loads(PARAMS)
@@ -354,10 +355,10 @@ products = Product.objects.bulk_create(
 out = {"org": org.pk, "channels": [], "tpls": []}
 
 def integration(kind, name, tag, events):
-    made = integration_services.create_integration(org, connectors.get(key=kind), name)
-    made = integration_services.handshake(made)
+    made = configuration.create_integration(org, connectors.get(key=kind), name)
+    made = lifecycle.handshake(made)
     issued = key_services.issue_key(kind=KeyKind.INTEGRATION, name=f"{name} key", integration=made)
-    subscription, secret = webhooks.subscribe(made, P["receiver"] + "/hook/" + tag, events, issued.key)
+    subscription, secret = subscriptions.subscribe(made, P["receiver"] + "/hook/" + tag, events, issued.key)
     return {"tag": tag, "name": name, "id": made.pk, "key": issued.plaintext,
             "subscription": subscription.pk, "secret": secret}
 

@@ -103,21 +103,21 @@ class Fixture:
 
 def create_fixture(product_count: int) -> Fixture:
     """An organization, a channel and a 3PL with their keys, locations, a shipping method and the products."""
-    from integrations import services as integration_services
+    from integrations import configuration
     from integrations.models import Connector
     from inventory.choices import LocationKind
     from inventory.models import Location, Product
     from orders.models import ShippingMethod, ShippingMethodMapping
     from organizations.models import Organization
-    from tokens import services as key_services
+    from tokens import issuing as key_services
     from tokens.choices import KeyKind
 
     suffix = secrets.token_hex(4)
     org = Organization.objects.create(name=f"Bench {suffix}", slug=f"bench-{suffix}")
-    channel = integration_services.create_integration(
+    channel = configuration.create_integration(
         org, Connector.objects.get(organization=None, key="custom-channel"), "Bench shop"
     )
-    tpl = integration_services.create_integration(
+    tpl = configuration.create_integration(
         org, Connector.objects.get(organization=None, key="custom-3pl"), "Bench 3PL"
     )
     channel_key = key_services.issue_key(kind=KeyKind.INTEGRATION, name="Bench shop key", integration=channel)

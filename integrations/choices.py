@@ -137,6 +137,9 @@ class DeliveryStatus(models.TextChoices):
     DEAD = "dead", _("Dead")
 
 
+# The statuses of a delivery still owed to its receiver (sent when due, or when its subscription is back on).
+OWED = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+
 DELIVERY_BADGE = {
     DeliveryStatus.PENDING: "blue",
     DeliveryStatus.SUCCEEDED: "green",

@@ -1,8 +1,8 @@
 """
 Manifest connectors (API.md, "Manifest connectors"; examples/MANIFEST_PROTOCOL.md): the hub POSTs signed
 JSON to the endpoints a connector's manifest names, under the integration's `base_url`. This is the generic
-part — one call, the health check, and the per-integration claims and cursors the flows run on. The flows
-themselves (orders pull, dispatch, inventory push) live with the apps that own their data.
+part — the signing secret, one call, the health check, and the per-integration claims and cursors the flows
+run on. The flows themselves (orders pull, dispatch, inventory push) live with the apps that own their data.
 """
 
 import json
@@ -18,11 +18,14 @@ from django.utils import timezone
 
 from core import outbound
 from core.outbound import Outcome
-from core.queue import enqueue
+from core.signing import new_secret
 
-from . import services, signals
+from .audit import record_event
 from .choices import EventKind, IntegrationStatus, Workflow
+from .connector_settings import full_settings
+from .lifecycle import note_outbound, raise_integration_error, resolve_integration_error, transition
 from .models import Integration
+from .workflows import may_send
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,29 @@ class CallRefused(Exception):
         self.code = code
 
 
+# --- the signing secret ------------------------------------------------------------------------------
+
+
+def signing_secret(integration: Integration) -> str:
+    """The whsec_ secret the hub signs this integration's manifest calls with; made on first use."""
+    if not integration.signing_secret:
+        secret = new_secret()
+        # Only if still empty: two first uses at once agree on one secret.
+        Integration.objects.filter(pk=integration.pk, signing_secret="").update(signing_secret=secret)
+        integration.refresh_from_db(fields=["signing_secret"])
+    return integration.signing_secret
+
+
+def rotate_signing_secret(integration: Integration, *, actor=None) -> str:
+    """A new signing secret (returned to be shown once); the old one stops verifying at once."""
+    secret = new_secret()
+    with transaction.atomic():
+        Integration.objects.filter(pk=integration.pk).update(signing_secret=secret)
+        integration.signing_secret = secret
+        record_event(integration, EventKind.CONFIG_CHANGED, "Signing secret replaced.", actor=actor)
+    return secret
+
+
 # --- one call ------------------------------------------------------------------------------------------
 
 
@@ -51,7 +77,7 @@ def endpoint_url(integration: Integration, endpoint: str) -> str:
         raise CallRefused(
             f"The connector {integration.connector.name!r} publishes no {endpoint!r} endpoint.", "no_endpoint"
         )
-    base = services.full_settings(integration).get("base_url")
+    base = full_settings(integration).get("base_url")
     if not base:
         raise CallRefused(f"{integration.name!r} has no base_url setting.", "no_base_url")
     return f"{str(base).rstrip('/')}/{str(path).lstrip('/')}"
@@ -65,14 +91,14 @@ def call(integration: Integration, endpoint: str, payload, *, flow=None, check=N
     Raises CallRefused, before anything is sent, for a disabled integration or flow or a missing endpoint.
     """
     outcome = _send(integration, endpoint, payload, flow=flow, check=check, actor=actor)
-    services.note_outbound(integration, ok=outcome.ok, reason=f"{endpoint}: {outcome.summary}", what="call")
+    note_outbound(integration, ok=outcome.ok, reason=f"{endpoint}: {outcome.summary}", what="call")
     return outcome
 
 
 def _send(integration, endpoint, payload, *, flow=None, check=None, actor=None) -> Outcome:
     if integration.status == Status.DISABLED:
         raise CallRefused(f"{integration.name!r} is disabled: no calls go out.", "disabled")
-    if flow is not None and not services.may_send(integration, flow):
+    if flow is not None and not may_send(integration, flow):
         raise CallRefused(
             f"The “{Workflow(flow).label}” flow of {integration.name!r} is switched off.", "workflow_disabled"
         )
@@ -80,10 +106,10 @@ def _send(integration, endpoint, payload, *, flow=None, check=None, actor=None) 
     body = json.dumps(
         payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
-    token = services.full_settings(integration).get("auth_token")
+    token = full_settings(integration).get("auth_token")
     outcome = outbound.post_signed(
         url,
-        services.signing_secret(integration),
+        signing_secret(integration),
         "msg_" + secrets.token_hex(12),
         body,
         extra_headers={"authorization": f"Bearer {token}"} if token else None,
@@ -103,7 +129,7 @@ def _record(integration, endpoint, outcome: Outcome, *, actor=None):
     # The path, not the URL: a base URL may carry credentials. Never the token (post_signed masks it).
     path = (integration.connector.manifest or {}).get(endpoint, "")
     result = "succeeded" if outcome.ok else f"failed: {outcome.summary}"
-    services.record_event(
+    record_event(
         integration,
         EventKind.OUTBOUND_CALL,
         f"POST {endpoint} ({path}) {result} [{outcome.status_code or '-'}, {outcome.duration_ms} ms]"[:1000],
@@ -158,7 +184,7 @@ def check_health(integration: Integration, *, actor=None) -> Outcome:
             _settle(integration, Status.CONNECTED, "Health check passed", actor=actor)
         else:
             _settle(integration, Status.ERROR, f"Health check failed: {outcome.summary}", actor=actor)
-    services.note_outbound(integration, ok=outcome.ok, reason=f"health: {outcome.summary}", what="call")
+    note_outbound(integration, ok=outcome.ok, reason=f"health: {outcome.summary}", what="call")
     return outcome
 
 
@@ -168,22 +194,11 @@ def _settle(integration, to_status, reason, *, actor=None):
         still = Integration.objects.select_for_update().filter(pk=integration.pk, status=Status.CONNECTING)
         if not still.exists():
             return
-        services.transition(integration, to_status, reason=reason[:500], actor=actor)
+        transition(integration, to_status, reason=reason[:500], actor=actor)
     if to_status == Status.CONNECTED:
-        signals.integration_recovered.send(sender=Integration, integration=integration)
+        resolve_integration_error(integration)
     else:
-        signals.integration_failing.send(sender=Integration, integration=integration, reason=reason)
-
-
-def schedule_health_check(integration_id: int) -> None:
-    """After the current transaction commits, check the connection of an integration that entered connecting."""
-    transaction.on_commit(lambda: enqueue_health_check(integration_id))
-
-
-def enqueue_health_check(integration_id: int) -> None:
-    from .tasks import check_health_task  # tasks imports this module
-
-    enqueue(check_health_task, args=[integration_id])  # broker down: the beat's round checks it soon
+        raise_integration_error(integration, reason)
 
 
 def health_check_targets():

@@ -7,7 +7,7 @@ from api.inventory.serializers import AvailabilitySerializer, InventoryLevelSeri
 from api.inventory.views import CHANNEL_TYPES, AvailabilityView, InventoryView, ProductViewSet
 from core.ids import parse_id
 from integrations.choices import Workflow
-from integrations.delivery import register_renderer
+from integrations.webhooks.outbox import register_renderer
 from inventory import services, sync
 from inventory.models import ChannelInventory
 

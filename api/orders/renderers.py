@@ -2,7 +2,7 @@
 
 from api.base import render_for
 from api.orders.views import FulfillmentViewSet, OrderViewSet, ShippingRequestViewSet
-from integrations.delivery import register_renderer
+from integrations.webhooks.outbox import register_renderer
 
 
 @register_renderer("order")

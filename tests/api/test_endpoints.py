@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from integrations import services as integration_services
+from integrations import audit, configuration, lifecycle
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
 from inventory.models import Product, SkuMapping
@@ -77,7 +77,7 @@ def test_me_with_a_global_key(api_client, global_key):
 @pytest.fixture
 def strict_integration(org, strict_connector, products):
     """JSON mappings of a connector-specific kind, and SKU and shipping-method mapping rows."""
-    integration = integration_services.create_integration(
+    integration = configuration.create_integration(
         org, strict_connector, "Strict shop", settings=GOOD_SETTINGS, mappings={"locations": {"WH-1": "East"}}
     )
     method = ShippingMethod.objects.create(organization=org, code="ups-next-day", name="UPS next day")
@@ -202,7 +202,7 @@ def test_connect_when_connected_is_a_no_op(api_client, integration_key, integrat
 
 
 def test_connect_from_error_passes_through_connecting(api_client, integration_key, integration):
-    integration_services.report_error(integration, "boom")
+    lifecycle.report_error(integration, "boom")
     before = status_events(integration)
 
     response = api_client(integration_key).post("/api/v1/integration/connect")
@@ -228,7 +228,7 @@ def test_connect_from_not_configured_is_409_conflict(
 
 
 def test_connect_when_disabled_is_403(api_client, integration_key, integration):
-    integration_services.disable(integration)
+    lifecycle.disable(integration)
 
     response = api_client(integration_key).post("/api/v1/integration/connect")
 
@@ -298,7 +298,7 @@ def test_error_report_from_not_configured_is_409(
 
 def add_events(integration, count, *, at=None):
     events = [
-        integration_services.record_event(integration, EventKind.CONFIG_CHANGED, f"event {i}")
+        audit.record_event(integration, EventKind.CONFIG_CHANGED, f"event {i}")
         for i in range(count)
     ]
     if at is not None:

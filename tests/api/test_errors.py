@@ -7,7 +7,7 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from api import errors
-from integrations import services as integration_services
+from integrations import lifecycle
 from tests.api.helpers import api_routes, assert_error
 
 
@@ -104,7 +104,7 @@ def test_unhandled_exception_is_500_internal_error_without_the_traceback(
     def explode(*args, **kwargs):
         raise RuntimeError("db password is hunter2")
 
-    monkeypatch.setattr(integration_services, "handshake", explode)
+    monkeypatch.setattr(lifecycle, "handshake", explode)
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {integration_key.plaintext}")
 

@@ -11,12 +11,12 @@ from django.test import Client
 from django.utils import timezone
 
 from api import idempotency
-from integrations import services as integration_services
+from api.models import IdempotencyRecord
+from integrations import lifecycle
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
 from tests.api.helpers import assert_error
 from tokens.choices import KeyKind
-from tokens.models import IdempotencyRecord
 
 CONNECT = "/api/v1/integration/connect"
 ERROR = "/api/v1/integration/error"
@@ -31,13 +31,13 @@ def calls(monkeypatch):
     """Counts how often the views really ran the handshake and the error report."""
     counted = {"handshake": 0, "report_error": 0}
     for name in counted:
-        real = getattr(integration_services, name)
+        real = getattr(lifecycle, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
             counted[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(integration_services, name, spy)
+        monkeypatch.setattr(lifecycle, name, spy)
     return counted
 
 
@@ -273,13 +273,13 @@ def test_without_the_header_every_post_runs(api_client, integration_key, calls):
 
 
 def test_a_server_error_releases_the_claim(api_client, integration_key, monkeypatch):
-    real = integration_services.handshake
-    monkeypatch.setattr(integration_services, "handshake", lambda *a, **k: 1 / 0)
+    real = lifecycle.handshake
+    monkeypatch.setattr(lifecycle, "handshake", lambda *a, **k: 1 / 0)
     client = api_client(integration_key)
     client.raise_request_exception = False
     assert_error(post(client, CONNECT, key="retry-me"), 500, "internal_error")
 
-    monkeypatch.setattr(integration_services, "handshake", real)
+    monkeypatch.setattr(lifecycle, "handshake", real)
     response = post(client, CONNECT, key="retry-me")
 
     assert response.json() == {"status": "connected"}
@@ -294,7 +294,7 @@ def test_an_overlong_key_is_400(api_client, integration_key):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_requests_with_one_key_execute_once(integration_key, integration, monkeypatch):
-    real = integration_services.report_error
+    real = lifecycle.report_error
     executions = []
 
     def slow_report_error(*args, **kwargs):
@@ -302,7 +302,7 @@ def test_two_concurrent_requests_with_one_key_execute_once(integration_key, inte
         time.sleep(0.5)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(integration_services, "report_error", slow_report_error)
+    monkeypatch.setattr(lifecycle, "report_error", slow_report_error)
     before = status_changes(integration)
     barrier = threading.Barrier(2)
     responses = [None, None]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from integrations.choices import EventKind
 from integrations.models import IntegrationEvent
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 from tokens.models import ApiKey
 
@@ -137,9 +137,9 @@ def test_the_first_request_adds_only_the_last_used_update(api_client, integratio
 def test_a_genuine_key_refused_for_a_disabled_integration_is_recorded(
     api_client, integration_key, integration
 ):
-    from integrations import services as integration_services
+    from integrations import lifecycle
 
-    integration_services.disable(integration)
+    lifecycle.disable(integration)
 
     response = api_client(integration_key).get("/api/v1/me")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.db.models import Q, QuerySet
 
-from integrations import services as integration_services
+from integrations import audit
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
 from inventory.models import Location, Product
@@ -26,7 +26,7 @@ from orders import services as order_services
 from orders.models import Fulfillment, Order, ShippingRequest
 from tests.api.helpers import WRITE_METHODS, api_routes
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 SIBLINGS = ("sibling-channel-key", "sibling-3pl-key")
@@ -123,14 +123,14 @@ def world(
         {"external_id": "F1", "lines": [(products["TSHIRT-S"].pk, 1)]},
         integration=warehouse_integration,
     )
-    integration_services.record_event(integration, EventKind.EXCEPTION, "CANARY-A event")
-    integration_services.record_event(None, EventKind.KEY, "CANARY-ORG-A event", organization=org)
+    audit.record_event(integration, EventKind.EXCEPTION, "CANARY-A event")
+    audit.record_event(None, EventKind.KEY, "CANARY-ORG-A event", organization=org)
     # The neighbours: a sibling shop and a sibling 3PL with a location of its own; Globex with its own catalog.
     sibling_channel = make_integration(org, channel_connector, "Sibling shop")
     sibling_tpl = make_integration(org, tpl_connector, "Sibling 3PL")
     Location.objects.create(organization=org, name="West", kind="3pl", managed_by=sibling_tpl)
     Product.objects.create(organization=other_org, sku="GLOBEX-MUG", name="Globex mug", price="3.00")
-    integration_services.record_event(other_integration, EventKind.EXCEPTION, "Globex event")
+    audit.record_event(other_integration, EventKind.EXCEPTION, "Globex event")
 
     def integration_key(target):
         return key_services.issue_key(

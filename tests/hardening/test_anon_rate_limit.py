@@ -12,9 +12,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from api import throttling
-from integrations import services as integration_services
+from integrations import lifecycle
 from tests.api.helpers import assert_error
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 from tokens.models import ApiKey
 
@@ -117,7 +117,7 @@ def test_keys_refused_at_authentication_with_403_count_too(client, issue_key, in
 def test_a_disabled_integrations_key_is_limited_like_a_refused_one(
     client, integration_key, integration, limited
 ):
-    integration_services.disable(integration, reason="paused")
+    lifecycle.disable(integration, reason="paused")
 
     responses = [with_key(client, integration_key.plaintext) for _ in range(6)]
 

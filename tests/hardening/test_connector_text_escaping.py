@@ -17,11 +17,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils.html import escape
 
-from automations import services as exception_services
-from automations.choices import ExceptionKind
+from automations import exceptions as exception_services
 from automations.notifications import build_messages
+from console.transfer import EXPORT_FORMAT
+from core.sync_exceptions import ExceptionKind
+from integrations.connector_settings import full_settings
 from integrations.models import Connector, Integration
-from integrations.services import EXPORT_FORMAT, full_settings
 
 from .test_admin_escaping import crawl_for_raw
 

@@ -35,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from automations import services as exception_services
-from automations.choices import ExceptionKind
-from integrations.webhooks import subscribe
+from automations import exceptions as exception_services
+from core.sync_exceptions import ExceptionKind
+from integrations.webhooks.subscriptions import subscribe
 from orders import services as order_services
 from tests.api.helpers import api_routes
 from tokens.choices import KeyKind

@@ -6,11 +6,11 @@ settings, webhook secrets, another tenant's ids).
 
 import pytest
 
-from integrations import services as integration_services
+from integrations import connector_settings
 from integrations.models import WebhookSubscription
 from orders.choices import OrderStatus
 from orders.models import Order
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +70,7 @@ def test_the_integration_answer_leaves_secret_settings_out(
     assert response.status_code == 200, response.content
     assert response.json()["settings"] == {"base_url": "https://shop.example.test", "page_size": 5}
     assert "tok-SECRET-42" not in response.content.decode()
-    assert integration_services.full_settings(strict)["api_token"] == "tok-SECRET-42"  # kept, just not shown
+    assert connector_settings.full_settings(strict)["api_token"] == "tok-SECRET-42"  # kept, just not shown
 
 
 def test_a_webhook_secret_is_shown_once_and_cannot_be_chosen_by_the_client(shop, integration):

@@ -12,12 +12,13 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from console import transfer
+from console.forms.integrations import SETTING_PREFIX
 from core import outbound
-from integrations import manifest, services
-from integrations.forms import SETTING_PREFIX
+from integrations import configuration, connector_settings, manifest
 from integrations.models import Integration, IntegrationEvent, WebhookSubscription
 from tests.fixtures.manifest import AUTH_TOKEN
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 URL = "/api/v1/webhooks"
@@ -191,7 +192,7 @@ def test_subscribing_a_webhook_to_a_public_target_is_accepted(shop, target):
 @pytest.mark.parametrize("target", REFUSED)
 def test_a_manifest_integration_with_a_non_global_base_url_is_not_saved(org, manifest_connector, target):
     with pytest.raises(ValidationError) as refused:
-        services.create_integration(org, manifest_connector, "Storefront", settings=manifest_settings(target))
+        configuration.create_integration(org, manifest_connector, "Storefront", settings=manifest_settings(target))
 
     assert list(refused.value.message_dict) == ["base_url"]
     assert not Integration.objects.exists()
@@ -199,27 +200,27 @@ def test_a_manifest_integration_with_a_non_global_base_url_is_not_saved(org, man
 
 @pytest.mark.parametrize("target", PUBLIC)
 def test_a_manifest_integration_with_a_public_base_url_is_saved(org, manifest_connector, target):
-    saved = services.create_integration(
+    saved = configuration.create_integration(
         org, manifest_connector, "Storefront", settings=manifest_settings(target)
     )
 
-    assert services.full_settings(saved)["base_url"] == target
+    assert connector_settings.full_settings(saved)["base_url"] == target
 
 
 @pytest.mark.parametrize(
     "target", ["http://100.100.100.200/", "http://[2002:a9fe:a9fe::1]/", "https://metadata.example.test/"]
 )
 def test_editing_a_base_url_to_a_non_global_one_is_refused_and_keeps_the_old(org, manifest_connector, target):
-    saved = services.create_integration(
+    saved = configuration.create_integration(
         org, manifest_connector, "Storefront", settings=manifest_settings("https://hooks.example.com/sy")
     )
 
     with pytest.raises(ValidationError) as refused:
-        services.save_integration(saved, settings={"base_url": target})
+        configuration.save_integration(saved, settings={"base_url": target})
 
     assert list(refused.value.message_dict) == ["base_url"]
     saved.refresh_from_db()
-    assert services.full_settings(saved)["base_url"] == "https://hooks.example.com/sy"
+    assert connector_settings.full_settings(saved)["base_url"] == "https://hooks.example.com/sy"
 
 
 @pytest.mark.parametrize("target", ["http://100.100.100.200/", "http://[::ffff:169.254.169.254]/"])
@@ -245,14 +246,14 @@ def test_the_admin_form_shows_a_non_global_base_url_as_a_field_error(
 
 
 def test_an_import_with_a_non_global_base_url_is_refused(org, other_org, manifest_connector):
-    saved = services.create_integration(
+    saved = configuration.create_integration(
         org, manifest_connector, "Storefront", settings=manifest_settings("https://hooks.example.com/sy")
     )
-    data = services.export_configuration(saved)
+    data = transfer.export_configuration(saved)
     data["settings"]["base_url"] = "http://100.100.100.200/"
 
     with pytest.raises(ValidationError) as refused:
-        services.import_configuration(data, other_org)
+        transfer.import_configuration(data, other_org)
 
     assert "base_url" in refused.value.message_dict
     assert not Integration.objects.filter(organization=other_org).exists()
@@ -263,11 +264,11 @@ def test_a_non_global_base_url_is_accepted_when_private_targets_are_allowed(
 ):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
 
-    saved = services.create_integration(
+    saved = configuration.create_integration(
         org, manifest_connector, "Storefront", settings=manifest_settings("http://100.100.100.200/")
     )
 
-    assert services.full_settings(saved)["base_url"] == "http://100.100.100.200/"
+    assert connector_settings.full_settings(saved)["base_url"] == "http://100.100.100.200/"
 
 
 # --- sending --------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import pytest
 from django.db import connection, transaction
 
 from core.signing import new_secret
-from integrations import webhooks
 from integrations.models import Integration, IntegrationEvent, WebhookSubscription
-from tokens import services as key_services
+from integrations.webhooks import subscriptions
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 URL = "/api/v1/webhooks"
@@ -132,7 +132,7 @@ def test_a_subscribe_waits_for_one_in_progress_and_then_sees_it(integration):
 
     def second():
         try:
-            outcome["made"] = webhooks.subscribe(integration, HOOK, ["order.created"], key)
+            outcome["made"] = subscriptions.subscribe(integration, HOOK, ["order.created"], key)
         except Exception as exc:
             outcome["error"] = exc
         finally:
@@ -153,7 +153,7 @@ def test_a_subscribe_waits_for_one_in_progress_and_then_sees_it(integration):
 
     # then: once the first has committed, the second sees it and is refused
     assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), webhooks.SubscriptionConflict), outcome
+    assert isinstance(outcome.get("error"), subscriptions.SubscriptionConflict), outcome
     assert WebhookSubscription.objects.count() == 1
 
 

@@ -5,10 +5,10 @@ import pytest
 from django.apps import apps
 
 from automations.engines.routing import route_order_by_id
-from integrations import delivery
 from integrations.models import Integration
+from integrations.webhooks import delivery, outbox
 from orders.models import Order, ShippingRequest
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 from .helpers import history_models, history_rows
@@ -25,7 +25,7 @@ def _local_receivers(settings):
 
 
 def flush():
-    while delivery.dispatch_outbox()[0]:
+    while outbox.dispatch_outbox()[0]:
         pass
     while delivery.deliver_due():
         pass

@@ -8,10 +8,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
 from core import signing
-from integrations import delivery, services, webhooks
+from core.sync_exceptions import ExceptionKind
+from integrations import housekeeping, lifecycle
 from integrations.choices import DeliveryStatus, EventKind, IntegrationStatus
 from integrations.models import (
     Integration,
@@ -21,8 +22,9 @@ from integrations.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from integrations.webhooks import delivery, doorbells, outbox, replay, subscriptions
 from orders import services as order_services
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 GRANTS = ["webhooks:read", "webhooks:write", "orders:read", "fulfillments:read", "shipping_requests:read"]
@@ -47,14 +49,14 @@ def shop_key(integration):
 def subscribe(shop_key, receiver):
     def go(key=None, events=("order.created", "order.updated", "fulfillment.created"), path="/"):
         key = key or shop_key
-        return webhooks.subscribe(key.key.integration, receiver.url + path, list(events), key.key)
+        return subscriptions.subscribe(key.key.integration, receiver.url + path, list(events), key.key)
 
     return go
 
 
 def flush():
     """Everything owed, now: dispatch the outbox, then deliver until nothing is due."""
-    while delivery.dispatch_outbox()[0]:
+    while outbox.dispatch_outbox()[0]:
         pass
     sent = 0
     while batch := delivery.deliver_due():
@@ -184,15 +186,15 @@ def test_disabled_integrations_get_nothing_and_owed_deliveries_wait(
 ):
     subscribe(events=["order.created", "order.updated"])
     order, _ = ingest(order_body)
-    delivery.dispatch_outbox()
-    services.disable(integration)
+    outbox.dispatch_outbox()
+    lifecycle.disable(integration)
 
     order_services.hold(order, "later")  # not dispatched to a disabled integration
     flush()
     assert receiver.requests == []
     assert WebhookDelivery.objects.get().status == S.PENDING
 
-    services.enable(integration)
+    lifecycle.enable(integration)
     flush()
     assert [r.json()["type"] for r in receiver.requests] == ["order.created"]
 
@@ -203,7 +205,7 @@ def test_workflow_switches_decide_outbound_flows(
     subscribe(events=["fulfillment.created", "order.created"])
     integration.flow_fulfillments_out = False
     integration.save()
-    event = services.emit(
+    event = outbox.emit(
         integration.organization, "fulfillment.created", "fulfillment", 1, {}, integration=integration
     )
 
@@ -218,8 +220,8 @@ def test_integration_status_changes_go_to_that_integration_only(
     subscribe(events=["integration.status_changed"])
     sibling = make_integration(org, channel_connector, "Sibling shop")
 
-    services.handshake(sibling)
-    services.handshake(integration)
+    lifecycle.handshake(sibling)
+    lifecycle.handshake(integration)
     flush()
 
     [received] = receiver.requests
@@ -324,7 +326,7 @@ def test_after_the_last_retry_the_delivery_is_dead_and_an_exception_raised(
 
     # Replayed after the receiver is fixed: delivered, same id, and the exception resolves itself.
     receiver.default = (200, "ok")
-    assert delivery.replay(WebhookDelivery.objects.all()) == 1
+    assert replay.replay(WebhookDelivery.objects.all()) == 1
     flush()
     dead.refresh_from_db()
     assert dead.status == S.SUCCEEDED and receiver.requests[-1].headers["webhook-id"] == dead.event_id
@@ -395,7 +397,7 @@ def test_consecutive_failures_move_a_connected_integration_to_error_and_back(
     assert "3 outbound deliveries or calls failed in a row" in integration.status_reason
     assert SyncException.objects.get(kind=ExceptionKind.INTEGRATION_ERROR).status == ExceptionStatus.OPEN
 
-    services.reenable(integration)
+    lifecycle.reenable(integration)
     receiver.default = (200, "ok")
     make_due()
     flush()
@@ -456,7 +458,7 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
 ):
     subscribe(events=["order.created"])
     ingest(order_body)
-    delivery.dispatch_outbox()
+    outbox.dispatch_outbox()
 
     [claimed] = delivery.claim()
     assert delivery.claim() == []  # leased to the first worker
@@ -474,23 +476,23 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
 def test_one_dispatch_per_transaction_is_scheduled(integration, org):
     with transaction.atomic():
         for n in range(5):
-            services.emit(org, "order.updated", "order", n, {}, integration=integration)
-        services.emit_many(org, [("product.updated", "product", 1, {})])
-        pending = [func for _, func, _ in connection.run_on_commit if func is delivery._dispatch_soon]
+            outbox.emit(org, "order.updated", "order", n, {}, integration=integration)
+        outbox.emit_many(org, [("product.updated", "product", 1, {})])
+        pending = [func for _, func, _ in connection.run_on_commit if func is doorbells._dispatch_soon]
 
-    assert pending == [delivery._dispatch_soon]
+    assert pending == [doorbells._dispatch_soon]
 
 
 def test_a_rolled_back_savepoint_does_not_take_the_dispatch_with_it(integration, org):
     with transaction.atomic():
         try:
             with transaction.atomic():
-                services.emit(org, "order.updated", "order", 1, {}, integration=integration)
+                outbox.emit(org, "order.updated", "order", 1, {}, integration=integration)
                 raise RuntimeError
         except RuntimeError:
             pass
-        services.emit(org, "order.updated", "order", 2, {}, integration=integration)
-        pending = [func for _, func, _ in connection.run_on_commit if func is delivery._dispatch_soon]
+        outbox.emit(org, "order.updated", "order", 2, {}, integration=integration)
+        pending = [func for _, func, _ in connection.run_on_commit if func is doorbells._dispatch_soon]
 
     assert pending  # the second event still rings after the commit
 
@@ -503,7 +505,7 @@ def test_dispatch_costs_the_same_queries_for_many_events(
         ingest({**order_body, "external_id": f"Q{n}"})
 
     with django_assert_max_num_queries(20):
-        dispatched, made = delivery.dispatch_outbox()
+        dispatched, made = outbox.dispatch_outbox()
 
     assert made == 40 and dispatched >= 40
 
@@ -517,7 +519,7 @@ def test_an_unreachable_broker_loses_nothing(subscribe, ingest, order_body, prod
     from integrations import tasks
 
     monkeypatch.setattr(tasks.dispatch_outbox_task, "apply_async", down)
-    delivery._dispatch_soon()  # the doorbell fails quietly …
+    doorbells._dispatch_soon()  # the doorbell fails quietly …
     ingest(order_body)
 
     assert delivery.sweep()["deliveries"] == 1  # … and the sweeper finds the work in the database
@@ -538,7 +540,7 @@ def test_prune_deletes_old_succeeded_deliveries_only(
     WebhookDelivery.objects.update(succeeded_at=old, created_at=old)
     OutboxEvent.objects.update(dispatched_at=old)
 
-    pruned = delivery.prune()
+    pruned = housekeeping.prune()
 
     assert pruned["deliveries"] == 1 and pruned["outbox_events"] >= 2
     assert list(WebhookDelivery.objects.values_list("status", flat=True)) == [S.FAILED]
@@ -557,7 +559,7 @@ def test_an_object_that_cannot_be_rendered_does_not_stall_the_outbox(
     def broken(integration, ids):
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setitem(delivery._renderers, "order", broken)
+    monkeypatch.setitem(outbox._renderers, "order", broken)
     flush()
 
     assert not OutboxEvent.objects.filter(dispatched_at__isnull=True).exists()
@@ -584,13 +586,13 @@ def test_the_doorbell_rings_once_until_the_dispatch_starts(monkeypatch):
 
     rung = []
     monkeypatch.setattr(tasks.dispatch_outbox_task, "apply_async", lambda *a, **k: rung.append(1))
-    cache.delete(delivery.DOORBELL_KEY)
+    cache.delete(doorbells.DOORBELL_KEY)
 
-    delivery._dispatch_soon()
-    delivery._dispatch_soon()  # a second commit before the task started: the first task will see its rows
+    doorbells._dispatch_soon()
+    doorbells._dispatch_soon()  # a second commit before the task started: the first task will see its rows
     assert rung == [1]
 
-    delivery.answer_doorbell()  # the task starts: later commits ring again
-    delivery._dispatch_soon()
+    doorbells.answer_doorbell()  # the task starts: later commits ring again
+    doorbells._dispatch_soon()
     assert rung == [1, 1]
-    cache.delete(delivery.DOORBELL_KEY)
+    cache.delete(doorbells.DOORBELL_KEY)

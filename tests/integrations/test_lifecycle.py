@@ -7,10 +7,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from integrations import services
+from integrations import configuration, connector_settings, lifecycle
 from integrations.choices import ALLOWED_TRANSITIONS, EventKind, IntegrationStatus
+from integrations.lifecycle import TransitionRefused
 from integrations.models import Integration, IntegrationEvent
-from integrations.services import TransitionRefused
 from tests.fixtures.integrations import GOOD_SETTINGS
 
 S = IntegrationStatus
@@ -105,7 +105,7 @@ def test_allowed_transition_stores_status_and_records_one_event(
     before = timezone.now()
 
     # when
-    result = services.transition(integration, to_status, reason="Moved by the test.", actor=org_admin)
+    result = lifecycle.transition(integration, to_status, reason="Moved by the test.", actor=org_admin)
 
     # then the row and the caller's object both carry the new status, reason and time
     assert result is integration
@@ -140,7 +140,7 @@ def test_refused_transition_changes_nothing(integration, org_admin, from_status,
 
     # when
     with pytest.raises(TransitionRefused) as refused:
-        services.transition(integration, to_status, reason="Should not happen.", actor=org_admin)
+        lifecycle.transition(integration, to_status, reason="Should not happen.", actor=org_admin)
 
     # then the refusal is a ValidationError with its code and a message naming both statuses
     assert isinstance(refused.value, ValidationError)
@@ -163,7 +163,7 @@ def test_move_to_error_sets_last_error(integration, from_status):
     put(integration, from_status)
     before = timezone.now()
 
-    services.transition(integration, S.ERROR, reason="Connector answered 500 ten times.")
+    lifecycle.transition(integration, S.ERROR, reason="Connector answered 500 ten times.")
 
     stored = Integration.objects.get(pk=integration.pk)
     assert stored.last_error == "Connector answered 500 ten times."
@@ -175,11 +175,11 @@ def test_move_to_error_sets_last_error(integration, from_status):
 def test_leaving_error_keeps_last_error(integration, to_status):
     # given an integration that went to error
     put(integration, S.CONNECTED)
-    services.transition(integration, S.ERROR, reason="Auth failure.")
+    lifecycle.transition(integration, S.ERROR, reason="Auth failure.")
     error_at = Integration.objects.get(pk=integration.pk).last_error_at
 
     # when it moves on
-    services.transition(integration, to_status, reason="Moving on.")
+    lifecycle.transition(integration, to_status, reason="Moving on.")
 
     # then the last error is still there for people to read
     stored = Integration.objects.get(pk=integration.pk)
@@ -189,7 +189,7 @@ def test_leaving_error_keeps_last_error(integration, to_status):
 def test_transition_accepts_status_value_strings(integration):
     put(integration, S.CONNECTING)
 
-    services.transition(integration, "connected", reason="Plain string.")
+    lifecycle.transition(integration, "connected", reason="Plain string.")
 
     assert Integration.objects.get(pk=integration.pk).status == S.CONNECTED
 
@@ -201,7 +201,7 @@ def test_transition_records_non_user_actors(integration, actor, label):
     put(integration, S.CONNECTING)
     mark = event_mark()
 
-    services.transition(integration, S.CONNECTED, reason="Handshake.", actor=actor)
+    lifecycle.transition(integration, S.CONNECTED, reason="Handshake.", actor=actor)
 
     (event,) = new_events(integration, mark)
     assert (event.actor, event.actor_user) == (label, None)
@@ -211,12 +211,12 @@ def test_transition_checks_the_stored_status_not_a_stale_object(integration):
     # given the caller holds an object that still says `connecting`, while the row was disabled meanwhile
     put(integration, S.CONNECTING)
     stale = Integration.objects.get(pk=integration.pk)
-    services.disable(integration, reason="Disabled elsewhere.")
+    lifecycle.disable(integration, reason="Disabled elsewhere.")
     mark = event_mark()
 
     # when the stale object is moved to connected
     with pytest.raises(TransitionRefused):
-        services.transition(stale, S.CONNECTED, reason="Handshake.")
+        lifecycle.transition(stale, S.CONNECTED, reason="Handshake.")
 
     # then the disabled row stays disabled
     assert Integration.objects.get(pk=integration.pk).status == S.DISABLED
@@ -228,7 +228,7 @@ def test_long_reason_is_cut_for_the_row_but_kept_whole_in_the_event(integration)
     reason = "x" * 800
     mark = event_mark()
 
-    services.transition(integration, S.ERROR, reason=reason)
+    lifecycle.transition(integration, S.ERROR, reason=reason)
 
     stored = Integration.objects.get(pk=integration.pk)
     assert len(stored.status_reason) == 500
@@ -242,11 +242,11 @@ def test_long_reason_is_cut_for_the_row_but_kept_whole_in_the_event(integration)
 def test_enable_with_complete_settings_goes_to_connecting(strict_integration, org_admin):
     # given a connected integration that was disabled
     put(strict_integration, S.CONNECTED)
-    services.disable(strict_integration, actor=org_admin)
+    lifecycle.disable(strict_integration, actor=org_admin)
     mark = event_mark()
 
     # when
-    services.enable(strict_integration, actor=org_admin)
+    lifecycle.enable(strict_integration, actor=org_admin)
 
     # then it is re-checked, never straight back to connected
     assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTING
@@ -262,7 +262,7 @@ def test_enable_without_required_settings_goes_to_not_configured(incomplete_inte
     put(incomplete_integration, S.DISABLED)
     mark = event_mark()
 
-    services.enable(incomplete_integration)
+    lifecycle.enable(incomplete_integration)
 
     assert Integration.objects.get(pk=incomplete_integration.pk).status == S.NOT_CONFIGURED
     (event,) = new_events(incomplete_integration, mark)
@@ -272,7 +272,7 @@ def test_enable_without_required_settings_goes_to_not_configured(incomplete_inte
 def test_enable_of_connector_without_required_settings_goes_to_connecting(integration):
     put(integration, S.DISABLED)
 
-    services.enable(integration)
+    lifecycle.enable(integration)
 
     assert Integration.objects.get(pk=integration.pk).status == S.CONNECTING
 
@@ -280,7 +280,7 @@ def test_enable_of_connector_without_required_settings_goes_to_connecting(integr
 def test_enable_stores_the_given_reason(integration):
     put(integration, S.DISABLED)
 
-    services.enable(integration, reason="Partner fixed their side.")
+    lifecycle.enable(integration, reason="Partner fixed their side.")
 
     assert Integration.objects.get(pk=integration.pk).status_reason == "Partner fixed their side."
 
@@ -292,7 +292,7 @@ def test_enable_of_an_integration_that_is_not_disabled_is_refused(integration, s
     mark = event_mark()
 
     with pytest.raises(TransitionRefused) as refused:
-        services.enable(integration)
+        lifecycle.enable(integration)
 
     assert refused.value.code == "transition_refused"
     assert row(integration) == before
@@ -304,7 +304,7 @@ def test_disable_from_every_active_status(integration, org_admin, status):
     put(integration, status)
     mark = event_mark()
 
-    services.disable(integration, actor=org_admin)
+    lifecycle.disable(integration, actor=org_admin)
 
     stored = Integration.objects.get(pk=integration.pk)
     assert stored.status == S.DISABLED
@@ -321,7 +321,7 @@ def test_disable_from_every_active_status(integration, org_admin, status):
 def test_disable_stores_the_given_reason(integration):
     put(integration, S.CONNECTED)
 
-    services.disable(integration, reason="Contract ended.")
+    lifecycle.disable(integration, reason="Contract ended.")
 
     assert Integration.objects.get(pk=integration.pk).status_reason == "Contract ended."
 
@@ -332,7 +332,7 @@ def test_disable_of_a_disabled_integration_is_refused(integration):
     mark = event_mark()
 
     with pytest.raises(TransitionRefused):
-        services.disable(integration)
+        lifecycle.disable(integration)
 
     assert row(integration) == before
     assert new_events(integration, mark) == []
@@ -341,10 +341,10 @@ def test_disable_of_a_disabled_integration_is_refused(integration):
 def test_disabling_keeps_configuration(strict_integration):
     put(strict_integration, S.CONNECTED)
 
-    services.disable(strict_integration)
+    lifecycle.disable(strict_integration)
 
     stored = Integration.objects.get(pk=strict_integration.pk)
-    assert services.full_settings(stored) == GOOD_SETTINGS
+    assert connector_settings.full_settings(stored) == GOOD_SETTINGS
 
 
 # --- handshake ----------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def test_handshake_from_connecting_connects(integration):
     put(integration, S.CONNECTING)
     mark = event_mark()
 
-    services.handshake(integration, actor="key:sy_ab12cd")
+    lifecycle.handshake(integration, actor="key:sy_ab12cd")
 
     assert Integration.objects.get(pk=integration.pk).status == S.CONNECTED
     (event,) = new_events(integration, mark)
@@ -369,7 +369,7 @@ def test_handshake_from_error_passes_through_connecting(integration):
     put(integration, S.ERROR)
     mark = event_mark()
 
-    services.handshake(integration)
+    lifecycle.handshake(integration)
 
     assert Integration.objects.get(pk=integration.pk).status == S.CONNECTED
     events = new_events(integration, mark)
@@ -386,7 +386,7 @@ def test_handshake_is_refused_while_disabled_or_not_configured(integration, stat
     mark = event_mark()
 
     with pytest.raises(TransitionRefused) as refused:
-        services.handshake(integration)
+        lifecycle.handshake(integration)
 
     assert refused.value.code == "transition_refused"
     assert row(integration) == before
@@ -398,7 +398,7 @@ def test_handshake_when_already_connected_changes_nothing(integration):
     before = row(integration)
     mark = event_mark()
 
-    services.handshake(integration)
+    lifecycle.handshake(integration)
 
     assert row(integration) == before
     assert new_events(integration, mark) == []
@@ -413,7 +413,7 @@ def test_report_error_moves_to_error(integration, status):
     mark = event_mark()
     before = timezone.now()
 
-    services.report_error(integration, "401 from the shop: token revoked.", actor="system")
+    lifecycle.report_error(integration, "401 from the shop: token revoked.", actor="system")
 
     stored = Integration.objects.get(pk=integration.pk)
     assert stored.status == S.ERROR
@@ -430,12 +430,12 @@ def test_report_error_moves_to_error(integration, status):
 def test_report_error_while_in_error_updates_last_error_without_an_event(integration):
     # given an integration already in error
     put(integration, S.CONNECTED)
-    services.report_error(integration, "First failure.")
+    lifecycle.report_error(integration, "First failure.")
     first_at = Integration.objects.get(pk=integration.pk).last_error_at
     mark = event_mark()
 
     # when another error is reported
-    result = services.report_error(integration, "Second failure.")
+    result = lifecycle.report_error(integration, "Second failure.")
 
     # then the last error is the new one, in the row and on the returned object, and no status event is written
     stored = Integration.objects.get(pk=integration.pk)
@@ -451,7 +451,7 @@ def test_report_error_is_refused_while_not_configured_or_disabled(integration, s
     before = row(integration)
 
     with pytest.raises(TransitionRefused):
-        services.report_error(integration, "Should not count.")
+        lifecycle.report_error(integration, "Should not count.")
 
     assert row(integration) == before
 
@@ -466,7 +466,7 @@ def test_sync_configuration_status_moves_complete_not_configured_to_connecting(i
     mark = event_mark()
 
     # when
-    services.sync_configuration_status(incomplete_integration)
+    lifecycle.sync_configuration_status(incomplete_integration)
 
     # then
     assert Integration.objects.get(pk=incomplete_integration.pk).status == S.CONNECTING
@@ -483,7 +483,7 @@ def test_sync_configuration_status_moves_incomplete_to_not_configured(strict_int
     mark = event_mark()
 
     # when
-    services.sync_configuration_status(strict_integration)
+    lifecycle.sync_configuration_status(strict_integration)
 
     # then
     stored = Integration.objects.get(pk=strict_integration.pk)
@@ -512,14 +512,14 @@ def test_sync_configuration_status_leaves_consistent_states_alone(strict_integra
     before = row(strict_integration)
     mark = event_mark()
 
-    services.sync_configuration_status(strict_integration)
+    lifecycle.sync_configuration_status(strict_integration)
 
     assert row(strict_integration) == before
     assert new_events(strict_integration, mark) == []
 
 
 def test_create_with_complete_settings_goes_to_connecting(org, strict_connector, org_admin):
-    integration = services.create_integration(
+    integration = configuration.create_integration(
         org, strict_connector, "Fresh shop", settings=dict(GOOD_SETTINGS), actor=org_admin
     )
 
@@ -531,14 +531,14 @@ def test_create_with_complete_settings_goes_to_connecting(org, strict_connector,
 
 
 def test_create_without_required_settings_stays_not_configured(org, strict_connector):
-    integration = services.create_integration(org, strict_connector, "Fresh shop")
+    integration = configuration.create_integration(org, strict_connector, "Fresh shop")
 
     assert Integration.objects.get(pk=integration.pk).status == S.NOT_CONFIGURED
     assert [e.kind for e in integration.events.all()] == [EventKind.CREATED]
 
 
 def test_create_of_connector_without_required_settings_goes_to_connecting(org, channel_connector):
-    integration = services.create_integration(org, channel_connector, "Custom shop")
+    integration = configuration.create_integration(org, channel_connector, "Custom shop")
 
     assert Integration.objects.get(pk=integration.pk).status == S.CONNECTING
 
@@ -546,10 +546,10 @@ def test_create_of_connector_without_required_settings_goes_to_connecting(org, c
 def test_saving_complete_settings_on_not_configured_moves_to_connecting(incomplete_integration, org_admin):
     mark = event_mark()
 
-    services.save_integration(incomplete_integration, settings=dict(GOOD_SETTINGS), actor=org_admin)
+    configuration.save_integration(incomplete_integration, settings=dict(GOOD_SETTINGS), actor=org_admin)
 
     stored = Integration.objects.get(pk=incomplete_integration.pk)
-    assert (stored.status, services.full_settings(stored)) == (S.CONNECTING, GOOD_SETTINGS)
+    assert (stored.status, connector_settings.full_settings(stored)) == (S.CONNECTING, GOOD_SETTINGS)
     events = new_events(incomplete_integration, mark)
     assert [e.kind for e in events] == [EventKind.CONFIG_CHANGED, EventKind.STATUS_CHANGED]
     assert (events[1].data["from"], events[1].data["to"]) == (S.NOT_CONFIGURED.value, S.CONNECTING.value)
@@ -561,14 +561,14 @@ def test_removing_a_required_setting_on_connected_moves_to_not_configured(strict
     mark = event_mark()
 
     # when base_url is left out (the blank secret keeps the stored token)
-    services.save_integration(
+    configuration.save_integration(
         strict_integration, settings={"api_token": "", "page_size": 50}, require_complete=False
     )
 
     # then it is not configured any more, and the event says which setting changed
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert stored.status == S.NOT_CONFIGURED
-    assert services.full_settings(stored) == {"api_token": "tok-12345678", "page_size": 50}
+    assert connector_settings.full_settings(stored) == {"api_token": "tok-12345678", "page_size": 50}
     events = new_events(strict_integration, mark)
     assert [e.kind for e in events] == [EventKind.CONFIG_CHANGED, EventKind.STATUS_CHANGED]
     assert events[0].data["settings"] == ["base_url"]
@@ -581,7 +581,7 @@ def test_removing_a_required_setting_is_refused_when_completeness_is_required(st
     mark = event_mark()
 
     with pytest.raises(ValidationError) as invalid:
-        services.save_integration(strict_integration, settings={"api_token": "", "page_size": 50})
+        configuration.save_integration(strict_integration, settings={"api_token": "", "page_size": 50})
 
     assert set(invalid.value.message_dict) == {"base_url"}
     assert row(strict_integration) == before
@@ -593,7 +593,7 @@ def test_changing_settings_on_connected_or_error_rechecks_the_connection(strict_
     put(strict_integration, status)
     mark = event_mark()
 
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": 100})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": 100})
 
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert (stored.status, stored.settings["page_size"]) == (S.CONNECTING, 100)
@@ -608,7 +608,7 @@ def test_saving_unchanged_settings_on_connected_keeps_it_connected(strict_integr
     mark = event_mark()
 
     # a blank secret means "keep the stored one": nothing changed
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": ""})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": ""})
 
     assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTED
     assert new_events(strict_integration, mark) == []
@@ -621,12 +621,12 @@ def test_saving_an_unticked_box_where_nothing_was_stored_keeps_it_connected(stri
     mark = event_mark()
 
     # when the admin's form saves it unchanged: an unticked box arrives as false
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": False})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": False})
 
     # then nothing changed: still connected, no event; ticking it is a change, and re-checks the connection
     assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTED
     assert new_events(strict_integration, mark) == []
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": True})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "dry_run": True})
     assert Integration.objects.get(pk=strict_integration.pk).status == S.CONNECTING
     assert new_events(strict_integration, mark)[0].data["settings"] == ["dry_run"]
 
@@ -635,7 +635,7 @@ def test_changing_settings_while_disabled_keeps_it_disabled(strict_integration):
     put(strict_integration, S.DISABLED)
     mark = event_mark()
 
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": 100})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": 100})
 
     assert Integration.objects.get(pk=strict_integration.pk).status == S.DISABLED
     assert [e.kind for e in new_events(strict_integration, mark)] == [EventKind.CONFIG_CHANGED]
@@ -646,11 +646,11 @@ def test_saving_a_stale_object_does_not_undo_a_status_move(strict_integration, m
     # given an edit form holding the integration while it was connected, and a move made meanwhile elsewhere
     put(strict_integration, S.CONNECTED)
     stale = Integration.objects.get(pk=strict_integration.pk)
-    services.transition(strict_integration, moved_to, reason="Moved while the form was open.")
+    lifecycle.transition(strict_integration, moved_to, reason="Moved while the form was open.")
     mark = event_mark()
 
     # when the form saves unrelated fields (mappings only)
-    services.save_integration(stale, mappings={"locations": {"A": "B"}})
+    configuration.save_integration(stale, mappings={"locations": {"A": "B"}})
 
     # then the move made meanwhile stands, and the trail records no move it did not make
     stored = Integration.objects.get(pk=strict_integration.pk)
@@ -663,11 +663,11 @@ def test_settings_saved_from_a_stale_object_do_not_re_enable_a_disabled_integrat
     # given an edit form opened while connected, and the integration disabled meanwhile
     put(strict_integration, S.CONNECTED)
     stale = Integration.objects.get(pk=strict_integration.pk)
-    services.disable(strict_integration, reason="Disabled while the form was open.")
+    lifecycle.disable(strict_integration, reason="Disabled while the form was open.")
     mark = event_mark()
 
     # when the form saves changed settings
-    services.save_integration(stale, settings={**GOOD_SETTINGS, "page_size": 7})
+    configuration.save_integration(stale, settings={**GOOD_SETTINGS, "page_size": 7})
 
     # then the settings are stored but the integration stays disabled, with no status event
     stored = Integration.objects.get(pk=strict_integration.pk)

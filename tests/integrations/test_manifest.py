@@ -7,9 +7,10 @@ import pytest
 from django.db import connection, transaction
 from django_celery_beat.models import PeriodicTask
 
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
-from integrations import manifest, services, tasks
+from core.sync_exceptions import ExceptionKind
+from integrations import configuration, lifecycle, manifest, tasks
 from integrations.choices import EventKind, IntegrationStatus, Workflow
 from integrations.models import Integration, IntegrationEvent
 from tests.fixtures.manifest import AUTH_TOKEN
@@ -119,7 +120,7 @@ def test_calls_that_cannot_be_made_are_refused_before_sending(storefront, receiv
     assert refused.value.code == "workflow_disabled"
 
     # disabled
-    services.disable(storefront)
+    lifecycle.disable(storefront)
     with pytest.raises(manifest.CallRefused) as refused:
         manifest.call(storefront, "health", {})
     assert refused.value.code == "disabled"
@@ -202,7 +203,7 @@ def test_threshold_error_and_recovery_after_re_enabling(storefront, receiver, se
     assert SyncException.objects.get(integration=storefront).status == ExceptionStatus.OPEN
 
     # when it is re-enabled and the health check passes
-    services.reenable(storefront)
+    lifecycle.reenable(storefront)
     receiver.script = [HEALTHY]
     assert manifest.check_health(storefront).ok
 
@@ -219,7 +220,7 @@ def test_a_stale_failed_health_answer_does_not_undo_a_newer_move(make_storefront
 
     def handshake_meanwhile(*args, **kwargs):
         outcome = send(*args, **kwargs)
-        services.handshake(Integration.objects.get(pk=shop.pk))  # while the call was out
+        lifecycle.handshake(Integration.objects.get(pk=shop.pk))  # while the call was out
         return outcome
 
     monkeypatch.setattr(manifest, "_send", handshake_meanwhile)
@@ -231,7 +232,7 @@ def test_a_stale_failed_health_answer_does_not_undo_a_newer_move(make_storefront
 
 
 def test_health_of_a_disabled_integration_sends_nothing(storefront, receiver):
-    services.disable(storefront)
+    lifecycle.disable(storefront)
 
     outcome = manifest.check_health(storefront)
 
@@ -273,7 +274,7 @@ def test_entering_connecting_checks_health_after_the_commit(
 
     # when an integration of a manifest connector gets complete settings (not configured → connecting)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        shop = services.create_integration(
+        shop = configuration.create_integration(
             org, manifest_connector, "New shop", settings={"base_url": receiver.url, "auth_token": AUTH_TOKEN}
         )
         assert shop.status == S.CONNECTING
@@ -289,10 +290,10 @@ def test_entering_connecting_checks_health_after_the_commit(
 
 
 def test_re_enabling_checks_health_again(storefront, run_tasks_inline, django_capture_on_commit_callbacks):
-    services.disable(storefront)
+    lifecycle.disable(storefront)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.enable(storefront)
+        lifecycle.enable(storefront)
 
     assert run_tasks_inline == [[storefront.pk]]
     storefront.refresh_from_db()
@@ -302,9 +303,9 @@ def test_re_enabling_checks_health_again(storefront, run_tasks_inline, django_ca
 def test_connectors_without_manifest_get_no_health_check(
     org, channel_connector, run_tasks_inline, django_capture_on_commit_callbacks
 ):
-    shop = services.disable(services.create_integration(org, channel_connector, "Plain shop"))
+    shop = lifecycle.disable(configuration.create_integration(org, channel_connector, "Plain shop"))
     with django_capture_on_commit_callbacks(execute=True):
-        services.enable(shop)
+        lifecycle.enable(shop)
 
     assert run_tasks_inline == []
 
@@ -324,7 +325,7 @@ def test_the_health_round_covers_connected_and_connecting_manifest_integrations(
 
 
 def test_a_queued_health_check_skips_an_integration_disabled_since(storefront, receiver):
-    services.disable(storefront)
+    lifecycle.disable(storefront)
 
     assert tasks.check_health_task(storefront.pk) is None
     assert receiver.requests == []

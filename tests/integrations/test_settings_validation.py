@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations import services
+from integrations import configuration, connector_settings
 from integrations.choices import IntegrationStatus
 from integrations.models import Connector, Integration, IntegrationEvent
 from tests.fixtures.integrations import GOOD_SETTINGS
@@ -30,31 +30,31 @@ def strict_integration(org, strict_connector, make_integration):
 
 
 def test_good_settings_have_no_errors(strict_connector):
-    assert services.settings_errors(strict_connector, dict(GOOD_SETTINGS)) == {}
+    assert connector_settings.settings_errors(strict_connector, dict(GOOD_SETTINGS)) == {}
 
 
 @pytest.mark.parametrize("missing", ["base_url", "api_token"])
 def test_missing_required_setting_is_keyed_by_the_field(strict_connector, missing):
     values = {k: v for k, v in GOOD_SETTINGS.items() if k != missing}
 
-    errors = services.settings_errors(strict_connector, values)
+    errors = connector_settings.settings_errors(strict_connector, values)
 
     assert set(errors) == {missing}
     assert len(errors[missing]) == 1
 
 
 def test_every_missing_required_setting_is_reported(strict_connector):
-    errors = services.settings_errors(strict_connector, {"page_size": 10})
+    errors = connector_settings.settings_errors(strict_connector, {"page_size": 10})
 
     assert set(errors) == {"base_url", "api_token"}
 
 
 def test_missing_required_settings_are_allowed_when_completeness_is_not_required(strict_connector):
-    assert services.settings_errors(strict_connector, {"page_size": 10}, require_complete=False) == {}
+    assert connector_settings.settings_errors(strict_connector, {"page_size": 10}, require_complete=False) == {}
 
 
 def test_types_are_checked_even_when_completeness_is_not_required(strict_connector):
-    errors = services.settings_errors(strict_connector, {"page_size": "ten"}, require_complete=False)
+    errors = connector_settings.settings_errors(strict_connector, {"page_size": "ten"}, require_complete=False)
 
     assert set(errors) == {"page_size"}
 
@@ -74,7 +74,7 @@ def test_types_are_checked_even_when_completeness_is_not_required(strict_connect
     ids=lambda v: repr(v),
 )
 def test_wrong_type_is_keyed_by_the_field(strict_connector, field, value):
-    errors = services.settings_errors(strict_connector, {**GOOD_SETTINGS, field: value})
+    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, field: value})
 
     assert set(errors) == {field}
     assert errors[field]
@@ -93,7 +93,7 @@ def test_wrong_type_is_keyed_by_the_field(strict_connector, field, value):
     ],
 )
 def test_constraint_violation_is_keyed_by_the_field(strict_connector, field, value):
-    errors = services.settings_errors(strict_connector, {**GOOD_SETTINGS, field: value})
+    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, field: value})
 
     assert set(errors) == {field}
 
@@ -111,24 +111,24 @@ def test_constraint_violation_is_keyed_by_the_field(strict_connector, field, val
     ids=lambda v: repr(v),
 )
 def test_boundary_values_are_accepted(strict_connector, values):
-    assert services.settings_errors(strict_connector, {**GOOD_SETTINGS, **values}) == {}
+    assert connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, **values}) == {}
 
 
 def test_enum_message_lists_the_choices(strict_connector):
-    errors = services.settings_errors(strict_connector, {**GOOD_SETTINGS, "region": "asia"})
+    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, "region": "asia"})
 
     assert "eu" in errors["region"][0]
     assert "us" in errors["region"][0]
 
 
 def test_unknown_settings_are_each_keyed_by_their_name(strict_connector):
-    errors = services.settings_errors(strict_connector, {**GOOD_SETTINGS, "colour": "red", "shoe_size": 44})
+    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, "colour": "red", "shoe_size": 44})
 
     assert set(errors) == {"colour", "shoe_size"}
 
 
 def test_settings_must_be_an_object(strict_connector):
-    errors = services.settings_errors(strict_connector, ["base_url"])
+    errors = connector_settings.settings_errors(strict_connector, ["base_url"])
 
     assert set(errors) == {"__all__"}
 
@@ -136,7 +136,7 @@ def test_settings_must_be_an_object(strict_connector):
 def test_a_connector_without_schema_accepts_any_object(org):
     connector = Connector.objects.create(key="loose", name="Loose", type="erp", organization=org)
 
-    assert services.settings_errors(connector, {"anything": [1, 2, 3]}) == {}
+    assert connector_settings.settings_errors(connector, {"anything": [1, 2, 3]}) == {}
 
 
 # --- secrets are never echoed --------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_a_connector_without_schema_accepts_any_object(org):
     ids=["integer-secret", "short-secret", "short-secret-2"],
 )
 def test_messages_never_contain_a_secret_value(strict_connector, value, shown):
-    errors = services.settings_errors(strict_connector, {**GOOD_SETTINGS, "api_token": value})
+    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, "api_token": value})
 
     assert set(errors) == {"api_token"}
     assert all(shown not in message for message in all_messages(errors))
@@ -156,7 +156,7 @@ def test_messages_never_contain_a_secret_value(strict_connector, value, shown):
 
 def test_save_error_never_contains_a_secret_value(strict_integration):
     with pytest.raises(ValidationError) as invalid:
-        services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": 12345678901})
+        configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": 12345678901})
 
     assert set(invalid.value.message_dict) == {"api_token"}
     assert "12345678901" not in str(invalid.value)
@@ -206,7 +206,7 @@ def vault_connector(db):
     ids=["pattern", "not", "enum", "object-level", "type"],
 )
 def test_messages_never_contain_a_secret_value_whatever_the_rule(vault_connector, values):
-    errors = services.settings_errors(vault_connector, values)
+    errors = connector_settings.settings_errors(vault_connector, values)
 
     assert errors
     secret_values = [str(values[k]) for k in ("secret_key", "password") if k in values]
@@ -222,7 +222,7 @@ def test_create_with_missing_required_setting_saves_nothing(org, strict_connecto
     before = counts()
 
     with pytest.raises(ValidationError) as invalid:
-        services.create_integration(
+        configuration.create_integration(
             org, strict_connector, "Strict shop", settings={"api_token": STORED_TOKEN}, require_complete=True
         )
 
@@ -240,7 +240,7 @@ def test_create_with_invalid_setting_saves_nothing_even_when_incomplete_is_allow
     before = counts()
 
     with pytest.raises(ValidationError) as invalid:
-        services.create_integration(org, strict_connector, "Strict shop", settings={field: value})
+        configuration.create_integration(org, strict_connector, "Strict shop", settings={field: value})
 
     assert set(invalid.value.message_dict) == {field}
     assert counts() == before
@@ -267,12 +267,12 @@ def test_save_with_invalid_settings_leaves_the_row_unchanged(strict_integration,
 
     # when invalid settings are saved
     with pytest.raises(ValidationError) as invalid:
-        services.save_integration(strict_integration, settings=submitted)
+        configuration.save_integration(strict_integration, settings=submitted)
 
     # then the error is keyed by the field, and neither the row nor the in-memory settings nor the trail changed
     assert set(invalid.value.message_dict) == {field}
     assert Integration.objects.filter(pk=strict_integration.pk).values().get() == before
-    assert services.full_settings(strict_integration) == GOOD_SETTINGS
+    assert connector_settings.full_settings(strict_integration) == GOOD_SETTINGS
     assert IntegrationEvent.objects.count() == events_before
 
 
@@ -281,7 +281,7 @@ def test_save_refuses_a_connector_private_to_another_organization(org, other_org
     before = counts()
 
     with pytest.raises(ValidationError) as invalid:
-        services.create_integration(org, connector, "Borrowed")
+        configuration.create_integration(org, connector, "Borrowed")
 
     assert set(invalid.value.message_dict) == {"connector"}
     assert counts() == before
@@ -290,7 +290,7 @@ def test_save_refuses_a_connector_private_to_another_organization(org, other_org
 def test_own_private_connector_is_accepted(org):
     connector = Connector.objects.create(key="ours", name="Ours", type="channel", organization=org)
 
-    integration = services.create_integration(org, connector, "Own")
+    integration = configuration.create_integration(org, connector, "Own")
 
     assert integration.pk is not None
 
@@ -300,29 +300,29 @@ def test_own_private_connector_is_accepted(org):
 
 @pytest.mark.parametrize("blank", ["", None])
 def test_blank_secret_on_save_keeps_the_stored_secret(strict_integration, blank):
-    services.save_integration(
+    configuration.save_integration(
         strict_integration, settings={**GOOD_SETTINGS, "api_token": blank, "page_size": 7}
     )
 
     stored = Integration.objects.get(pk=strict_integration.pk)
-    assert services.full_settings(stored) == {**GOOD_SETTINGS, "page_size": 7}
+    assert connector_settings.full_settings(stored) == {**GOOD_SETTINGS, "page_size": 7}
 
 
 def test_blank_secret_left_out_entirely_keeps_the_stored_secret(strict_integration):
-    services.save_integration(strict_integration, settings={"base_url": GOOD_SETTINGS["base_url"]})
+    configuration.save_integration(strict_integration, settings={"base_url": GOOD_SETTINGS["base_url"]})
 
     assert (
-        services.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"] == STORED_TOKEN
+        connector_settings.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"] == STORED_TOKEN
     )
 
 
 def test_new_secret_replaces_the_stored_one_and_the_event_names_it_without_the_value(strict_integration):
     mark = IntegrationEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
 
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": "tok-new-987654"})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": "tok-new-987654"})
 
     assert (
-        services.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"]
+        connector_settings.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"]
         == "tok-new-987654"
     )
     events = IntegrationEvent.objects.filter(integration=strict_integration, pk__gt=mark)
@@ -335,7 +335,7 @@ def test_new_secret_replaces_the_stored_one_and_the_event_names_it_without_the_v
 
 
 def test_blank_non_secret_setting_is_removed(strict_integration):
-    services.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": ""})
+    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "page_size": ""})
 
     assert "page_size" not in Integration.objects.get(pk=strict_integration.pk).settings
 
@@ -343,7 +343,7 @@ def test_blank_non_secret_setting_is_removed(strict_integration):
 def test_merge_settings(strict_connector):
     current = {"base_url": "https://old.example.test", "api_token": "tok-old-123", "page_size": 10}
 
-    merged = services.merge_settings(
+    merged = connector_settings.merge_settings(
         strict_connector, current, {"base_url": "https://new.example.test", "api_token": "", "region": None}
     )
 
@@ -352,11 +352,11 @@ def test_merge_settings(strict_connector):
 
 
 def test_merge_settings_does_not_invent_a_secret(strict_connector):
-    assert services.merge_settings(strict_connector, {}, {"api_token": ""}) == {}
+    assert connector_settings.merge_settings(strict_connector, {}, {"api_token": ""}) == {}
 
 
 def test_public_settings_strips_secrets(strict_integration):
-    public = services.public_settings(strict_integration)
+    public = connector_settings.public_settings(strict_integration)
 
     assert public == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
     assert STORED_TOKEN not in json.dumps(public)
@@ -380,11 +380,11 @@ def test_secret_fields_are_the_write_only_properties(strict_connector, vault_con
     ids=["empty", "bare-object", "with-properties"],
 )
 def test_check_settings_schema_accepts_object_schemas(schema):
-    services.check_settings_schema(schema)
+    connector_settings.check_settings_schema(schema)
 
 
 def test_check_settings_schema_accepts_the_fixture_schema(strict_connector):
-    services.check_settings_schema(strict_connector.settings_schema)
+    connector_settings.check_settings_schema(strict_connector.settings_schema)
 
 
 @pytest.mark.parametrize(
@@ -399,7 +399,7 @@ def test_check_settings_schema_accepts_the_fixture_schema(strict_connector):
 )
 def test_check_settings_schema_rejects_invalid_schemas(schema):
     with pytest.raises(ValidationError):
-        services.check_settings_schema(schema)
+        connector_settings.check_settings_schema(schema)
 
 
 @pytest.mark.parametrize(
@@ -409,7 +409,7 @@ def test_check_settings_schema_rejects_invalid_schemas(schema):
 )
 def test_check_settings_schema_rejects_non_object_schemas(schema):
     with pytest.raises(ValidationError):
-        services.check_settings_schema(schema)
+        connector_settings.check_settings_schema(schema)
 
 
 # --- mapping_errors ------------------------------------------------------------------------------------------
@@ -418,12 +418,12 @@ def test_check_settings_schema_rejects_non_object_schemas(schema):
 def test_valid_mappings_have_no_errors(strict_connector):
     mappings = {"locations": {"WH-EAST": "East", "WH-WEST": "West"}}
 
-    assert services.mapping_errors(strict_connector, mappings) == {}
-    assert services.mapping_errors(strict_connector, {}) == {}
+    assert connector_settings.mapping_errors(strict_connector, mappings) == {}
+    assert connector_settings.mapping_errors(strict_connector, {}) == {}
 
 
 def test_unknown_mapping_kind_is_rejected(strict_connector):
-    errors = services.mapping_errors(strict_connector, {"locations": {"A": "B"}, "warehouses": {"W1": "L1"}})
+    errors = connector_settings.mapping_errors(strict_connector, {"locations": {"A": "B"}, "warehouses": {"W1": "L1"}})
 
     assert set(errors) == {"mappings"}
     assert len(errors["mappings"]) == 1
@@ -436,14 +436,14 @@ def test_unknown_mapping_kind_is_rejected(strict_connector):
     ids=["int-value", "null-value", "list-value", "empty-key", "empty-value", "list", "text"],
 )
 def test_non_string_mapping_pairs_are_rejected(strict_connector, pairs):
-    errors = services.mapping_errors(strict_connector, {"locations": pairs})
+    errors = connector_settings.mapping_errors(strict_connector, {"locations": pairs})
 
     assert set(errors) == {"mappings"}
     assert "locations" in errors["mappings"][0]
 
 
 def test_mappings_must_be_an_object(strict_connector):
-    assert set(services.mapping_errors(strict_connector, [("locations", {})])) == {"mappings"}
+    assert set(connector_settings.mapping_errors(strict_connector, [("locations", {})])) == {"mappings"}
 
 
 @pytest.mark.parametrize(
@@ -453,7 +453,7 @@ def test_row_mapping_kinds_are_refused_in_the_json_with_where_to_edit_them(stric
     # the connector declares the kind, yet the JSON is not where it lives: the order flow reads the rows
     assert kind in strict_connector.mapping_kinds
 
-    errors = services.mapping_errors(strict_connector, {kind: {"EXT-1": "SKU-1"}})
+    errors = connector_settings.mapping_errors(strict_connector, {kind: {"EXT-1": "SKU-1"}})
 
     assert set(errors) == {"mappings"} and len(errors["mappings"]) == 1
     message = errors["mappings"][0]
@@ -464,7 +464,7 @@ def test_saving_json_skus_saves_nothing(strict_integration):
     before = Integration.objects.filter(pk=strict_integration.pk).values().get()
 
     with pytest.raises(ValidationError) as invalid:
-        services.save_integration(strict_integration, mappings={"skus": {"EXT-1": "SKU-1"}})
+        configuration.save_integration(strict_integration, mappings={"skus": {"EXT-1": "SKU-1"}})
 
     assert "“SKU mappings” section" in invalid.value.message_dict["mappings"][0]
     assert Integration.objects.filter(pk=strict_integration.pk).values().get() == before
@@ -475,7 +475,7 @@ def test_save_with_invalid_mappings_saves_nothing(strict_integration):
     events_before = IntegrationEvent.objects.count()
 
     with pytest.raises(ValidationError) as invalid:
-        services.save_integration(strict_integration, mappings={"locations": {"A": 1}})
+        configuration.save_integration(strict_integration, mappings={"locations": {"A": 1}})
 
     assert set(invalid.value.message_dict) == {"mappings"}
     assert Integration.objects.filter(pk=strict_integration.pk).values().get() == before
@@ -484,7 +484,7 @@ def test_save_with_invalid_mappings_saves_nothing(strict_integration):
 
 def test_settings_and_mapping_errors_are_reported_together(org, strict_connector):
     with pytest.raises(ValidationError) as invalid:
-        services.create_integration(
+        configuration.create_integration(
             org, strict_connector, "Strict shop", settings={"page_size": "x"}, mappings={"nope": {}}
         )
 
@@ -492,7 +492,7 @@ def test_settings_and_mapping_errors_are_reported_together(org, strict_connector
 
 
 def test_valid_mappings_are_stored(strict_integration):
-    services.save_integration(strict_integration, mappings={"locations": {"WH-EAST": "East"}})
+    configuration.save_integration(strict_integration, mappings={"locations": {"WH-EAST": "East"}})
 
     stored = Integration.objects.get(pk=strict_integration.pk)
     assert stored.mappings == {"locations": {"WH-EAST": "East"}}
@@ -572,6 +572,6 @@ def test_builtin_connector_schema_is_usable_and_needs_no_setting(db, key):
     # Custom connectors run outside the hub: a fresh integration must not wait for settings.
     connector = Connector.objects.get(organization__isnull=True, key=key)
 
-    services.check_settings_schema(connector.settings_schema)
-    assert services.settings_errors(connector, {}) == {}
+    connector_settings.check_settings_schema(connector.settings_schema)
+    assert connector_settings.settings_errors(connector, {}) == {}
     assert connector.secret_fields == set()

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from integrations import services
+from integrations import lifecycle
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Integration, IntegrationEvent
 from integrations.tasks import expire_stale_connecting_task
@@ -135,7 +135,7 @@ def test_running_twice_moves_once(integration):
 def test_service_accepts_an_explicit_now(integration):
     put(integration, S.CONNECTING, seconds_ago=5)
 
-    moved = services.expire_stale_connecting(now=timezone.now() + timedelta(seconds=WINDOW))
+    moved = lifecycle.expire_stale_connecting(now=timezone.now() + timedelta(seconds=WINDOW))
 
     assert moved == 1
     assert Integration.objects.get(pk=integration.pk).status == S.ERROR
@@ -153,7 +153,7 @@ def test_an_integration_moved_meanwhile_is_left_alone(
     # (a handshake completes, or it left and re-entered `connecting`) — simulated by wrapping the move
     first = put(make_integration(org, channel_connector, "A shop"), S.CONNECTING, seconds_ago=WINDOW * 2)
     second = put(make_integration(org, channel_connector, "B shop"), S.CONNECTING, seconds_ago=WINDOW * 2)
-    real_transition = services.transition
+    real_transition = lifecycle.transition
     moved_meanwhile = []
 
     def transition_while_another_worker_moves(integration, to_status, **kwargs):
@@ -163,7 +163,7 @@ def test_an_integration_moved_meanwhile_is_left_alone(
             moved_meanwhile.append(other.pk)
         return real_transition(integration, to_status, **kwargs)
 
-    monkeypatch.setattr(services, "transition", transition_while_another_worker_moves)
+    monkeypatch.setattr(lifecycle, "transition", transition_while_another_worker_moves)
 
     # when
     moved = expire_stale_connecting_task()

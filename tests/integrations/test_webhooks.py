@@ -5,10 +5,10 @@ import socket
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations import webhooks
 from integrations.choices import EventKind, EventType
 from integrations.models import IntegrationEvent, WebhookSubscription
-from tokens import services as key_services
+from integrations.webhooks import subscriptions
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 URL = "/api/v1/webhooks"
@@ -141,7 +141,7 @@ def test_status_events_need_no_other_grant(api_client, integration):
 
 
 def test_every_event_type_has_a_grant_entry():
-    assert set(webhooks.EVENT_GRANTS) == set(EventType.values)
+    assert set(subscriptions.EVENT_GRANTS) == set(EventType.values)
 
 
 def test_writes_need_webhooks_write(api_client, integration):
@@ -223,7 +223,7 @@ def test_a_name_resolving_to_a_private_address_is_refused(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: answers)
 
     with pytest.raises(ValidationError) as refused:
-        webhooks.check_target_url("https://hooks.example.com/x", allow_private=False)
+        subscriptions.check_target_url("https://hooks.example.com/x", allow_private=False)
 
     assert "url" in refused.value.message_dict
 
@@ -235,7 +235,7 @@ def test_an_unresolvable_host_is_refused(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", fail)
 
     with pytest.raises(ValidationError):
-        webhooks.check_target_url("https://nowhere.invalid/x", allow_private=False)
+        subscriptions.check_target_url("https://nowhere.invalid/x", allow_private=False)
 
 
 def test_private_targets_are_allowed_when_the_setting_says_so(shop, settings):

@@ -5,9 +5,9 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from automations.choices import ExceptionKind
 from automations.models import SyncException
-from integrations import services as integration_services
+from core.sync_exceptions import ExceptionKind
+from integrations import configuration
 from integrations.models import OutboxEvent
 from inventory.models import (
     ChannelInventory,
@@ -83,7 +83,7 @@ def acme(org, integration, products, warehouse, stock):
 @pytest.fixture
 def globex(other_org, other_integration, tpl_connector):
     """The same in Globex, with its own 3PL."""
-    tpl = integration_services.create_integration(other_org, tpl_connector, "Globex 3PL")
+    tpl = configuration.create_integration(other_org, tpl_connector, "Globex 3PL")
     product = Product.objects.create(organization=other_org, sku="MUG", name="Globex mug", price="99.00")
     location = Location.objects.create(organization=other_org, name="Globex DC", managed_by=tpl)
     return {

@@ -4,7 +4,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from automations.models import EngineSettings
-from integrations import services as integration_services
+from integrations import lifecycle
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Integration, IntegrationEvent
 from inventory import manifest, sync
@@ -202,7 +202,7 @@ def test_nothing_is_pushed_to_a_channel_that_may_not_be_called(storefront, stock
 
 
 def test_a_channel_disabled_through_the_service_gets_nothing(storefront, stock, receiver):
-    integration_services.disable(storefront)
+    lifecycle.disable(storefront)
 
     manifest.sweep()
 

@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
-from integrations import services as integration_services
+from integrations import configuration, lifecycle
 from integrations.models import OutboxEvent
 from inventory.models import InventoryLevel, Location, Product
 from orders import services
@@ -70,8 +70,8 @@ def shipped_order(ready_order, warehouse, products, warehouse_integration):
 @pytest.fixture
 def globex(other_org, other_integration, tpl_connector):
     """Globex's own routed and shipped order, its 3PL, location and shipping method."""
-    tpl = integration_services.handshake(
-        integration_services.create_integration(other_org, tpl_connector, "Globex 3PL")
+    tpl = lifecycle.handshake(
+        configuration.create_integration(other_org, tpl_connector, "Globex 3PL")
     )
     product = Product.objects.create(organization=other_org, sku="WIDGET", name="Globex widget")
     location = Location.objects.create(organization=other_org, name="Globex DC", managed_by=tpl)

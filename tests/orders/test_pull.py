@@ -6,17 +6,16 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from automations.choices import ExceptionKind
 from automations.models import SyncException
-from integrations import delivery
+from core.sync_exceptions import ExceptionKind
+from integrations import housekeeping, lifecycle
 from integrations import manifest as calls
-from integrations import services as integration_services
 from integrations.choices import EventKind, EventType, IntegrationStatus
 from integrations.models import Integration, IntegrationEvent, OutboxEvent
 from orders import manifest, services
 from orders.models import Order
 from orders.tasks import manifest_orders_sweep_task
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 S = IntegrationStatus
@@ -396,7 +395,7 @@ def test_dispatch_waits_while_fulfillments_out_is_off(storefront, shipped, recei
 
 def test_the_sweep_dispatches_and_a_disabled_integration_gets_nothing(storefront, shipped, receiver):
     receiver.default = (200, {"accepted": 1, "orders": [], "next_cursor": None})
-    integration_services.disable(storefront)
+    lifecycle.disable(storefront)
     assert manifest.sweep()["dispatched"] == 0 and receiver.requests == []
 
     Integration.objects.filter(pk=storefront.pk).update(status=S.CONNECTED)
@@ -434,11 +433,11 @@ def test_pruning_keeps_shipments_a_manifest_connector_has_not_taken(storefront, 
     OutboxEvent.objects.update(dispatched_at=old, created_at=old)
     waiting = OutboxEvent.objects.get(type=EventType.FULFILLMENT_CREATED)
 
-    delivery.prune()
+    housekeeping.prune()
 
     assert OutboxEvent.objects.filter(pk=waiting.pk).exists()
     receiver.script = [accepting]
     assert manifest.push_dispatch(manifest_state_fresh(storefront))["sent"] == 1
 
-    delivery.prune()  # taken now: it goes with the rest
+    housekeeping.prune()  # taken now: it goes with the rest
     assert not OutboxEvent.objects.filter(pk=waiting.pk).exists()

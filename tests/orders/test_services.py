@@ -7,10 +7,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from integrations.models import OutboxEvent
-from integrations.services import WorkflowDisabled
+from integrations.workflows import WorkflowDisabled
 from inventory import services as inventory
 from inventory.models import InventoryLevel, Location, Product, SkuMapping
 from orders import services

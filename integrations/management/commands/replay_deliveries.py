@@ -8,9 +8,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from integrations import delivery
 from integrations.choices import DeliveryStatus
 from integrations.models import WebhookDelivery
+from integrations.webhooks import replay
 
 from ._common import get_integration, get_organization
 
@@ -97,7 +97,7 @@ class Command(BaseCommand):
             batch = WebhookDelivery.objects.filter(pk__in=ids, status=status).filter(
                 Q(locked_until__isnull=True) | Q(locked_until__lt=now)
             )
-            queued += delivery.replay(batch, actor="support:replay_deliveries")
+            queued += replay.replay(batch, actor="support:replay_deliveries")
             if expected > BATCH:
                 self.stderr.write(f"{status}: {queued} of {expected} queued…")
         return queued

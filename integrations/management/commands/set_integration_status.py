@@ -1,8 +1,8 @@
-"""`set_integration_status`: one lifecycle move, by the rules of `integrations.services.transition`."""
+"""`set_integration_status`: one lifecycle move, by the rules of `integrations.lifecycle.transition`."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations import services
+from integrations import lifecycle
 from integrations.choices import IntegrationStatus
 
 from ._common import ACTOR, check_status, describe, get_integration
@@ -29,8 +29,8 @@ class Command(BaseCommand):
         integration = get_integration(options["id"])
         before = integration.status
         try:
-            services.transition(integration, status, reason=reason, actor=ACTOR)
-        except services.TransitionRefused as exc:
+            lifecycle.transition(integration, status, reason=reason, actor=ACTOR)
+        except lifecycle.TransitionRefused as exc:
             raise CommandError(describe(exc)) from exc
         self.stdout.write(
             f"Integration {integration.pk} {integration.name!r}: {before} → {integration.status}"
