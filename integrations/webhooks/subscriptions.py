@@ -1,0 +1,184 @@
+"""
+Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and unsubscribe, the grant each
+event type needs, the guard that keeps targets off loopback and private networks (core.targets), and switching
+a subscription off (a receiver gone or failing for days) and back on.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core import history
+from core.errors import DomainError
+from core.signing import new_secret
+from core.targets import check_target_url
+
+from ..audit import record_event
+from ..choices import OWED, EventKind, EventType
+from ..models import Integration, WebhookSubscription
+from .doorbells import ring
+
+# The read grant a key must hold to be told of each event type (webhooks:write is checked by the view).
+# integration.status_changed concerns the key's own integration: nothing beyond webhooks access.
+_GRANTS_BY_TYPE: dict[EventType, str | None] = {
+    EventType.ORDER_CREATED: "orders:read",
+    EventType.ORDER_UPDATED: "orders:read",
+    EventType.ORDER_CANCELED: "orders:read",
+    EventType.SHIPPING_REQUEST_CREATED: "shipping_requests:read",
+    EventType.SHIPPING_REQUEST_CANCELED: "shipping_requests:read",
+    EventType.FULFILLMENT_CREATED: "fulfillments:read",
+    EventType.INVENTORY_UPDATED: "inventory:read",
+    EventType.PRODUCT_CREATED: "products:read",
+    EventType.PRODUCT_UPDATED: "products:read",
+    EventType.INTEGRATION_STATUS_CHANGED: None,
+}
+EVENT_GRANTS: dict[str, str | None] = {event.value: grant for event, grant in _GRANTS_BY_TYPE.items()}
+
+
+class MissingEventGrant(DomainError, PermissionError):
+    """The key lacks the read grant(s) of some event types: 403 missing_grant, `details.required` names them."""
+
+    api_code = "missing_grant"
+
+    def __init__(self, required: list[str]):
+        message = f"This key lacks the grant(s) these events need: {', '.join(required)}."
+        super().__init__(message, details={"required": required})
+
+
+class SubscriptionConflict(DomainError):
+    """The integration's subscriptions leave no room for this one: 409 conflict, `details` says why."""
+
+    api_code = "conflict"
+
+    def __init__(self, message: str, details: dict):
+        super().__init__(message, details=details)
+
+
+def check_room(integration, url: str, event_types: list[str]) -> None:
+    """
+    SubscriptionConflict when `url` already gets one of `event_types` from this integration (one delivery per
+    event and URL), or when the integration holds WEBHOOK_MAX_SUBSCRIPTIONS already (switched-off ones count:
+    they can be switched back on). Call it holding the integration's row lock.
+    """
+    existing = WebhookSubscription.objects.filter(integration=integration)
+    taken = {
+        event for types in existing.filter(url=url).values_list("event_types", flat=True) for event in types
+    }
+    doubled = [event for event in event_types if event in taken]
+    if doubled:
+        raise SubscriptionConflict(
+            f"{url} is already subscribed to {', '.join(doubled)}. Subscribe it to other event types, or "
+            "delete the subscription that has them first.",
+            {"url": url, "events": doubled},
+        )
+    limit = settings.WEBHOOK_MAX_SUBSCRIPTIONS
+    if existing.count() >= limit:
+        raise SubscriptionConflict(
+            f"This integration has the most webhook subscriptions allowed ({limit}); delete one first.",
+            {"limit": limit},
+        )
+
+
+def check_events(events, key) -> list[str]:
+    """The event types, deduplicated, in catalogue order; unknown → ValidationError, ungranted → MissingEventGrant."""
+    if not isinstance(events, list | tuple) or not events:
+        raise ValidationError({"events": ["Name at least one event type."]})
+    unknown = sorted({str(e) for e in events if e not in EVENT_GRANTS})
+    if unknown:
+        # "*" is not supported: a subscription names what it wants, so grants can be checked per type.
+        raise ValidationError(
+            {"events": [f"Unknown event type(s): {', '.join(unknown)}. Known: {', '.join(EVENT_GRANTS)}."]}
+        )
+    missing = sorted(
+        {EVENT_GRANTS[e] for e in events if EVENT_GRANTS[e] and EVENT_GRANTS[e] not in key.grants}
+    )
+    if missing:
+        raise MissingEventGrant(missing)
+    return [e for e in EVENT_GRANTS if e in set(events)]
+
+
+@transaction.atomic
+def subscribe(integration, url: str, events, key) -> tuple[WebhookSubscription, str]:
+    """A new active subscription of `integration`, and its secret (returned this once)."""
+    event_types = check_events(events, key)
+    check_target_url(url)
+    # Subscribes of one integration take turns on its row, so two at once cannot both pass check_room.
+    Integration.objects.select_for_update().filter(pk=integration.pk).exists()
+    check_room(integration, url, event_types)
+    secret = new_secret()
+    with history.actor_context(f"key:{key.prefix}"):
+        subscription = WebhookSubscription.objects.create(
+            integration=integration, url=url, event_types=event_types, secret=secret
+        )
+    record_event(
+        integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription added: {url}",
+        actor=f"key:{key.prefix}",
+        data={"webhook": str(subscription.pk), "url": url, "events": event_types},  # never the secret
+    )
+    return subscription, secret
+
+
+@transaction.atomic
+def unsubscribe(subscription: WebhookSubscription, *, actor=None) -> None:
+    """Delete the subscription and record it on its integration's trail."""
+    integration = subscription.integration
+    data = {"webhook": str(subscription.pk), "url": subscription.url, "events": subscription.event_types}
+    with history.actor_context(actor):
+        subscription.delete()
+    record_event(
+        integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription removed: {data['url']}",
+        actor=actor,
+        data=data,
+    )
+
+
+@transaction.atomic
+def reactivate(subscription: WebhookSubscription, *, actor=None) -> bool:
+    """
+    Switch a switched-off subscription back on (False if it was on): its failure run starts afresh, and the
+    deliveries it owes, which waited while it was off, go out.
+    """
+    now = timezone.now()
+    updated = WebhookSubscription.objects.filter(pk=subscription.pk, active=False).update(
+        active=True, disabled_reason="", disabled_at=None, failing_since=None, updated_at=now
+    )
+    if not updated:
+        return False
+    reason = subscription.disabled_reason
+    subscription.active, subscription.disabled_reason = True, ""
+    subscription.disabled_at = subscription.failing_since = None
+    history.record_change(subscription, actor=actor)  # update() sends no post_save
+    record_event(
+        subscription.integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook subscription to {subscription.url} switched back on.",
+        actor=actor,
+        data={"webhook": str(subscription.pk), "url": subscription.url, "was": reason},
+    )
+    owed = subscription.deliveries.filter(status__in=OWED, next_attempt_at__lte=now).count()
+    if owed:
+        transaction.on_commit(lambda: ring(owed))
+    return True
+
+
+def switch_off(subscription: WebhookSubscription, reason: str, *, delivery=None, now=None) -> None:
+    """Deactivate a subscription (its owed deliveries wait; re-activating sends them) and say why."""
+    now = now or timezone.now()
+    updated = WebhookSubscription.objects.filter(pk=subscription.pk, active=True).update(
+        active=False, disabled_reason=reason[:500], disabled_at=now, updated_at=now
+    )
+    subscription.active, subscription.disabled_reason, subscription.disabled_at = False, reason[:500], now
+    if updated:
+        history.record_change(subscription)  # update() sends no post_save; whoever is acting (none: the hub)
+        record_event(
+            subscription.integration,
+            EventKind.CONFIG_CHANGED,
+            f"Webhook subscription to {subscription.url} switched off: {reason}",
+            data={"webhook": str(subscription.pk), "url": subscription.url, "reason": reason}
+            | ({"event_id": delivery.event_id} if delivery else {}),
+        )
