@@ -2,16 +2,17 @@
 SHELL := /bin/bash
 # uv must use this machine's Python 3.11: it cannot download one here.
 export UV_PYTHON_DOWNLOADS := never
-# Extra pytest arguments for `make test`, e.g. make test PYTEST_ARGS='-k lifecycle -x'
+# Extra pytest arguments for `make test` and `make check`, e.g. make test PYTEST_ARGS='-k lifecycle -x'
 export PYTEST_ARGS
 
 RUFF := .venv/bin/ruff
 
-.PHONY: help run test lint audit fmt clean sync
+.PHONY: help run test check lint audit fmt clean sync
 
 help:
 	@echo "make run    install, migrate, seed demo data, serve http://127.0.0.1:8000/admin/ (PORT=...) + worker + beat"
-	@echo "make test   lint, then pytest against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make test   lint, audit, then the whole suite against a throwaway PostgreSQL and Redis (PYTEST_ARGS=...)"
+	@echo "make check  lint, then the suite without the real-process and browser tests (-m 'not system'), same servers"
 	@echo "make lint   ruff, the layer contracts (lint-imports) and scripts/check_architecture.py (circles, get_model, 500 lines)"
 	@echo "make audit  bandit and pip-audit; a finding fails unless recorded with a reason (scripts/audit.py)"
 	@echo "make fmt    ruff format and ruff check --fix"
@@ -23,6 +24,9 @@ run:
 
 test:
 	scripts/test.sh
+
+check:
+	scripts/test.sh --check
 
 sync:
 	@scripts/sync.sh

@@ -1,57 +1,68 @@
 #!/usr/bin/env bash
-# `make test`: the lint and the test suite against a throwaway PostgreSQL and Redis.
+# `make test` and `make check`: the lint, then the test suite against a throwaway PostgreSQL and Redis.
+#
+#   scripts/test.sh [PYTEST ARGS...]           make test: lint, the security audit, the whole suite
+#   scripts/test.sh --check [PYTEST ARGS...]   make check: lint, the suite without the `system` tests (the
+#                                              real processes and the browser), no audit (it needs the network)
 #
 #   1. installs what is missing: uv, the locked dependencies (with the dev group), and the Debian
-#      packages postgresql, redis-server, chromium and nodejs when their binaries are not found;
-#   2. runs `make lint` and the security audit, scripts/audit.py (bandit, pip-audit; stops if either fails);
-#   3. starts PostgreSQL and Redis on free loopback ports, in temp folders;
-#   4. runs .venv/bin/pytest with the words of $PYTEST_ARGS (shell quoting allowed) and this script's
-#      arguments, against them;
-#   5. stops both servers by their PIDs, whatever happened, and exits with pytest's exit code.
+#      packages postgresql, redis-server (and for the whole suite chromium and nodejs) when their
+#      binaries are not found;
+#   2. runs `make lint` (and for `make test` the security audit, scripts/audit.py: bandit, pip-audit);
+#   3. runs .venv/bin/pytest with the words of $PYTEST_ARGS (shell quoting allowed) and this script's
+#      arguments through `python -m harness.services run`, which starts PostgreSQL and Redis on free
+#      loopback ports in temp folders, exports their URLs, and stops both by their PIDs whatever happened;
+#   4. exits with pytest's exit code (5, "no tests ran", fails too).
+#
+# The servers are started by the Python harness (harness/services.py), after step 1 made the virtualenv.
 #
 # Example: PYTEST_ARGS='-k "lifecycle and not browser" -x' make test
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/services.sh
-source "$ROOT/scripts/services.sh"
 cd "$ROOT"
+
+check=0
+if [[ "${1:-}" == --check ]]; then
+    check=1
+    shift
+fi
 
 started_at="$EPOCHREALTIME"
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started_at" "$EPOCHREALTIME"; }
 
+# pg_has_bin: true when initdb and pg_ctl are installed (Debian's /usr/lib/postgresql/<major>/bin or PATH).
+pg_has_bin() {
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null
+}
+
 # --- 1. what the suite needs
 uv_sync
 missing=()
-pg_find_bin || missing+=(postgresql)
+pg_has_bin || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
-# Playwright drives the machine's Chromium (never `playwright install`: it downloads a browser).
-command -v chromium >/dev/null || missing+=(chromium)
-# The connector guide's JavaScript blocks (docs/connectors, run by tests/connector_guide) need Node.js 18+.
-command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+if ((!check)); then
+    # Playwright drives the machine's Chromium (never `playwright install`: it downloads a browser).
+    command -v chromium >/dev/null || missing+=(chromium)
+    # The connector guide's JavaScript blocks (docs/connectors, run by tests/connector_guide) need Node.js 18+.
+    command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+fi
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
-    pg_find_bin || die "postgresql is installed but initdb/pg_ctl are still not found"
+    pg_has_bin || die "postgresql is installed but initdb/pg_ctl are still not found"
 fi
 
-# --- 2. lint and the security audit first: they are quick, and need no server
+# --- 2. lint (and the security audit) first: they are quick, and need no server
 make --no-print-directory lint
-say "security audit: bandit and pip-audit (scripts/audit.py; exceptions in scripts/audit-exceptions.toml)"
-.venv/bin/python scripts/audit.py
+if ((!check)); then
+    say "security audit: bandit and pip-audit (scripts/audit.py; exceptions in scripts/audit-exceptions.toml)"
+    .venv/bin/python scripts/audit.py
+fi
 
-# --- 3. the servers, stopped on any exit (a failure, Ctrl-C, or the end of the run)
-trap services_stop EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-pg_start
-redis_start
+# --- 3. the suite, against servers the harness starts and stops
 test_tmp="$(mktemp -d -t switchyard-test.XXXXXX)"
-trap 'services_stop; rm -rf "$test_tmp"' EXIT
+trap 'rm -rf "$test_tmp"' EXIT
 
-export DATABASE_URL # set by pg_start
-export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
 SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export SECRET_KEY
 export DEBUG=false
@@ -61,15 +72,18 @@ export WEBHOOK_ALLOW_PRIVATE_TARGETS=true
 # Keep the suite's files (cache, secret key, ...) out of the developer's var/.
 export VAR_DIR="$test_tmp/var"
 
-say "PostgreSQL $DATABASE_URL (pid $PG_PID), Redis redis://127.0.0.1:$REDIS_PORT (pid $REDIS_PID)"
-say "setup took $(elapsed) s; running pytest"
-
-# --- 4. the suite
 pytest_args=()
 eval "pytest_args=(${PYTEST_ARGS:-})"
+if ((check)); then
+    pytest_args=(-m "not system" "${pytest_args[@]}")
+fi
+say "setup took $(elapsed) s; running pytest"
 set +e
-.venv/bin/pytest "${pytest_args[@]}" "$@"
+.venv/bin/python -m harness.services run -- .venv/bin/pytest "${pytest_args[@]}" "$@"
 status=$?
 set -e
-# --- 5. the EXIT trap stops the servers; pytest's status is the script's (5, "no tests ran", fails too).
+# --- 4. pytest's status is the script's: 5 ("no tests ran") fails as well.
+if ((status == 5)); then
+    warn "pytest collected no tests (exit 5): check the arguments"
+fi
 exit "$status"

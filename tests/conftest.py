@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from django.test import override_settings
 
@@ -11,6 +13,28 @@ pytest_plugins = [
     "tests.fixtures.routing",
     "tests.fixtures.rules",
 ]
+
+TESTS = Path(__file__).resolve().parent
+# The tests that start real processes through the harness (harness/: gunicorn, Celery, PostgreSQL, Redis,
+# the examples) or a browser: marked `system`, which `make check` leaves out and `make test` runs.
+SYSTEM = (
+    "e2e",
+    "e2e_journey",
+    "faults",
+    "load",
+    "connector_guide",
+    "examples",
+    "hardening/test_no_secrets_in_logs.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`system` on every test under SYSTEM, and on every `browser` test wherever it lives."""
+    system = [TESTS / place for place in SYSTEM]
+    for item in items:
+        path = item.path
+        if item.get_closest_marker("browser") or any(path == p or p in path.parents for p in system):
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(autouse=True)

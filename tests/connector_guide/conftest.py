@@ -1,6 +1,6 @@
 """
 The hub the connector guide's code runs against: real processes — gunicorn, a Celery worker and beat — on a
-database of its own on DATABASE_URL's server and Redis db numbers of its own (tests/processes.py), so that
+database of its own on DATABASE_URL's server and Redis db numbers of its own (harness/), so that
 webhooks are really delivered and orders really routed while a chapter runs.
 
 Each chapter gets an organization of its own, laid out as the guide assumes a reader's is (docs/connectors/
@@ -14,12 +14,12 @@ import os
 
 import pytest
 
-from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
-    Hub,
+from harness.fixtures import (  # noqa: F401 - fixtures and the report hook, registered by being here
     _log_mark,
     hub_on_own_database,
     pytest_runtest_makereport,
 )
+from harness.hub import Hub
 
 # Redis db numbers of this hub: the suite uses 0 and 1, the journey 5 and 6.
 REDIS_DBS = tuple(int(n) for n in os.environ.get("GUIDE_REDIS_DBS", "7,8").split(","))
@@ -33,10 +33,10 @@ CATALOG = [
 ]
 STOCK = {"TSHIRT-S": 40, "TSHIRT-M": 25, "MUG": 10}
 
-# Run in the hub's process after the organization exists (tests/processes.py SETUP names it SLUG): the catalog,
+# Run in the hub's process after the organization exists (harness/hub.py's SETUP names it SLUG): the catalog,
 # the shipping methods, the web shop's settings and mappings, through the services the admin uses.
 CONFIGURE = """
-from integrations import services as integrations
+from integrations import configuration
 from integrations.models import Integration
 from inventory import services as inventory
 from inventory.models import SkuMapping
@@ -47,7 +47,7 @@ inventory.upsert_products(org, CATALOG)
 standard = ShippingMethod.objects.create(organization=org, code="standard", name="Standard")
 ShippingMethod.objects.create(organization=org, code="express", name="Express")
 shop = Integration.objects.get(organization=org, name="Web shop")
-integrations.save_integration(shop, settings={"store_url": "https://shop.example.com", "default_currency": "USD"})
+configuration.save_integration(shop, settings={"store_url": "https://shop.example.com", "default_currency": "USD"})
 ShippingMethodMapping.objects.create(integration=shop, external_code="shop-standard", method=standard)
 SkuMapping.objects.create(integration=shop, external_sku="TS-SMALL", product=org.products.get(sku="TSHIRT-S"))
 """

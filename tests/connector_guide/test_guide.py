@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import BIN, PYTHON, ROOT
+from harness.procs import BIN, PYTHON, ROOT
 
 from .conftest import ROLES, organization
 from .snippets import blocks, directive

@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -501,8 +502,8 @@ def run_sh_gunicorn() -> list[str]:
 
 
 def harness_gunicorn() -> list[str]:
-    """The gunicorn command of the real-process tests (tests/processes.py), as it would start."""
-    from tests.processes import Hub
+    """The gunicorn command of the real-process tests (harness/hub.py), as it would start."""
+    from harness.hub import Hub
 
     class Captured(Hub):
         def start(self, name, argv, env=None):
@@ -513,20 +514,25 @@ def harness_gunicorn() -> list[str]:
 
 def bench_gunicorn(folder: Path) -> list[str]:
     """The benches' gunicorn command (bench/_harness.py), as it would start (its log goes to `folder`)."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.append(str(ROOT / "bench"))  # the bench folder is not a package: its modules import so
     spec = importlib.util.spec_from_file_location("bench_harness", ROOT / "bench" / "_harness.py")
     harness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(harness)
 
-    class Spawned(Exception):
+    class Starting(Exception):
         pass
 
-    def spawn(argv, **kwargs):
-        raise Spawned(argv)
+    class Captured(harness.Proc):
+        def start(self):
+            raise Starting(self.argv, self.log_path)
 
-    harness.spawn = spawn
-    with pytest.raises(Spawned) as spawned, contextlib.ExitStack() as stack:
+    harness.Proc = Captured
+    with pytest.raises(Starting) as starting, contextlib.ExitStack() as stack:
         harness.start_gunicorn(stack, harness.Started(), {}, 2, 4, folder)
-    return spawned.value.args[0][2:]  # after `python -m`
+    argv, log = starting.value.args
+    assert log.parent == folder
+    return argv[2:]  # after `python -m`
 
 
 def gunicorn_commands(folder: Path) -> dict[str, list[str]]:
@@ -539,7 +545,7 @@ def gunicorn_commands(folder: Path) -> dict[str, list[str]]:
         ),
         "compose.yaml": compose["web"]["command"],
         "scripts/run.sh": run_sh_gunicorn(),
-        "tests/processes.py": harness_gunicorn(),
+        "harness/hub.py": harness_gunicorn(),
         "bench/_harness.py": bench_gunicorn(folder),
     }
     for page in sorted(OPS.rglob("*.md")):
@@ -567,7 +573,7 @@ def test_every_gunicorn_command_takes_the_repositorys_config(tmp_path):
     }
 
     assert not wrong, wrong
-    assert {"switchyard-web.service", "scripts/run.sh", "tests/processes.py", "bench/_harness.py"} <= set(
+    assert {"switchyard-web.service", "scripts/run.sh", "harness/hub.py", "bench/_harness.py"} <= set(
         commands
     )
     assert any(where.startswith("deploy.md") for where in commands)

@@ -1,6 +1,6 @@
 """
 The end-to-end journey's hub: real processes — gunicorn, a Celery worker and Celery beat — on a database of
-its own on DATABASE_URL's server and Redis db numbers of its own (the machinery is tests/processes.py).
+its own on DATABASE_URL's server and Redis db numbers of its own (the machinery is the harness/ package).
 
 Needs DATABASE_URL on PostgreSQL (skipped otherwise) and CELERY_BROKER_URL or REDIS_URL on Redis, as
 `make test` exports them (scripts/test.sh).
@@ -10,15 +10,14 @@ import os
 
 import pytest
 
-from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
-    Hub,
-    Receiver,
+from harness.fixtures import (  # noqa: F401 - fixtures and the report hook, registered by being here
     _log_mark,
     connectors,
     hub_on_own_database,
     pytest_runtest_makereport,
     receivers,
 )
+from harness.receivers import Receiver  # noqa: F401 - the tests import it from here
 
 # Redis db numbers of the hub under test: the rest of the suite uses 0 (broker) and 1 (cache).
 REDIS_DBS = tuple(int(n) for n in os.environ.get("E2E_REDIS_DBS", "5,6").split(","))

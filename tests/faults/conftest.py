@@ -1,5 +1,5 @@
 """
-The fault tests' hub: real gunicorn, Celery worker and beat (tests/processes.py) on a PostgreSQL cluster and
+The fault tests' hub: real gunicorn, Celery worker and beat (harness/) on a PostgreSQL cluster and
 a redis-server of their own, so a test can stop, start and restart them under traffic. One hub serves the
 whole package (starting one costs most of a minute on a loaded machine); each test leaves it whole again
 (`hub.heal()` runs around every test).
@@ -17,19 +17,15 @@ import httpx
 import psycopg
 import pytest
 
-from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
-    Hub,
-    PostgresCluster,
-    Receiver,
-    RedisServer,
+from harness.fixtures import (  # noqa: F401 - fixtures and the report hook, registered by being here
     _log_mark,
-    free_port,
-    hub_env,
-    order_body,
     pytest_runtest_makereport,
     receivers,
-    stop_all_started,
 )
+from harness.hub import Hub, hub_env, order_body
+from harness.procs import Missing, free_port, stop_all_started
+from harness.receivers import Receiver  # noqa: F401 - the tests import it from here
+from harness.services import PostgresCluster, RedisServer
 
 LEASE = 6  # WEBHOOK_DELIVERY_LEASE: seconds before a killed worker's claimed delivery is due again
 WEBHOOK_TIMEOUT = 3  # seconds a receiver may take to answer
@@ -119,8 +115,12 @@ def hub(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     postgres = redis = None
     try:
-        postgres = PostgresCluster().init()
-        redis = RedisServer(tmp)
+        try:
+            postgres = PostgresCluster(prefix="switchyard-faults-pg-", settings={"max_connections": 200})
+            redis = RedisServer(tmp, prefix="switchyard-faults-redis-")
+        except Missing as exc:
+            pytest.skip(str(exc))
+        postgres.init()
         redis.start()
         env = hub_env(
             postgres.url(),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import order_body
+from harness.hub import order_body
 
 from .conftest import Receiver
 from .test_redis_down import by_event, wait_for_events, wait_for_rows

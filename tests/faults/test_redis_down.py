@@ -8,7 +8,7 @@ nothing), the beat's sweeps find the work and every delivery catches up, none lo
 import time
 import uuid
 
-from tests.processes import order_body
+from harness.hub import order_body
 
 from .conftest import Receiver
 

@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from tests.processes import order_body
+from harness.hub import order_body
 
 from .conftest import LEASE, Receiver
 

@@ -1,6 +1,6 @@
 """
 No secret in any log (issue 14, finding 6): the hub as real processes (gunicorn with the repository's
-config/gunicorn.py, a Celery worker, beat; tests/processes.py) is sent API keys every way a client might —
+config/gunicorn.py, a Celery worker, beat; harness/) is sent API keys every way a client might —
 as a bearer token, as an HTTP Basic user name or password, as `?api_key=`, and wrong ones — and signs a
 webhook; then no log of any process holds a key, a key's secret part or the webhook's signing secret.
 """
@@ -13,15 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import (  # noqa: F401 - fixtures and the report hook, registered by being here
-    ROOT,
-    Hub,
-    Receiver,
+from harness.fixtures import (  # noqa: F401 - fixtures and the report hook, registered by being here
     _log_mark,
     hub_on_own_database,
     pytest_runtest_makereport,
     receivers,
 )
+from harness.procs import ROOT
+from harness.receivers import Receiver
 
 # Redis db numbers of this hub: the suite uses 0 and 1, the journey 5 and 6, the connector guide 7 and 8.
 REDIS_DBS = (9, 10)
