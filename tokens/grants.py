@@ -1,7 +1,14 @@
 """
 The one registry of grants: `resource:access` strings. Keys may hold only these; every endpoint declares
-the grant it needs from here.
+the grant it needs from here. And what grants an integration's keys hold together (grants_by_integration).
 """
+
+from collections import defaultdict
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import ApiKey
 
 RESOURCES = (
     "orders",
@@ -32,3 +39,20 @@ def normalize(grants) -> list[str]:
     if unknown:
         raise UnknownGrant(f"Unknown grant(s): {', '.join(unknown)}. Known: {', '.join(GRANTS)}.")
     return sorted(set(grants), key=GRANTS.index)
+
+
+def grants_by_integration(integration_ids) -> dict[int, set[str]]:
+    """
+    The grants each integration's usable keys (neither revoked nor expired) hold together: the webhook outbox
+    (registered in TokensConfig.ready) tells an integration only of what one of its keys may read.
+    """
+    now = timezone.now()
+    grants: dict[int, set[str]] = defaultdict(set)
+    rows = (
+        ApiKey.objects.filter(integration_id__in=list(integration_ids), revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .values_list("integration_id", "grants")
+    )
+    for integration_id, key_grants in rows:
+        grants[integration_id].update(key_grants or [])
+    return grants

@@ -1,14 +1,39 @@
+"""The API key (and the Idempotency-Key records kept per key): what a key is, and what it belongs to."""
+
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from core.fields import EncryptedJSONField
 from core.history import ConfigHistory
 from integrations.models import Integration
 from organizations.models import Organization
+from organizations.scoping import restricted
 
 from .choices import KeyKind, KeyState
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """
+    What a key belongs to, and so what it reaches: an integration key its integration's rows in its
+    organization, an org key its whole organization, a global key (no organization) every organization.
+    """
+
+    organization: Organization | None = None
+    integration: Integration | None = None
+
+    @property
+    def is_global(self) -> bool:
+        return self.organization is None
+
+    def __str__(self) -> str:
+        """Whose key it is, in a sentence: the integration's name, the organization's, or the platform."""
+        if self.integration is not None:
+            return self.integration.name
+        return str(self.organization) if self.organization is not None else "the platform"
 
 
 class ApiKey(models.Model):
@@ -60,6 +85,10 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted(
+        member_access="integration", member_view=("manage_keys",), member_change="manage_keys"
+    )
     # The secret's hash never reaches the history table; the rest excluded is usage and expiry bookkeeping.
     history = ConfigHistory(
         excluded_fields=[
@@ -114,28 +143,20 @@ class ApiKey(models.Model):
     def display(self) -> str:
         return f"sy_{self.prefix}_…"
 
+    @property
+    def scope(self) -> KeyScope:
+        """What the key belongs to (see KeyScope); reads no relation that the key's kind does not have."""
+        return KeyScope(
+            organization=self.organization if self.organization_id is not None else None,
+            integration=self.integration if self.integration_id is not None else None,
+        )
 
-class IdempotencyRecord(models.Model):
-    """A POST's Idempotency-Key claim and, once done, its response to replay (IETF draft semantics)."""
-
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and canonical body.")
-    status_code = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Empty while in progress."
-    )
-    # Encrypted: a response may carry a secret shown once (a new webhook subscription's whsec_…), kept here
-    # for replay for IDEMPOTENCY_TTL_HOURS.
-    response_body = EncryptedJSONField(null=True, blank=True, default=None)
-    response_headers = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_unique_key_per_api_key"),
-        ]
-        indexes = [models.Index(fields=["expires_at"], name="idempotency_expires_idx")]
-
-    def __str__(self):
-        return self.key
+    @property
+    def notify_address(self) -> str:
+        """Where news of the key goes (its expiry): its integration's address, else its owner's, else its
+        organization's; empty when there is none."""
+        if self.integration_id is not None:
+            return self.integration.notify_address
+        return (self.user.email if self.user_id is not None else "") or (
+            self.organization.notification_email if self.organization_id is not None else ""
+        )

@@ -17,7 +17,7 @@ from integrations import lifecycle
 from integrations.models import Integration
 from organizations.models import Membership
 from tests.api.helpers import WRITE_METHODS, api_routes, assert_error
-from tokens import services
+from tokens import authentication, hashing, issuing
 from tokens.choices import KeyKind
 from tokens.models import ApiKey
 
@@ -85,21 +85,24 @@ def test_wrong_secret_is_401_invalid_key(api_client, integration_key):
 def test_unknown_prefix_and_wrong_secret_do_the_same_work(api_client, integration_key, monkeypatch):
     """No timing oracle: both paths look the prefix up once and compute one HMAC (no timing assertions)."""
     calls = []
-    real = services.hash_secret
+    real = hashing.hash_secret
 
     def spy(secret, pepper_id):
         calls.append(pepper_id)
         return real(secret, pepper_id)
 
-    monkeypatch.setattr(services, "hash_secret", spy)
+    monkeypatch.setattr(authentication, "hash_secret", spy)
     unknown = f"sy_zzzzzzzz_{secrets.token_urlsafe(32)}"
     wrong = f"sy_{integration_key.key.prefix}_{secrets.token_urlsafe(32)}"
     work = {}
     for name, raw in (("unknown", unknown), ("wrong", wrong)):
         calls.clear()
-        with CaptureQueriesContext(connection) as queries, pytest.raises(services.KeyRefused) as refused:
-            services.authenticate(raw, "127.0.0.1")
-        work[name] = (refused.value.code, len(calls), len(queries))
+        with (
+            CaptureQueriesContext(connection) as queries,
+            pytest.raises(authentication.KeyRefused) as refused,
+        ):
+            authentication.authenticate(raw, "127.0.0.1")
+        work[name] = (refused.value.api_code, len(calls), len(queries))
 
     assert work["unknown"] == work["wrong"] == ("invalid_key", 1, 1)
 
@@ -117,18 +120,18 @@ def test_key_works_until_its_expiry(api_client, issue_key, integration):
         expires_at=timezone.now() + timedelta(hours=1),
     )
     assert get_me(api_client, issued).status_code == 200
-    with pytest.raises(services.KeyRefused) as refused:
-        services.authenticate(issued.plaintext, "127.0.0.1", now=issued.key.expires_at)
-    assert refused.value.code == "key_expired"
+    with pytest.raises(authentication.KeyRefused) as refused:
+        authentication.authenticate(issued.plaintext, "127.0.0.1", now=issued.key.expires_at)
+    assert refused.value.api_code == "key_expired"
 
 
 def test_revoked_key_is_401_key_revoked(api_client, integration_key):
-    services.revoke(integration_key.key, reason="leaked")
+    issuing.revoke(integration_key.key, reason="leaked")
     assert_error(get_me(api_client, integration_key), 401, "key_revoked")
 
 
 def test_regenerated_key_is_dead_at_once_and_the_new_one_works(api_client, integration_key):
-    new = services.regenerate(integration_key.key)
+    new = issuing.regenerate(integration_key.key)
 
     assert_error(get_me(api_client, integration_key), 401, "key_revoked")
     assert get_me(api_client, new).status_code == 200
@@ -136,18 +139,18 @@ def test_regenerated_key_is_dead_at_once_and_the_new_one_works(api_client, integ
 
 
 def test_rotated_key_works_during_the_grace_period_then_expires(api_client, integration_key):
-    new = services.rotate(integration_key.key, grace=timedelta(hours=2))
+    new = issuing.rotate(integration_key.key, grace=timedelta(hours=2))
     old = ApiKey.objects.get(pk=integration_key.key.pk)
 
     # Both work during the grace period...
     assert get_me(api_client, integration_key).status_code == 200
     assert get_me(api_client, new).status_code == 200
     just_before = old.expires_at - timedelta(seconds=1)
-    assert services.authenticate(integration_key.plaintext, "127.0.0.1", now=just_before).pk == old.pk
+    assert authentication.authenticate(integration_key.plaintext, "127.0.0.1", now=just_before).pk == old.pk
     # ...then the old one is expired, and the new one still works.
-    with pytest.raises(services.KeyRefused) as refused:
-        services.authenticate(integration_key.plaintext, "127.0.0.1", now=old.expires_at)
-    assert refused.value.code == "key_expired"
+    with pytest.raises(authentication.KeyRefused) as refused:
+        authentication.authenticate(integration_key.plaintext, "127.0.0.1", now=old.expires_at)
+    assert refused.value.api_code == "key_expired"
     ApiKey.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert_error(get_me(api_client, integration_key), 401, "key_expired")
     assert get_me(api_client, new).status_code == 200
@@ -301,7 +304,7 @@ def test_the_secret_is_nowhere_in_the_database_logs_or_answers(api_client, integ
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="django.db.backends")
     with CaptureQueriesContext(connection) as queries:  # also makes Django log every SQL statement
-        issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+        issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
         client = api_client(issued)
         answers = [
             client.get("/api/v1/me"),
@@ -313,7 +316,7 @@ def test_the_secret_is_nowhere_in_the_database_logs_or_answers(api_client, integ
             client.delete("/api/v1/me"),
             api_client(issued.plaintext[:-1] + "A").get("/api/v1/me"),  # a refused variant
         ]
-        services.rotate(issued.key)
+        issuing.rotate(issued.key)
     secret = secret_of(issued)
 
     assert caplog.records and any("tokens_apikey" in r.getMessage() for r in caplog.records)
@@ -326,7 +329,7 @@ def test_the_secret_is_nowhere_in_the_database_logs_or_answers(api_client, integ
 
 def test_the_secret_is_on_no_admin_page(api_client, integration, superuser, admin_client_for):
     """Only the shown-once page (right after issuing in the admin) may show it: not lists, forms or trails."""
-    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
     api_client(issued).get("/api/v1/me")
     client = admin_client_for(superuser)
     pages = [reverse("admin:index")]
@@ -350,7 +353,7 @@ def test_the_secret_is_on_no_admin_page(api_client, integration, superuser, admi
 
 def test_pepper_rotation_keeps_old_keys_working_and_rehashes_them(api_client, integration, settings):
     settings.API_KEY_PEPPERS = {1: "pepper-one"}
-    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
     assert issued.key.pepper_id == 1
 
     settings.API_KEY_PEPPERS = {1: "pepper-one", 2: "pepper-two"}
@@ -358,14 +361,14 @@ def test_pepper_rotation_keeps_old_keys_working_and_rehashes_them(api_client, in
 
     key = ApiKey.objects.get(pk=issued.key.pk)
     assert key.pepper_id == 2
-    assert key.secret_hash == services.hash_secret(secret_of(issued), 2)
+    assert key.secret_hash == hashing.hash_secret(secret_of(issued), 2)
     settings.API_KEY_PEPPERS = {2: "pepper-two"}  # pepper 1 retired
     assert get_me(api_client, issued).status_code == 200
 
 
 def test_a_key_hashed_with_a_retired_pepper_is_refused(api_client, integration, settings):
     settings.API_KEY_PEPPERS = {1: "pepper-one"}
-    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
 
     settings.API_KEY_PEPPERS = {2: "pepper-two"}
 

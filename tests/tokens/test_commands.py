@@ -12,7 +12,7 @@ from django.utils import timezone
 from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import Connector, Integration, IntegrationEvent
 from tests.fixtures.organizations import make_user
-from tokens import services as key_services
+from tokens import authentication, hashing, issuing
 from tokens.choices import KeyKind
 from tokens.models import ApiKey
 
@@ -32,15 +32,15 @@ def last_line(out: str) -> str:
 def issued_key(out: str) -> tuple[str, ApiKey]:
     """The plaintext on the last line (alone: nothing before or after it) and the key it authenticates as."""
     plaintext = last_line(out)
-    assert key_services.KEY_PATTERN.fullmatch(plaintext), plaintext
+    assert hashing.KEY_PATTERN.fullmatch(plaintext), plaintext
     assert out.endswith(f"\n{plaintext}\n")
-    return plaintext, key_services.authenticate(plaintext, IP)
+    return plaintext, authentication.authenticate(plaintext, IP)
 
 
 def assert_refused(plaintext: str, code: str):
-    with pytest.raises(key_services.KeyRefused) as refused:
-        key_services.authenticate(plaintext, IP)
-    assert refused.value.code == code
+    with pytest.raises(authentication.KeyRefused) as refused:
+        authentication.authenticate(plaintext, IP)
+    assert refused.value.api_code == code
 
 
 def assert_secret_stored_nowhere(plaintext: str):
@@ -352,7 +352,7 @@ def test_the_plaintext_is_neither_stored_nor_logged(caplog, integration, org_adm
     for record in caplog.records:
         assert secret not in record.getMessage()
         assert secret not in repr(record.args)
-    assert key.secret_hash == key_services.hash_secret(secret, key.pepper_id)
+    assert key.secret_hash == hashing.hash_secret(secret, key.pepper_id)
 
 
 # --- revoke_keys --------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def keys(
 ):
     """Keys of two integrations of acme, an acme org key, a globex integration key and a global key."""
     second = make_integration(org, channel_connector, "Acme marketplace")
-    issue = key_services.issue_key
+    issue = issuing.issue_key
     return {
         "shop": [issue(kind=KeyKind.INTEGRATION, name=f"Shop {n}", integration=integration) for n in (1, 2)],
         "marketplace": [issue(kind=KeyKind.INTEGRATION, name="Marketplace", integration=second)],
@@ -394,8 +394,8 @@ def test_revoke_keys_by_integration(keys, integration):
         assert_refused(issued.plaintext, "key_revoked")
         key = ApiKey.objects.get(pk=issued.key.pk)
         assert (key.revoked_by, key.revoke_reason) == ("command", "leaked in a support ticket")
-    key_services.authenticate(keys["marketplace"][0].plaintext, IP)
-    key_services.authenticate(keys["globex"][0].plaintext, IP)
+    authentication.authenticate(keys["marketplace"][0].plaintext, IP)
+    authentication.authenticate(keys["globex"][0].plaintext, IP)
     event = integration.events.filter(kind=EventKind.KEY, message__contains="revoked").first()
     assert event.actor == "command"
 
@@ -407,8 +407,8 @@ def test_revoke_keys_by_org_leaves_other_orgs_and_global_keys(keys, org):
     assert revoked(keys) == {"shop", "marketplace", "org"}
     assert_refused(keys["org"][0].plaintext, "key_revoked")
     assert_refused(keys["marketplace"][0].plaintext, "key_revoked")
-    key_services.authenticate(keys["globex"][0].plaintext, IP)
-    key_services.authenticate(keys["global"][0].plaintext, IP)
+    authentication.authenticate(keys["globex"][0].plaintext, IP)
+    authentication.authenticate(keys["global"][0].plaintext, IP)
 
 
 @pytest.mark.parametrize("form", ["{prefix}", "sy_{prefix}", "sy_{prefix}_…", "{plaintext}", "SY_{upper}"])
@@ -421,7 +421,7 @@ def test_revoke_keys_by_prefix_revokes_that_key_only(keys, form):
     assert out == "Revoked 1 key.\n"
     assert_refused(target.plaintext, "key_revoked")
     assert ApiKey.objects.filter(revoked_at__isnull=False).count() == 1
-    key_services.authenticate(keys["shop"][1].plaintext, IP)
+    authentication.authenticate(keys["shop"][1].plaintext, IP)
 
 
 def test_revoke_keys_of_a_global_key_by_prefix(keys):
@@ -433,7 +433,7 @@ def test_revoke_keys_of_a_global_key_by_prefix(keys):
 
 
 def test_revoke_keys_counts_only_keys_not_yet_revoked(keys, integration):
-    key_services.revoke(keys["shop"][0].key, reason="earlier")
+    issuing.revoke(keys["shop"][0].key, reason="earlier")
 
     assert run("revoke_keys", integration=integration.pk) == "Revoked 1 key.\n"
     assert run("revoke_keys", integration=integration.pk) == "Revoked 0 keys.\n"

@@ -1,4 +1,4 @@
-"""tokens.services: grants, the rules of issuing, revoking, rotating, and the expiry sweeps (DESIGN.md, Keys and grants)."""
+"""tokens.issuing, tokens.expiry and tokens.grants: grants, the rules of issuing, revoking, rotating, and the expiry sweeps (DESIGN.md, Keys and grants)."""
 
 from datetime import timedelta
 
@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
-from tokens import grants, services
+from tokens import authentication, expiry, grants, issuing
 from tokens.choices import KeyKind, KeyState
 from tokens.models import ApiKey
 
@@ -54,7 +54,7 @@ def test_every_grant_is_resource_colon_access():
 
 
 def test_integration_key_defaults_to_the_connectors_recommended_grants(integration, channel_connector):
-    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
 
     assert issued.key.grants == grants.normalize(channel_connector.recommended_grants)
     assert issued.key.organization_id == integration.organization_id
@@ -62,17 +62,17 @@ def test_integration_key_defaults_to_the_connectors_recommended_grants(integrati
 
 
 def test_integration_key_with_chosen_grants(integration):
-    chosen = services.issue_key(
+    chosen = issuing.issue_key(
         kind=KeyKind.INTEGRATION, name="k", integration=integration, grants=["events:read"]
     )
-    none = services.issue_key(kind=KeyKind.INTEGRATION, name="k2", integration=integration, grants=[])
+    none = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k2", integration=integration, grants=[])
 
     assert (chosen.key.grants, none.key.grants) == (["events:read"], [])
 
 
 def test_unknown_grant_is_refused_and_nothing_is_made(integration):
     with pytest.raises(ValidationError, match="orders:delete"):
-        services.issue_key(
+        issuing.issue_key(
             kind=KeyKind.INTEGRATION, name="k", integration=integration, grants=["orders:delete"]
         )
 
@@ -81,42 +81,42 @@ def test_unknown_grant_is_refused_and_nothing_is_made(integration):
 
 def test_integration_key_needs_an_integration(org):
     with pytest.raises(ValidationError):
-        services.issue_key(kind=KeyKind.INTEGRATION, name="k", organization=org)
+        issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", organization=org)
 
 
 def test_org_key_requires_an_org_admin(org, org_admin, other_admin, member):
     with pytest.raises(ValidationError, match="not a member"):
-        services.issue_key(
+        issuing.issue_key(
             kind=KeyKind.ORG, name="k", organization=org, user=other_admin, grants=["orders:read"]
         )
     with pytest.raises(ValidationError):
-        services.issue_key(kind=KeyKind.ORG, name="k", organization=org, grants=["orders:read"])
+        issuing.issue_key(kind=KeyKind.ORG, name="k", organization=org, grants=["orders:read"])
     # An org key reaches the whole organization, which a member may not (security finding 3).
     with pytest.raises(ValidationError, match="not an org admin"):
-        services.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=member, grants=["orders:read"])
+        issuing.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=member, grants=["orders:read"])
 
-    issued = services.issue_key(kind=KeyKind.ORG, name="alice key", organization=org, user=org_admin)
+    issued = issuing.issue_key(kind=KeyKind.ORG, name="alice key", organization=org, user=org_admin)
     assert (issued.key.kind, issued.key.user_id, issued.key.integration_id) == ("org", org_admin.pk, None)
 
 
 def test_superuser_may_own_an_org_key_without_membership(org, superuser):
-    issued = services.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=superuser)
+    issued = issuing.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=superuser)
     assert issued.key.organization_id == org.pk
 
 
 def test_global_key_is_for_superusers_only(org, org_admin, superuser):
     with pytest.raises(ValidationError, match="superusers"):
-        services.issue_key(kind=KeyKind.GLOBAL, name="k", user=org_admin)
+        issuing.issue_key(kind=KeyKind.GLOBAL, name="k", user=org_admin)
     with pytest.raises(ValidationError):
-        services.issue_key(kind=KeyKind.GLOBAL, name="k", user=superuser, organization=org)
+        issuing.issue_key(kind=KeyKind.GLOBAL, name="k", user=superuser, organization=org)
 
-    issued = services.issue_key(kind=KeyKind.GLOBAL, name="k", user=superuser, grants=["events:read"])
+    issued = issuing.issue_key(kind=KeyKind.GLOBAL, name="k", user=superuser, grants=["events:read"])
     assert (issued.key.organization_id, issued.key.integration_id) == (None, None)
 
 
 def test_expiry_must_be_in_the_future(integration):
     with pytest.raises(ValidationError):
-        services.issue_key(
+        issuing.issue_key(
             kind=KeyKind.INTEGRATION,
             name="k",
             integration=integration,
@@ -125,7 +125,7 @@ def test_expiry_must_be_in_the_future(integration):
 
 
 def test_allowed_ips_are_normalised_and_checked(integration):
-    issued = services.issue_key(
+    issued = issuing.issue_key(
         kind=KeyKind.INTEGRATION,
         name="k",
         integration=integration,
@@ -134,13 +134,13 @@ def test_allowed_ips_are_normalised_and_checked(integration):
     assert issued.key.allowed_ips == ["10.1.0.0/16", "2001:db8::/32"]
 
     with pytest.raises(ValidationError, match="Not an IP range"):
-        services.issue_key(
+        issuing.issue_key(
             kind=KeyKind.INTEGRATION, name="k2", integration=integration, allowed_ips=["10.0.0.300"]
         )
 
 
 def test_issuing_is_recorded_with_the_prefix_only(integration):
-    issued = services.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
 
     (message,) = key_events(issued.key)
     assert issued.key.prefix in message
@@ -149,11 +149,11 @@ def test_issuing_is_recorded_with_the_prefix_only(integration):
 
 def test_expiry_policies(integration):
     now = timezone.now()
-    assert services.expires_at_for("never", now=now) is None
-    assert services.expires_at_for("90", now=now) == now + timedelta(days=90)
-    assert services.expires_at_for("date", now + timedelta(days=3)) == now + timedelta(days=3)
+    assert issuing.expires_at_for("never", now=now) is None
+    assert issuing.expires_at_for("90", now=now) == now + timedelta(days=90)
+    assert issuing.expires_at_for("date", now + timedelta(days=3)) == now + timedelta(days=3)
     with pytest.raises(ValidationError):
-        services.expires_at_for("date")
+        issuing.expires_at_for("date")
 
 
 # --- revoking -----------------------------------------------------------------------------------------
@@ -162,9 +162,9 @@ def test_expiry_policies(integration):
 def test_revoke_is_idempotent(integration_key, org_admin):
     key = integration_key.key
 
-    assert services.revoke(key, actor=org_admin, reason="leaked") is True
+    assert issuing.revoke(key, actor=org_admin, reason="leaked") is True
     first = ApiKey.objects.get(pk=key.pk).revoked_at
-    assert services.revoke(key, actor=org_admin, reason="again") is False
+    assert issuing.revoke(key, actor=org_admin, reason="again") is False
 
     key.refresh_from_db()
     assert key.revoked_at == first
@@ -175,17 +175,17 @@ def test_revoke_is_idempotent(integration_key, org_admin):
 
 def test_revoke_many(integration, issue_key):
     keys = [issue_key(kind=KeyKind.INTEGRATION, name=f"k{i}", integration=integration).key for i in range(3)]
-    services.revoke(keys[0])
+    issuing.revoke(keys[0])
 
-    count = services.revoke_many(ApiKey.objects.filter(pk__in=[k.pk for k in keys]), reason="bulk")
+    count = issuing.revoke_many(ApiKey.objects.filter(pk__in=[k.pk for k in keys]), reason="bulk")
 
     assert count == 2
     assert not ApiKey.objects.filter(revoked_at__isnull=True).exists()
-    assert services.revoke_many(ApiKey.objects.all()) == 0
+    assert issuing.revoke_many(ApiKey.objects.all()) == 0
 
 
 def test_regenerate_revokes_at_once_and_links_the_successor(integration_key):
-    new = services.regenerate(integration_key.key)
+    new = issuing.regenerate(integration_key.key)
 
     old = ApiKey.objects.get(pk=integration_key.key.pk)
     assert old.state() == KeyState.REVOKED
@@ -198,7 +198,7 @@ def test_regenerate_revokes_at_once_and_links_the_successor(integration_key):
 
 def test_rotate_gives_the_old_key_the_grace_period(integration_key):
     before = timezone.now()
-    new = services.rotate(integration_key.key, grace=timedelta(hours=6))
+    new = issuing.rotate(integration_key.key, grace=timedelta(hours=6))
     after = timezone.now()
 
     old = ApiKey.objects.get(pk=integration_key.key.pk)
@@ -211,7 +211,7 @@ def test_rotate_gives_the_old_key_the_grace_period(integration_key):
 def test_rotate_default_grace_comes_from_settings(integration_key, settings):
     settings.API_KEY_ROTATION_GRACE_HOURS = 3
 
-    services.rotate(integration_key.key)
+    issuing.rotate(integration_key.key)
 
     expires = ApiKey.objects.get(pk=integration_key.key.pk).expires_at
     assert abs(expires - (timezone.now() + timedelta(hours=3))) < timedelta(seconds=5)
@@ -221,7 +221,7 @@ def test_rotate_never_extends_an_earlier_expiry(issue_key, integration):
     soon = timezone.now() + timedelta(hours=1)
     issued = issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration, expires_at=soon)
 
-    services.rotate(issued.key, grace=timedelta(hours=24))
+    issuing.rotate(issued.key, grace=timedelta(hours=24))
 
     assert ApiKey.objects.get(pk=issued.key.pk).expires_at == soon
 
@@ -239,14 +239,14 @@ def test_rotating_a_key_about_to_expire_gives_a_successor_that_outlives_it(issue
     )  # a 90-day key
     old = ApiKey.objects.get(pk=issued.key.pk)
 
-    new = services.rotate(old)
+    new = issuing.rotate(old)
 
     assert new.key.expires_at > old.expires_at
     assert abs(new.key.expires_at - (timezone.now() + timedelta(days=90))) < timedelta(minutes=1)
 
 
 def test_rotating_a_key_that_never_expires_gives_one_that_never_expires(integration_key):
-    assert services.rotate(integration_key.key).key.expires_at is None
+    assert issuing.rotate(integration_key.key).key.expires_at is None
 
 
 def test_rotate_keeps_grants_and_ranges(issue_key, integration):
@@ -258,7 +258,7 @@ def test_rotate_keeps_grants_and_ranges(issue_key, integration):
         allowed_ips=["10.0.0.0/8"],
     )
 
-    new = services.rotate(issued.key).key
+    new = issuing.rotate(issued.key).key
 
     assert (new.kind, new.integration_id, new.grants, new.allowed_ips, new.name) == (
         "integration",
@@ -270,10 +270,10 @@ def test_rotate_keeps_grants_and_ranges(issue_key, integration):
 
 
 def test_a_revoked_key_cannot_be_rotated(integration_key):
-    services.revoke(integration_key.key)
+    issuing.revoke(integration_key.key)
 
     with pytest.raises(ValidationError):
-        services.rotate(ApiKey.objects.get(pk=integration_key.key.pk))
+        issuing.rotate(ApiKey.objects.get(pk=integration_key.key.pk))
 
 
 # --- expiry warnings and audit ------------------------------------------------------------------------
@@ -297,11 +297,11 @@ def test_notify_expiring_mails_each_key_once_to_the_integrations_address(
     soon = expiring(issue_key, integration, "soon", 3)
     edge = expiring(issue_key, other_integration, "edge", 6.9)  # no address of its own: the org's
     expiring(issue_key, integration, "later", 30)
-    services.revoke(expiring(issue_key, integration, "revoked", 2))
-    services.issue_key(kind=KeyKind.INTEGRATION, name="forever", integration=integration)
+    issuing.revoke(expiring(issue_key, integration, "revoked", 2))
+    issuing.issue_key(kind=KeyKind.INTEGRATION, name="forever", integration=integration)
 
-    assert services.notify_expiring() == 2
-    assert services.notify_expiring() == 0
+    assert expiry.notify_expiring() == 2
+    assert expiry.notify_expiring() == 0
 
     assert sorted((m.to, m.subject) for m in mailoutbox) == sorted(
         [
@@ -323,9 +323,9 @@ def test_notify_expiring_mails_each_key_once_to_the_integrations_address(
 
 def test_notify_expiring_skips_keys_already_rotated(issue_key, integration, mailoutbox):
     key = expiring(issue_key, integration, "soon", 3)
-    services.rotate(key)
+    issuing.rotate(key)
 
-    services.notify_expiring()
+    expiry.notify_expiring()
 
     assert [m.subject for m in mailoutbox if key.display in m.subject] == []
 
@@ -333,17 +333,17 @@ def test_notify_expiring_skips_keys_already_rotated(issue_key, integration, mail
 def test_record_expired_audits_each_expired_key_once(issue_key, integration, superuser):
     expired = expiring(issue_key, integration, "expired", 1)
     revoked = expiring(issue_key, integration, "revoked", 1)
-    services.revoke(revoked)
+    issuing.revoke(revoked)
     expiring(issue_key, integration, "valid", 10)
-    global_key = services.issue_key(
+    global_key = issuing.issue_key(
         kind=KeyKind.GLOBAL, name="g", user=superuser, expires_at=timezone.now() + timedelta(days=1)
     ).key
     ApiKey.objects.filter(pk__in=[expired.pk, revoked.pk, global_key.pk]).update(
         expires_at=timezone.now() - timedelta(minutes=1)
     )
 
-    assert services.record_expired() == 2
-    assert services.record_expired() == 0
+    assert expiry.record_expired() == 2
+    assert expiry.record_expired() == 0
 
     assert [m for m in key_events(expired) if "expired" in m] == [f"Key {expired.display} expired."]
     assert not [m for m in key_events(revoked) if "expired" in m]
@@ -351,7 +351,7 @@ def test_record_expired_audits_each_expired_key_once(issue_key, integration, sup
 
 
 def test_issuing_a_key_records_its_owner_user(org, org_admin):
-    issued = services.issue_key(
+    issued = issuing.issue_key(
         kind=KeyKind.ORG,
         name="k",
         organization=org,
@@ -365,9 +365,9 @@ def test_issuing_a_key_records_its_owner_user(org, org_admin):
 
 
 def test_an_org_key_of_a_member_authenticates_as_its_owner(org, org_admin):
-    issued = services.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=org_admin)
+    issued = issuing.issue_key(kind=KeyKind.ORG, name="k", organization=org, user=org_admin)
 
-    key = services.authenticate(issued.plaintext, "127.0.0.1")
+    key = authentication.authenticate(issued.plaintext, "127.0.0.1")
 
     assert (key.pk, key.user.pk, key.user.is_active, key.user.is_superuser) == (
         issued.key.pk,

@@ -1,7 +1,7 @@
 """
 An org key is valid only while its owner is an org admin of its organization, or a superuser (security
 finding 3). Authentication now refuses the others; this revokes them so the admin shows them as they are,
-with the reason, a history row and an event on the organization's trail, as tokens.services.revoke does.
+with the reason, a history row and an event on the organization's trail, as tokens.issuing.revoke does.
 """
 
 from django.db import migrations

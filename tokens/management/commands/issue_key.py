@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from integrations.choices import IntegrationStatus
 from integrations.management.commands._common import ACTOR, describe, get_organization
 from integrations.models import Integration
-from tokens import services as key_services
+from tokens import issuing
 from tokens.choices import KeyKind
 
 from ._common import (
@@ -94,19 +94,17 @@ class Command(BaseCommand):
                 name = name or f"Org key of {user.get_username()}"[:NAME_MAX]
 
         try:
-            issued = key_services.issue_key(
-                name=name, grants=grants, expires_at=expires, actor=ACTOR, **kwargs
-            )
+            issued = issuing.issue_key(name=name, grants=grants, expires_at=expires, actor=ACTOR, **kwargs)
         except ValidationError as exc:
             raise CommandError(describe(exc)) from exc
 
-        key = issued.key
+        key, scope = issued.key, issued.key.scope
         owner = (
-            f"integration {key.integration_id} {key.integration.name!r} of {key.organization.slug}"
-            if key.kind == KeyKind.INTEGRATION
-            else f"{key.user.get_username()} in {key.organization.slug}"
-            if key.kind == KeyKind.ORG
-            else "every organization (global)"
+            "every organization (global)"
+            if scope.is_global
+            else f"integration {scope.integration.pk} {scope.integration.name!r} of {scope.organization.slug}"
+            if scope.integration is not None
+            else f"{key.user.get_username()} in {scope.organization.slug}"
         )
         self.stdout.write(f"Issued a key for {owner}.")
         for line in [*describe_key(key), *notes]:

@@ -4,10 +4,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 
-from integrations import services as integration_services
+from integrations import configuration
 from integrations.management.commands._common import ACTOR, describe, get_organization
 from integrations.models import Connector, Integration
-from tokens import services as key_services
+from tokens import issuing
 from tokens.choices import KeyKind
 
 from ._common import (
@@ -60,10 +60,8 @@ class Command(BaseCommand):
         try:
             # One unit: a key that cannot be issued leaves no integration behind.
             with transaction.atomic():
-                integration = integration_services.create_integration(
-                    organization, connector, name, actor=ACTOR
-                )
-                issued = key_services.issue_key(
+                integration = configuration.create_integration(organization, connector, name, actor=ACTOR)
+                issued = issuing.issue_key(
                     kind=KeyKind.INTEGRATION,
                     name=f"{name[: NAME_MAX - 4]} key",
                     integration=integration,

@@ -5,7 +5,7 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.management.commands._common import ACTOR, get_integration, get_organization
-from tokens import services as key_services
+from tokens import issuing
 from tokens.models import ApiKey
 
 # A bare prefix, `sy_<prefix>`, the `sy_<prefix>_…` the admin shows, or a whole (leaked) key.
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             # Unlike an empty integration, a prefix that finds nothing is most likely a typo: say so loudly.
             if not keys.exists():
                 raise CommandError(f"No key with prefix {prefix!r}.")
-        count = key_services.revoke_many(keys, actor=ACTOR, reason=" ".join(options["reason"].split()))
+        count = issuing.revoke_many(keys, actor=ACTOR, reason=" ".join(options["reason"].split()))
         self.stdout.write(f"Revoked {count} key{'' if count == 1 else 's'}.")
 
 
