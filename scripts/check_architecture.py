@@ -44,10 +44,11 @@ def is_migration(path: Path) -> bool:
     return "migrations" in path.relative_to(ROOT).parts
 
 
-def import_cycles() -> list[list[str]]:
+def import_cycles(packages=PACKAGES) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan, iterative)."""
-    sys.path.insert(0, str(ROOT))
-    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    graph = grimp.build_graph(*packages, cache_dir=None)
     modules = sorted(graph.modules)
     edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in modules}
     index, low, on_stack, stack, components = {}, {}, set(), [], []
@@ -88,9 +89,9 @@ def import_cycles() -> list[list[str]]:
     return components
 
 
-def cycle_findings() -> list[str]:
+def cycle_findings(packages=PACKAGES) -> list[str]:
     findings = []
-    for component in import_cycles():
+    for component in import_cycles(packages):
         findings.append("import circle between " + ", ".join(component))
     return findings
 
@@ -100,7 +101,7 @@ def _is_migration_operation(function: ast.FunctionDef) -> bool:
     return names[:2] == ["apps", "schema_editor"]
 
 
-def get_model_findings(path: Path, tree: ast.AST) -> list[str]:
+def get_model_findings(path: Path, tree: ast.AST, root: Path = ROOT) -> list[str]:
     findings = []
 
     def visit(node, allowed):
@@ -114,7 +115,7 @@ def get_model_findings(path: Path, tree: ast.AST) -> list[str]:
             and node.func.value.id == "apps"
             and not allowed
         ):
-            findings.append(f"{path.relative_to(ROOT)}:{node.lineno}: apps.get_model outside a migration")
+            findings.append(f"{path.relative_to(root)}:{node.lineno}: apps.get_model outside a migration")
         for child in ast.iter_child_nodes(node):
             visit(child, allowed)
 
@@ -122,18 +123,20 @@ def get_model_findings(path: Path, tree: ast.AST) -> list[str]:
     return findings
 
 
+def file_findings(path: Path, root: Path = ROOT) -> list[str]:
+    text = path.read_text()
+    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    findings = []
+    if lines > MAX_LINES:
+        findings.append(f"{path.relative_to(root)}: {lines} lines (at most {MAX_LINES} outside migrations)")
+    return findings + get_model_findings(path, ast.parse(text, filename=str(path)), root)
+
+
 def main() -> int:
     findings = cycle_findings()
     for path in tracked_python_files():
-        if is_migration(path):
-            continue
-        text = path.read_text()
-        lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-        if lines > MAX_LINES:
-            findings.append(
-                f"{path.relative_to(ROOT)}: {lines} lines (at most {MAX_LINES} outside migrations)"
-            )
-        findings.extend(get_model_findings(path, ast.parse(text, filename=str(path))))
+        if not is_migration(path):
+            findings.extend(file_findings(path))
     for finding in findings:
         print(finding)
     if findings:
