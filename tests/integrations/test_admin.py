@@ -7,7 +7,8 @@ import pytest
 from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
-from integrations import services
+from console import transfer
+from integrations import configuration, connector_settings, lifecycle
 from integrations.choices import IntegrationStatus as S
 from integrations.models import Integration, IntegrationEvent
 from inventory.models import Product, SkuMapping
@@ -84,7 +85,7 @@ def test_wizard_creates_integration_and_moves_to_connecting(
     integration = Integration.objects.get(name="Shop")
     assert integration.organization == org and integration.connector == strict_connector
     assert integration.status == S.CONNECTING
-    assert services.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
+    assert connector_settings.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
     assert "api_token" not in integration.settings  # the secret is kept apart, encrypted
     assert integration.flow_orders_in and not integration.flow_fulfillments_in  # channel defaults
     kinds = list(integration.events.values_list("kind", flat=True))
@@ -139,7 +140,7 @@ def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
     assert response.status_code == 302, response.content[:3000]
     integration.refresh_from_db()
     assert integration.name == "Strict renamed"
-    assert services.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
+    assert connector_settings.full_settings(integration)["api_token"] == GOOD_SETTINGS["api_token"]
     assert "api_token" not in integration.settings  # the secret is kept apart, encrypted
 
 
@@ -149,7 +150,7 @@ def test_secret_is_masked_on_the_change_page_and_kept_when_blank(
 def test_mapping_sections_are_on_the_change_page_only(admin_client_for, org_admin, org, strict_connector):
     client = admin_client_for(org_admin)
     wizard = client.get(ADD + f"?connector={strict_connector.pk}")
-    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    integration = configuration.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
 
     page = client.get(change_url(integration))
 
@@ -164,7 +165,7 @@ def test_mapping_sections_are_on_the_change_page_only(admin_client_for, org_admi
 
 
 def test_mapping_inlines_save_rows(admin_client_for, org_admin, org, strict_connector, products):
-    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    integration = configuration.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
     method = ShippingMethod.objects.create(organization=org, code="standard", name="Standard")
 
     response = admin_client_for(org_admin).post(
@@ -222,7 +223,7 @@ def test_mapping_inline_refuses_another_orgs_product_and_method(
     request, admin_client_for, org, other_org, strict_connector, who
 ):
     # given an Acme integration, and a product and method of Globex (a superuser's choices span both orgs)
-    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    integration = configuration.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
     globex_mug = Product.objects.create(organization=other_org, sku="GLOBEX-MUG", name="Globex mug")
     globex_std = ShippingMethod.objects.create(organization=other_org, code="globex-std", name="Globex")
     client = admin_client_for(request.getfixturevalue(who))
@@ -251,7 +252,7 @@ def test_mapping_inline_refuses_another_orgs_product_and_method(
 
 
 def test_json_skus_are_refused_on_the_change_page(admin_client_for, org_admin, org, strict_connector):
-    integration = services.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
+    integration = configuration.create_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
     data = change_post(org, "Strict")
     data["mappings"] = json.dumps({"skus": {"EXT-1": "MUG"}})
 
@@ -267,7 +268,7 @@ def test_changelist_shows_badges_and_last_error(
     admin_client_for, org_admin, org, channel_connector, make_integration
 ):
     broken = make_integration(org, channel_connector, "Broken shop")
-    services.report_error(broken, "Shop API answered 401 Unauthorized")
+    lifecycle.report_error(broken, "Shop API answered 401 Unauthorized")
 
     page = admin_client_for(org_admin).get(CHANGELIST)
 
@@ -369,7 +370,7 @@ def test_import_view_creates_integration(
     admin_client_for, org_admin, org, strict_connector, make_integration
 ):
     source = make_integration(org, strict_connector, "Strict", settings=GOOD_SETTINGS)
-    export = json.dumps(services.export_configuration(source)).encode()
+    export = json.dumps(transfer.export_configuration(source)).encode()
     upload = io.BytesIO(export)
     upload.name = "strict.json"
 
@@ -388,8 +389,8 @@ def test_import_view_warns_of_skipped_mappings(
     admin_client_for, org_admin, org, other_org, strict_connector, products
 ):
     # given a file exported from Globex, mapping a SKU Acme has and one it lacks
-    data = services.export_configuration(
-        services.create_integration(other_org, strict_connector, "Globex strict", settings=GOOD_SETTINGS)
+    data = transfer.export_configuration(
+        configuration.create_integration(other_org, strict_connector, "Globex strict", settings=GOOD_SETTINGS)
     )
     data["sku_mappings"] = [{"external_sku": "A", "sku": "MUG"}, {"external_sku": "B", "sku": "NOPE"}]
     upload = io.BytesIO(json.dumps(data).encode())

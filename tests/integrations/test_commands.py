@@ -4,39 +4,19 @@ from datetime import datetime
 from io import StringIO
 
 import pytest
-from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
-from guardian.models import UserObjectPermission
 
-from automations.choices import ExceptionKind, ExceptionStatus
-from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation, SyncException
-from integrations import services
-from integrations.choices import EventKind, IntegrationStatus, Workflow
+from integrations import configuration, lifecycle
+from integrations.choices import EventKind, IntegrationStatus
 from integrations.models import (
-    Connector,
     Integration,
-    IntegrationEvent,
-    OutboxEvent,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookSubscription,
 )
-from inventory import services as inventory
-from inventory.models import InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
-from orders import services as order_services
-from orders.choices import OrderStatus, ShippingRequestStatus
+from inventory.models import Product, SkuMapping
 from orders.models import (
-    Fulfillment,
-    Order,
-    OrderLine,
     ShippingMethod,
     ShippingMethodMapping,
-    ShippingRequest,
-    ShippingRequestLine,
 )
-from organizations.choices import Role
-from organizations.models import Membership, Organization
-from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
+from tests.fixtures.integrations import GOOD_SETTINGS
 
 Status = IntegrationStatus
 SECRET = GOOD_SETTINGS["api_token"]
@@ -52,7 +32,7 @@ def run(command, *args, **options):
 def strict_integration(org, strict_connector, make_integration):
     """Complete settings with a secret, some mappings and flows switched away from the defaults."""
     integration = make_integration(org, strict_connector, "Strict shop", settings=GOOD_SETTINGS)
-    services.save_integration(integration, mappings={"locations": {"WH-EAST": "East"}})
+    configuration.save_integration(integration, mappings={"locations": {"WH-EAST": "East"}})
     product = Product.objects.create(organization=org, sku="SKU-1", name="SKU 1")
     SkuMapping.objects.create(integration=integration, external_sku="EXT-1", product=product)
     method = ShippingMethod.objects.create(organization=org, code="y", name="Y")
@@ -60,19 +40,6 @@ def strict_integration(org, strict_connector, make_integration):
     Integration.objects.filter(pk=integration.pk).update(flow_inventory_out=False, flow_products_in=True)
     integration.refresh_from_db()
     return integration
-
-
-@pytest.fixture
-def private_connector(org):
-    return Connector.objects.create(
-        organization=org,
-        key="acme-store",
-        name="Acme store (manifest)",
-        type="channel",
-        settings_schema=STRICT_SCHEMA,
-        mapping_kinds=["skus"],
-        manifest={"health": "/health", "orders": "/orders"},
-    )
 
 
 # --- integration_status ---------------------------------------------------------------------------------
@@ -89,7 +56,7 @@ def test_integration_status_table_lists_every_integration(integration, other_int
 
 
 def test_integration_status_truncates_the_last_error_to_one_short_line(integration):
-    services.report_error(integration, "Connection refused\nwhile calling " + "x" * 200)
+    lifecycle.report_error(integration, "Connection refused\nwhile calling " + "x" * 200)
 
     out = run("integration_status")
 
@@ -117,7 +84,7 @@ def test_integration_status_says_so_when_nothing_matches(integration):
 
 
 def test_integration_status_json_has_full_fields_and_no_settings(strict_integration):
-    services.report_error(strict_integration, "HTTP 401 from the shop")
+    lifecycle.report_error(strict_integration, "HTTP 401 from the shop")
 
     rows = json.loads(run("integration_status", json=True))
 
@@ -211,458 +178,3 @@ def test_set_integration_status_needs_a_reason(integration, options):
 
     integration.refresh_from_db()
     assert integration.status == Status.CONNECTING
-
-
-# --- export_integration / import_integration ------------------------------------------------------------
-
-
-def test_export_integration_prints_json_without_secrets(strict_integration):
-    out = run("export_integration", str(strict_integration.pk))
-
-    data = json.loads(out)
-    assert SECRET not in out
-    assert data["settings"] == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50}
-    assert data["connector"]["key"] == "strict-shop"
-    assert data["mappings"] == {"locations": {"WH-EAST": "East"}}
-    assert data["sku_mappings"] == [{"external_sku": "EXT-1", "sku": "SKU-1"}]
-    assert data["shipping_method_mappings"] == [{"external_code": "x", "method": "y"}]
-    assert strict_integration.events.filter(kind=EventKind.EXPORTED, actor="command").exists()
-
-
-def test_export_integration_writes_to_a_file(strict_integration, tmp_path):
-    path = tmp_path / "export.json"
-
-    out = run("export_integration", str(strict_integration.pk), output=str(path))
-
-    assert json.loads(path.read_text())["name"] == "Strict shop"
-    assert SECRET not in path.read_text()
-    assert str(path) in out and "{" not in out
-
-
-def test_export_integration_refuses_an_unknown_id(db):
-    with pytest.raises(CommandError, match="No integration with id 999999"):
-        run("export_integration", "999999")
-
-
-def test_export_integration_refuses_an_unwritable_file(integration, tmp_path):
-    with pytest.raises(CommandError, match="Cannot write"):
-        run("export_integration", str(integration.pk), output=str(tmp_path / "missing-dir" / "x.json"))
-
-
-def test_export_import_round_trip_keeps_everything_but_secrets(strict_integration, other_org, tmp_path):
-    # given an export of a configured integration whose connector requires a secret
-    path = tmp_path / "export.json"
-    run("export_integration", str(strict_integration.pk), output=str(path))
-
-    # when it is imported into another organization
-    out = run("import_integration", str(path), org="globex")
-
-    # then everything but the secret came along, so it waits for the secret in not_configured
-    imported = Integration.objects.get(organization=other_org)
-    assert imported.status == Status.NOT_CONFIGURED
-    assert imported.settings == {"base_url": GOOD_SETTINGS["base_url"], "page_size": 50}
-    assert imported.mappings == strict_integration.mappings
-    assert all(imported.workflow_enabled(f) == strict_integration.workflow_enabled(f) for f in Workflow)
-    assert imported.connector == strict_integration.connector
-    assert f"Imported integration {imported.pk} 'Strict shop' into globex: not_configured" in out
-    # but Globex has neither SKU-1 nor method y: those mappings are left out, and the output says so
-    assert not imported.sku_mappings.exists() and not imported.shipping_method_mappings.exists()
-    assert "Skipped 1 SKU mapping: EXT-1 → SKU-1 (SKU-1 not in Globex Supply)." in out
-    assert "Skipped 1 shipping method mapping: x → y (y not in Globex Supply)." in out
-    assert "api_token" in out
-    assert imported.events.filter(kind=EventKind.IMPORTED, actor="command").exists()
-
-
-def test_import_integration_recreates_a_private_connector_in_the_target_org(
-    org, other_org, private_connector, make_integration, tmp_path
-):
-    source = make_integration(org, private_connector, "Acme store", settings=GOOD_SETTINGS)
-    path = tmp_path / "export.json"
-    run("export_integration", str(source.pk), output=str(path))
-
-    run("import_integration", str(path), org="globex")
-
-    copy = Connector.objects.get(organization=other_org, key="acme-store")
-    assert copy.pk != private_connector.pk
-    assert (copy.name, copy.type) == ("Acme store (manifest)", "channel")
-    assert (copy.manifest, copy.settings_schema) == (
-        private_connector.manifest,
-        private_connector.settings_schema,
-    )
-    imported = Integration.objects.get(organization=other_org)
-    assert (imported.connector, imported.status) == (copy, Status.NOT_CONFIGURED)
-
-
-def test_import_integration_reads_stdin_and_takes_a_new_name(strict_integration):
-    exported = run("export_integration", str(strict_integration.pk))
-
-    run("import_integration", "-", org="acme", name="Strict shop (copy)", stdin=StringIO(exported))
-
-    copy = Integration.objects.get(organization__slug="acme", name="Strict shop (copy)")
-    assert copy.mappings == strict_integration.mappings
-    assert list(copy.sku_mappings.values_list("external_sku", "product__sku")) == [("EXT-1", "SKU-1")]
-    assert list(copy.shipping_method_mappings.values_list("external_code", "method__code")) == [("x", "y")]
-
-
-def test_import_integration_refuses_a_duplicate_name(strict_integration):
-    exported = run("export_integration", str(strict_integration.pk))
-
-    with pytest.raises(CommandError, match="already has an integration named 'Strict shop'"):
-        run("import_integration", "-", org="acme", stdin=StringIO(exported))
-
-
-def test_import_integration_refuses_bad_json(org):
-    with pytest.raises(CommandError, match=r"standard input is not valid JSON.*line 1"):
-        run("import_integration", "-", org="acme", stdin=StringIO("{not json"))
-
-
-def test_import_integration_refuses_another_format(org, tmp_path):
-    path = tmp_path / "other.json"
-    path.write_text(json.dumps({"format": "something/2", "name": "X"}))
-
-    with pytest.raises(CommandError, match="Not a Switchyard integration export"):
-        run("import_integration", str(path), org="acme")
-
-
-def test_import_integration_refuses_an_unknown_connector(org):
-    data = {"format": services.EXPORT_FORMAT, "name": "X", "connector": {"key": "no-such-connector"}}
-
-    with pytest.raises(CommandError, match="Unknown connector 'no-such-connector'"):
-        run("import_integration", "-", org="acme", stdin=StringIO(json.dumps(data)))
-
-    assert not Integration.objects.exists()
-
-
-def test_import_integration_refuses_invalid_settings_with_the_field(org):
-    data = {
-        "format": services.EXPORT_FORMAT,
-        "name": "X",
-        "connector": {"key": "custom-channel"},
-        "settings": {"store_url": 5},
-    }
-
-    with pytest.raises(CommandError, match="store_url: Must be text"):
-        run("import_integration", "-", org="acme", stdin=StringIO(json.dumps(data)))
-
-
-def test_import_integration_refuses_an_unknown_org(db):
-    with pytest.raises(CommandError, match="Unknown organization 'nope'"):
-        run("import_integration", "-", org="nope", stdin=StringIO("{}"))
-
-
-def test_import_integration_refuses_a_missing_file(org, tmp_path):
-    with pytest.raises(CommandError, match=r"Cannot read .*No such file"):
-        run("import_integration", str(tmp_path / "absent.json"), org="acme")
-
-
-# --- seed_demo ------------------------------------------------------------------------------------------
-
-
-def _counts():
-    return {
-        model.__name__: model.objects.count()
-        for model in (
-            Organization,
-            get_user_model(),
-            Membership,
-            Connector,
-            Integration,
-            IntegrationEvent,
-            UserObjectPermission,
-            Product,
-            Location,
-            InventoryLevel,
-            InventoryBuffer,
-            ShippingMethod,
-            ShippingMethodMapping,
-            SkuMapping,
-            Order,
-            OrderLine,
-            ShippingRequest,
-            Fulfillment,
-            SyncException,
-            OutboxEvent,
-            WebhookSubscription,
-            WebhookDelivery,
-            WebhookAttempt,
-            AutomationRule,
-            RoutingRule,
-            RoutingRuleLocation,
-        )
-    }
-
-
-def _state():
-    """What a second run must not change: stock figures, order and request statuses, exception counts."""
-    return (
-        sorted(InventoryLevel.objects.values_list("location__name", "product__sku", "on_hand", "committed")),
-        sorted(Order.objects.values_list("number", "status", "hold_reason", "total")),
-        sorted(ShippingRequest.objects.values_list("order__number", "status")),
-        sorted(SyncException.objects.values_list("kind", "status", "occurrences")),
-    )
-
-
-def _login(out):
-    last = out.splitlines()[-1]
-    match = re.fullmatch(r"Login: admin@demo\.example / (\S+)", last)
-    assert match, last
-    return match.group(1)
-
-
-def test_seed_demo_is_idempotent_and_prints_a_working_login_last(db):
-    first = run("seed_demo")
-    counts, state = _counts(), _state()
-    second = run("seed_demo")
-
-    assert _counts() == counts
-    assert _state() == state
-    assert counts["Integration"] == 7
-    assert (counts["Product"], counts["Location"], counts["Order"]) == (12, 2, 8)
-    assert (counts["InventoryLevel"], counts["InventoryBuffer"], counts["ShippingMethod"]) == (24, 1, 2)
-    assert (counts["ShippingMethodMapping"], counts["SkuMapping"]) == (4, 1)
-    assert (counts["ShippingRequest"], counts["Fulfillment"], counts["SyncException"]) == (5, 2, 1)
-    # A switched-off subscription with delivered and dead deliveries: nothing is owed, nothing goes out.
-    assert (counts["WebhookSubscription"], counts["WebhookDelivery"], counts["WebhookAttempt"]) == (1, 6, 6)
-    assert not WebhookSubscription.objects.get().active
-    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded", "dead"}
-    # Rules and a routing card to read, edit and dry-run in the admin.
-    assert (counts["AutomationRule"], counts["RoutingRule"], counts["RoutingRuleLocation"]) == (2, 1, 2)
-    summary = (
-        "Demo Outfitters: 12 products, 2 locations, 8 orders (2 on hold, 1 ready, 2 sent to fulfillment, "
-        "1 partially fulfilled, 1 fulfilled, 1 canceled); {} order(s) created this run."
-    )
-    assert summary.format(8) in first.splitlines()
-    assert summary.format(0) in second.splitlines()
-    old, new = _login(first), _login(second)
-    assert old != new
-    admin = authenticate(username="admin@demo.example", password=new)
-    assert admin is not None
-    assert authenticate(username="admin@demo.example", password=old) is None
-
-
-def test_seed_demo_builds_the_demo_as_described(db):
-    password = _login(run("seed_demo"))
-
-    demo = Organization.objects.get(slug="demo")
-    assert (demo.name, demo.notification_email) == ("Demo Outfitters", "ops@demo.example")
-    statuses = dict(demo.integrations.values_list("name", "status"))
-    assert statuses == {
-        "Web shop": Status.CONNECTED,
-        "Marketplace": Status.CONNECTING,
-        "East warehouse": Status.CONNECTED,
-        "Back office ERP": Status.DISABLED,
-        "West warehouse": Status.ERROR,
-        "Demo storefront": Status.NOT_CONFIGURED,
-    }
-    web_shop = demo.integrations.get(name="Web shop")
-    assert web_shop.settings == {"store_url": "https://shop.demo.example", "default_currency": "USD"}
-    assert demo.integrations.get(name="East warehouse").settings == {"warehouse_code": "EAST"}
-    assert "webhook deliveries failed" in demo.integrations.get(name="West warehouse").last_error
-    storefront = Connector.objects.get(organization=demo, key="demo-storefront")
-    assert storefront.type == "channel"
-    assert set(storefront.manifest) == {"health", "orders", "dispatch", "inventory"}
-    assert storefront.secret_fields == {"auth_token"}
-    assert demo.integrations.get(name="Demo storefront").connector == storefront
-
-    User = get_user_model()
-    admin = User.objects.get(username="admin@demo.example")
-    assert (admin.is_staff, admin.is_superuser) == (True, False)
-    assert Membership.objects.get(user=admin).role == Role.ADMIN
-    member = User.objects.get(username="member@demo.example")
-    assert Membership.objects.get(user=member, organization=demo).role == Role.MEMBER
-    assert member.has_perm("integrations.view_integration", web_shop)
-    assert not member.has_perm("integrations.view_integration", demo.integrations.get(name="Marketplace"))
-    assert authenticate(username="member@demo.example", password=password) == member
-
-    northwind = Organization.objects.get(slug="northwind")
-    assert northwind.name == "Northwind Goods"
-    assert northwind.integrations.count() == 1
-    northwind_admin = Membership.objects.get(organization=northwind, role=Role.ADMIN).user
-    assert not Membership.objects.filter(user=northwind_admin, organization=demo).exists()
-
-
-def test_seed_demo_uses_the_given_password(db):
-    out = run("seed_demo", password="Orbital-Lantern-77")
-
-    assert out.splitlines()[-1] == "Login: admin@demo.example / Orbital-Lantern-77"
-    assert authenticate(username="admin@demo.example", password="Orbital-Lantern-77") is not None
-
-
-def test_seed_demo_refuses_a_weak_password(db):
-    with pytest.raises(CommandError, match="too common"):
-        run("seed_demo", password="password")
-
-    assert not Organization.objects.exists()
-
-
-def test_seed_demo_leaves_integrations_it_finds_as_they_are(db):
-    # given the demo, and a demo user who then re-enabled the ERP
-    run("seed_demo")
-    erp = Integration.objects.get(name="Back office ERP")
-    services.enable(erp)
-
-    run("seed_demo")
-
-    erp.refresh_from_db()
-    assert erp.status == Status.CONNECTING
-
-
-def test_seed_demo_builds_the_catalog_locations_and_mappings(db):
-    run("seed_demo")
-
-    demo = Organization.objects.get(slug="demo")
-    east = demo.integrations.get(name="East warehouse")
-    products = Product.objects.filter(organization=demo)
-    assert products.count() == 12
-    assert {"TEE-CLASSIC-M", "HOODIE-M", "MUG-STONE", "THROW-LINEN"} <= set(
-        products.values_list("sku", flat=True)
-    )
-    assert not products.filter(price__isnull=True).exists()
-    assert not products.filter(weight__isnull=True).exists()
-    assert not products.filter(name="").exists()
-
-    warehouse = Location.objects.get(organization=demo, name="East warehouse")
-    assert (warehouse.managed_by, warehouse.priority, warehouse.kind) == (east, 1, "3pl")
-    store = Location.objects.get(organization=demo, name="Flagship store")
-    assert (store.managed_by, store.priority, store.kind) == (None, 5, "store")
-    buffer = InventoryBuffer.objects.get(organization=demo)
-    assert (buffer.location, buffer.product, buffer.channel, buffer.quantity) == (None, None, None, 2)
-
-    assert dict(ShippingMethod.objects.filter(organization=demo).values_list("code", "name")) == {
-        "standard": "Standard",
-        "express": "Express",
-    }
-    mapped = set(
-        ShippingMethodMapping.objects.values_list("integration__name", "external_code", "method__code")
-    )
-    assert mapped == {
-        ("Web shop", "shopify-standard", "standard"),
-        ("Web shop", "shopify-express", "express"),
-        ("East warehouse", "GROUND", "standard"),
-        ("East warehouse", "2DAY", "express"),
-    }
-    assert list(SkuMapping.objects.values_list("integration__name", "external_sku", "product__sku")) == [
-        ("East warehouse", "EW-00417", "HOODIE-M")
-    ]
-
-
-def test_seed_demo_takes_orders_through_every_state(db):
-    run("seed_demo")
-
-    web_shop = Integration.objects.get(organization__slug="demo", name="Web shop")
-    # Ingested as the channel it is: connected, its orders-in flow on by default.
-    assert (web_shop.status, web_shop.flow_orders_in) == (Status.CONNECTED, True)
-    demo_orders = {o.number: o for o in Order.objects.filter(source=web_shop)}
-    assert {number: o.status for number, o in demo_orders.items()} == {
-        "#1001": OrderStatus.READY,
-        "#1002": OrderStatus.SENT_TO_FULFILLMENT,
-        "#1003": OrderStatus.SENT_TO_FULFILLMENT,
-        "#1004": OrderStatus.PARTIALLY_FULFILLED,
-        "#1005": OrderStatus.FULFILLED,
-        "#1006": OrderStatus.CANCELED,
-        "#1007": OrderStatus.ON_HOLD,
-        "#1008": OrderStatus.ON_HOLD,
-    }
-    requests = dict(ShippingRequest.objects.values_list("order__number", "status"))
-    assert requests == {
-        "#1002": ShippingRequestStatus.PENDING,
-        "#1003": ShippingRequestStatus.ACKNOWLEDGED,
-        "#1004": ShippingRequestStatus.PARTIALLY_FULFILLED,
-        "#1005": ShippingRequestStatus.FULFILLED,
-        "#1006": ShippingRequestStatus.CANCELED,
-    }
-    east = Integration.objects.get(organization__slug="demo", name="East warehouse")
-    assert set(ShippingRequest.objects.values_list("location__name", "fulfiller")) == {
-        ("East warehouse", east.pk)
-    }
-    assert {o.shipping_method.code for o in demo_orders.values() if o.shipping_method} == {
-        "standard",
-        "express",
-    }
-    for fulfillment in Fulfillment.objects.all():
-        assert fulfillment.integration == east
-        assert fulfillment.carrier and fulfillment.tracking_number
-        assert fulfillment.tracking_url.endswith(fulfillment.tracking_number)
-    assert demo_orders["#1007"].hold_reason.startswith("Review")
-    assert demo_orders["#1008"].hold_reason == "unmapped SKU GIFT-WRAP"
-    exception = SyncException.objects.get(status=ExceptionStatus.OPEN)
-    assert (exception.kind, exception.entity_id) == (ExceptionKind.UNMAPPED_SKU, str(demo_orders["#1008"].pk))
-    assert OrderLine.objects.filter(order__source=web_shop, product__isnull=True).count() == 1
-
-
-def test_seed_demo_stock_agrees_with_its_orders(db):
-    run("seed_demo")
-
-    levels = {
-        (loc, sku): (on_hand, committed)
-        for loc, sku, on_hand, committed in InventoryLevel.objects.values_list(
-            "location__name", "product__sku", "on_hand", "committed"
-        )
-    }
-    # Sent (#1002, #1003) and the unshipped rest of #1004 commit stock; shipped units left on hand;
-    # the canceled #1006 gave its commitment back.
-    assert levels["East warehouse", "HOODIE-M"] == (18, 1)
-    assert levels["East warehouse", "SOCKS-WOOL"] == (120, 3)
-    assert levels["East warehouse", "TOWEL-SET"] == (15, 1)
-    assert levels["East warehouse", "TEE-CLASSIC-S"] == (38, 0)
-    assert levels["East warehouse", "MUG-STONE"] == (22, 0)
-    assert levels["East warehouse", "HOODIE-L"] == (3, 0)
-    assert levels["East warehouse", "THROW-LINEN"] == (0, 0)
-    assert not any(committed for (loc, _), (_, committed) in levels.items() if loc == "Flagship store")
-    # Every commitment is what the open requests still have to ship, and nothing more.
-    open_lines = ShippingRequestLine.objects.filter(
-        request__status__in=[
-            ShippingRequestStatus.PENDING,
-            ShippingRequestStatus.ACKNOWLEDGED,
-            ShippingRequestStatus.PARTIALLY_FULFILLED,
-        ]
-    )
-    owed = {}
-    for line in open_lines.select_related("product", "request__location"):
-        key = (line.request.location.name, line.product.sku)
-        owed[key] = owed.get(key, 0) + line.quantity - line.fulfilled_quantity
-    assert {key: committed for key, (_, committed) in levels.items() if committed} == {
-        key: units for key, units in owed.items() if units
-    }
-
-    web_shop = Integration.objects.get(organization__slug="demo", name="Web shop")
-    available = {
-        Product.objects.get(pk=pk).sku: units for pk, units in inventory.availability(web_shop).items()
-    }
-    # Both locations, less commitments, less the 2-unit buffer.
-    assert available["SOCKS-WOOL"] == 120 - 3 + 20 - 2
-    assert available["CAP-NAVY"] == 5 - 2  # at the store only
-    assert (available["CANDLE-CEDAR"], available["THROW-LINEN"]) == (0, 0)
-
-
-def test_seed_demo_leaves_stock_and_orders_it_finds_as_they_are(db):
-    # given the demo, then a stock count and a cancellation by the demo user
-    run("seed_demo")
-    store = Location.objects.get(name="Flagship store")
-    inventory.set_stock(store, [{"sku": "MUG-STONE", "on_hand": 1}])
-    ready = Order.objects.get(number="#1001")
-    order_services.cancel_order(ready)
-
-    run("seed_demo")
-
-    assert InventoryLevel.objects.get(location=store, product__sku="MUG-STONE").on_hand == 1
-    ready.refresh_from_db()
-    assert ready.status == OrderStatus.CANCELED
-    assert Order.objects.count() == 8
-
-
-def test_seed_demo_adds_no_orders_while_the_web_shop_takes_none(db):
-    # given a demo whose Web shop has its orders-in flow switched off
-    demo = Organization.objects.create(slug="demo", name="Demo Outfitters")
-    connector = Connector.objects.get(organization=None, key="custom-channel")
-    web_shop = services.handshake(services.create_integration(demo, connector, "Web shop"))
-    Integration.objects.filter(pk=web_shop.pk).update(flow_orders_in=False)
-    err = StringIO()
-
-    out = run("seed_demo", stderr=err)
-
-    assert "switched off" in err.getvalue()
-    assert not Order.objects.exists()
-    assert Product.objects.filter(organization=demo).count() == 12
-    assert "0 orders (none)" in out
-    _login(out)

@@ -15,14 +15,15 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from console import transfer
 from core import crypto, signing
-from integrations import connector_settings, manifest, services
-from integrations.webhooks import delivery, outbox, subscriptions
+from integrations import connector_settings, manifest
 from integrations.choices import DeliveryStatus
 from integrations.models import Integration, WebhookDelivery, WebhookSubscription
+from integrations.webhooks import delivery, outbox, subscriptions
 from tests.config.test_settings import run
 from tests.fixtures.integrations import GOOD_SETTINGS, STRICT_SCHEMA
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 KEY_A = Fernet.generate_key().decode()
@@ -149,7 +150,7 @@ def test_no_column_of_ours_holds_a_plaintext_secret(strict, integration, api_cli
 
 def test_public_and_exported_settings_leave_the_secret_out(strict):
     assert connector_settings.public_settings(strict) == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
-    assert TOKEN not in json.dumps(services.export_configuration(strict))
+    assert TOKEN not in json.dumps(transfer.export_configuration(strict))
 
 
 def test_a_secret_written_straight_into_settings_is_moved_on_save(strict):
@@ -195,7 +196,7 @@ def test_rotation_moves_every_value_to_the_first_key(settings, strict, integrati
     call_command("rotate_encryption_keys", stdout=(out := _Out()))
     assert "integrations.Integration.secret_settings: 1 re-encrypted, 0 already" in out.text
     assert "integrations.WebhookSubscription.secret: 1 re-encrypted, 0 already" in out.text
-    assert "tokens.IdempotencyRecord.response_body: " in out.text  # found, not listed
+    assert "api.IdempotencyRecord.response_body: " in out.text  # found, not listed
 
     # then B alone opens them all, --check is clean, and a second run changes nothing
     settings.ENCRYPTION_KEYS = [KEY_B]
@@ -370,7 +371,7 @@ class _Out:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_migration_encrypts_stored_idempotent_responses_and_back(integration):
-    from tokens.models import IdempotencyRecord
+    from api.models import IdempotencyRecord
 
     before, after = [("tokens", "0003_history")], [("tokens", "0004_encrypt_idempotency_response")]
     key = key_services.issue_key(kind=KeyKind.INTEGRATION, name="old", integration=integration, grants=[])

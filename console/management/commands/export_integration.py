@@ -4,10 +4,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations import services
+from console import transfer
+from integrations import audit
 from integrations.choices import EventKind
-
-from ._common import ACTOR, get_integration
+from integrations.management.commands._common import ACTOR, get_integration
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         integration = get_integration(options["id"])
-        text = json.dumps(services.export_configuration(integration), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(transfer.export_configuration(integration), indent=2, ensure_ascii=False) + "\n"
         path = options["output"]
         to_file = path not in (None, "", "-")
         if to_file:
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Cannot write {path}: {exc.strerror}.") from exc
         else:
             self.stdout.write(text, ending="")
-        services.record_event(
+        audit.record_event(
             integration, EventKind.EXPORTED, "Configuration exported (without secrets).", actor=ACTOR
         )
         if to_file:

@@ -6,10 +6,10 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations import services
+from console import transfer
+from integrations import connector_settings
 from integrations.choices import EventKind
-
-from ._common import ACTOR, describe, get_organization
+from integrations.management.commands._common import ACTOR, describe, get_organization
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         organization = get_organization(options["org"])
         data = self._load(options["file"], options.get("stdin") or sys.stdin)
         try:
-            integration = services.import_configuration(data, organization, name=options["name"], actor=ACTOR)
+            integration = transfer.import_configuration(data, organization, name=options["name"], actor=ACTOR)
         except ValidationError as exc:
             raise CommandError(f"Import refused: {describe(exc)}") from exc
         self.stdout.write(
@@ -38,8 +38,10 @@ class Command(BaseCommand):
         )
         imported = integration.events.filter(kind=EventKind.IMPORTED).first()
         if imported is not None and imported.data.get("skipped"):
-            self.stdout.write(services.describe_skipped(imported.data["skipped"], organization))
-        missing = services.missing_required(integration.connector, services.full_settings(integration))
+            self.stdout.write(transfer.describe_skipped(imported.data["skipped"], organization))
+        missing = connector_settings.missing_required(
+            integration.connector, connector_settings.full_settings(integration)
+        )
         if missing:
             self.stdout.write(
                 f"Still to enter before it can connect: {', '.join(missing)} (secrets are not exported)."

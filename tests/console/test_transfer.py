@@ -6,7 +6,8 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
-from integrations import services
+from console import transfer
+from integrations import configuration, connector_settings
 from integrations.choices import EventKind, IntegrationStatus, Workflow
 from integrations.models import Connector, Integration, IntegrationEvent
 from inventory.models import Product, SkuMapping
@@ -61,7 +62,7 @@ def row_mappings(integration):
 @pytest.fixture
 def configured(org, strict_connector):
     """A fully configured integration of the public strict connector, with a secret, mappings and flows."""
-    integration = services.create_integration(
+    integration = configuration.create_integration(
         org,
         strict_connector,
         "Strict shop",
@@ -100,7 +101,7 @@ def private_connector(org):
 
 @pytest.fixture
 def private_integration(org, private_connector):
-    return services.create_integration(
+    return configuration.create_integration(
         org,
         private_connector,
         "Legacy shop",
@@ -113,7 +114,7 @@ def private_integration(org, private_connector):
 
 
 def test_export_has_no_secret(configured):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
 
     dump = json.dumps(data)
     assert SECRET not in dump
@@ -121,9 +122,9 @@ def test_export_has_no_secret(configured):
 
 
 def test_export_describes_the_configuration(configured, strict_connector):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
 
-    assert data["format"] == services.EXPORT_FORMAT
+    assert data["format"] == transfer.EXPORT_FORMAT
     assert data["name"] == "Strict shop"
     assert data["connector"] == {"key": "strict-shop", "version": strict_connector.version, "private": False}
     assert data["settings"] == {
@@ -142,7 +143,7 @@ def test_export_describes_the_configuration(configured, strict_connector):
 def test_export_does_not_change_the_integration(configured):
     before = Integration.objects.filter(pk=configured.pk).values().get()
 
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     data["mappings"]["locations"]["WH-EAST"] = "tampered"
 
     assert Integration.objects.filter(pk=configured.pk).values().get() == before
@@ -152,7 +153,7 @@ def test_export_does_not_change_the_integration(configured):
 def test_export_of_private_connector_carries_the_connector_but_no_secret(
     private_integration, private_connector
 ):
-    data = services.export_configuration(private_integration)
+    data = transfer.export_configuration(private_integration)
 
     assert data["connector"]["private"] is True
     assert data["connector"]["settings_schema"] == STRICT_SCHEMA
@@ -166,35 +167,35 @@ def test_export_of_private_connector_carries_the_connector_but_no_secret(
 
 def test_round_trip_into_another_org_keeps_the_configuration(configured, other_org, strict_connector):
     # given an export made in one organization, passed through JSON as a file would be
-    data = json.loads(json.dumps(services.export_configuration(configured)))
+    data = json.loads(json.dumps(transfer.export_configuration(configured)))
 
     # when it is imported into another
-    imported = services.import_configuration(data, other_org)
+    imported = transfer.import_configuration(data, other_org)
 
     # then the copy has the same connector, public settings, mappings, flows and address, and no secret
     stored = Integration.objects.get(pk=imported.pk)
     assert stored.organization == other_org
     assert stored.connector == strict_connector
     assert stored.name == "Strict shop"
-    assert services.full_settings(stored) == {
-        k: v for k, v in services.full_settings(configured).items() if k != "api_token"
+    assert connector_settings.full_settings(stored) == {
+        k: v for k, v in connector_settings.full_settings(configured).items() if k != "api_token"
     }
     assert stored.mappings == MAPPINGS
     assert {flow.value: stored.workflow_enabled(flow) for flow in Workflow} == WORKFLOWS
     assert stored.notification_email == "shop-alerts@acme.test"
     # and the original is untouched
-    assert services.full_settings(Integration.objects.get(pk=configured.pk))["api_token"] == SECRET
+    assert connector_settings.full_settings(Integration.objects.get(pk=configured.pk))["api_token"] == SECRET
 
 
 def test_round_trip_recreates_row_mappings_in_the_target_org_and_names_what_it_skipped(
     configured, other_org, org_admin
 ):
     # given an export, and a target org that has SKU-1 and the method but not SKU-2
-    data = json.loads(json.dumps(services.export_configuration(configured)))
+    data = json.loads(json.dumps(transfer.export_configuration(configured)))
     products, _ = hub_catalog(other_org, skus=["SKU-1"])
 
     # when it is imported there
-    imported = services.import_configuration(data, other_org, actor=org_admin)
+    imported = transfer.import_configuration(data, other_org, actor=org_admin)
 
     # then the mappings point at the target org's own product and method; the missing SKU is left out
     assert row_mappings(imported) == (
@@ -217,7 +218,7 @@ def test_round_trip_recreates_row_mappings_in_the_target_org_and_names_what_it_s
 
 def test_import_skips_a_missing_method_and_duplicate_rows(configured, other_org):
     # given a hand-edited file: an unknown method, and a code and a SKU mapped twice
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     data["sku_mappings"] += [
         {"external_sku": "EXT-1", "sku": "SKU-2"},  # EXT-1 again
         {"external_sku": "EXT-3", "sku": "SKU-1"},  # SKU-1 again
@@ -225,7 +226,7 @@ def test_import_skips_a_missing_method_and_duplicate_rows(configured, other_org)
     data["shipping_method_mappings"] = [{"external_code": "overnight", "method": "teleport"}]
     hub_catalog(other_org)
 
-    imported = services.import_configuration(data, other_org)
+    imported = transfer.import_configuration(data, other_org)
 
     assert row_mappings(imported) == (
         [("EXT-1", "SKU-1", other_org.pk), ("EXT-2", "SKU-2", other_org.pk)],
@@ -242,7 +243,7 @@ def test_import_skips_a_missing_method_and_duplicate_rows(configured, other_org)
 
 
 def test_import_of_a_complete_export_names_nothing_skipped(configured, org):
-    imported = services.import_configuration(services.export_configuration(configured), org, name="Copy")
+    imported = transfer.import_configuration(transfer.export_configuration(configured), org, name="Copy")
 
     event = imported.events.get(kind=EventKind.IMPORTED)
     assert (event.message, event.data) == ("Imported from an exported configuration.", {})
@@ -250,7 +251,7 @@ def test_import_of_a_complete_export_names_nothing_skipped(configured, org):
 
 def test_an_older_export_with_json_skus_is_imported_as_rows(configured, other_org):
     # given a file exported while SKU and shipping-method mappings still sat in the JSON
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     del data["sku_mappings"], data["shipping_method_mappings"]
     data["mappings"] = {
         **MAPPINGS,
@@ -259,7 +260,7 @@ def test_an_older_export_with_json_skus_is_imported_as_rows(configured, other_or
     }
     hub_catalog(other_org)
 
-    imported = services.import_configuration(data, other_org)
+    imported = transfer.import_configuration(data, other_org)
 
     assert imported.mappings == MAPPINGS
     assert row_mappings(imported) == (
@@ -270,34 +271,34 @@ def test_an_older_export_with_json_skus_is_imported_as_rows(configured, other_or
 
 
 def test_import_without_the_secret_is_not_configured(configured, other_org):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
 
-    imported = services.import_configuration(data, other_org)
+    imported = transfer.import_configuration(data, other_org)
 
     assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.NOT_CONFIGURED
 
 
 def test_entering_the_secret_after_import_moves_to_connecting(configured, other_org):
-    imported = services.import_configuration(services.export_configuration(configured), other_org)
+    imported = transfer.import_configuration(transfer.export_configuration(configured), other_org)
 
-    services.save_integration(imported, settings={**imported.settings, "api_token": "tok-other-org-1"})
+    configuration.save_integration(imported, settings={**imported.settings, "api_token": "tok-other-org-1"})
 
     assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.CONNECTING
 
 
 def test_import_of_connector_without_required_settings_goes_to_connecting(org, other_org, channel_connector):
-    original = services.create_integration(
+    original = configuration.create_integration(
         org, channel_connector, "Custom shop", settings={"store_url": "https://shop.example.test"}
     )
 
-    imported = services.import_configuration(services.export_configuration(original), other_org)
+    imported = transfer.import_configuration(transfer.export_configuration(original), other_org)
 
     assert Integration.objects.get(pk=imported.pk).status == IntegrationStatus.CONNECTING
 
 
 def test_import_records_created_and_imported_events(configured, other_org, org_admin):
-    imported = services.import_configuration(
-        services.export_configuration(configured), other_org, actor=org_admin
+    imported = transfer.import_configuration(
+        transfer.export_configuration(configured), other_org, actor=org_admin
     )
 
     kinds = list(imported.events.order_by("pk").values_list("kind", flat=True))
@@ -306,8 +307,8 @@ def test_import_records_created_and_imported_events(configured, other_org, org_a
 
 
 def test_import_into_the_same_org_under_another_name(configured, org):
-    imported = services.import_configuration(
-        services.export_configuration(configured), org, name="Strict shop 2"
+    imported = transfer.import_configuration(
+        transfer.export_configuration(configured), org, name="Strict shop 2"
     )
 
     assert imported.organization == org
@@ -318,10 +319,10 @@ def test_import_into_the_same_org_under_another_name(configured, org):
 
 def test_private_connector_is_recreated_in_the_target_org(private_integration, private_connector, other_org):
     # given
-    data = json.loads(json.dumps(services.export_configuration(private_integration)))
+    data = json.loads(json.dumps(transfer.export_configuration(private_integration)))
 
     # when
-    imported = services.import_configuration(data, other_org)
+    imported = transfer.import_configuration(data, other_org)
 
     # then the integration uses a new connector private to the target org, a copy of the original
     connector = imported.connector
@@ -348,11 +349,11 @@ def test_private_connector_is_recreated_in_the_target_org(private_integration, p
 
 def test_private_connector_is_reused_on_a_second_import(private_integration, other_org):
     # given a first import that created the connector in the target org
-    data = services.export_configuration(private_integration)
-    first = services.import_configuration(data, other_org)
+    data = transfer.export_configuration(private_integration)
+    first = transfer.import_configuration(data, other_org)
 
     # when the same export is imported again under another name
-    second = services.import_configuration(data, other_org, name="Legacy shop (copy)")
+    second = transfer.import_configuration(data, other_org, name="Legacy shop (copy)")
 
     # then both integrations share that one connector
     assert second.connector_id == first.connector_id
@@ -363,8 +364,8 @@ def test_private_connector_is_reused_on_a_second_import(private_integration, oth
 def test_private_connector_is_reused_in_its_own_org(private_integration, private_connector, org):
     before = Connector.objects.count()
 
-    imported = services.import_configuration(
-        services.export_configuration(private_integration), org, name="Legacy shop (copy)"
+    imported = transfer.import_configuration(
+        transfer.export_configuration(private_integration), org, name="Legacy shop (copy)"
     )
 
     assert imported.connector_id == private_connector.pk
@@ -377,13 +378,13 @@ def test_private_connector_is_reused_in_its_own_org(private_integration, private
 def _refused(data, organization, **kwargs):
     before = counts()
     with pytest.raises(ValidationError) as refused:
-        services.import_configuration(data, organization, **kwargs)
+        transfer.import_configuration(data, organization, **kwargs)
     assert counts() == before
     return refused.value
 
 
 def test_import_refuses_a_wrong_format(configured, other_org):
-    data = {**services.export_configuration(configured), "format": "someone-else/1"}
+    data = {**transfer.export_configuration(configured), "format": "someone-else/1"}
 
     _refused(data, other_org)
 
@@ -396,7 +397,7 @@ def test_import_refuses_what_is_not_an_export(other_org, data):
 
 
 def test_import_refuses_an_unknown_public_connector(configured, other_org):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     data["connector"] = {**data["connector"], "key": "no-such-connector"}
 
     _refused(data, other_org)
@@ -404,36 +405,36 @@ def test_import_refuses_an_unknown_public_connector(configured, other_org):
 
 def test_import_does_not_reach_another_orgs_private_connector(private_integration, other_org):
     # an export that claims the private connector is public must not find it
-    data = services.export_configuration(private_integration)
+    data = transfer.export_configuration(private_integration)
     data["connector"] = {"key": data["connector"]["key"], "version": "2.3", "private": False}
 
     _refused(data, other_org)
 
 
 def test_import_refuses_an_export_without_connector(configured, other_org):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     del data["connector"]
 
     _refused(data, other_org)
 
 
 def test_import_refuses_a_duplicate_name(configured, org):
-    _refused(services.export_configuration(configured), org)
+    _refused(transfer.export_configuration(configured), org)
 
 
 def test_import_refuses_a_duplicate_name_without_creating_the_private_connector(
     private_integration, other_org
 ):
     # given the target org already has an integration with that name
-    services.create_integration(other_org, Connector.objects.get(key="custom-channel"), "Legacy shop")
+    configuration.create_integration(other_org, Connector.objects.get(key="custom-channel"), "Legacy shop")
 
     # then the private connector is not left behind either
-    _refused(services.export_configuration(private_integration), other_org)
+    _refused(transfer.export_configuration(private_integration), other_org)
     assert not Connector.objects.filter(organization=other_org).exists()
 
 
 def test_import_refuses_an_unknown_workflow(configured, other_org):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     data["workflows"] = {**data["workflows"], "teleport_out": True}
 
     _refused(data, other_org)
@@ -442,7 +443,7 @@ def test_import_refuses_an_unknown_workflow(configured, other_org):
 def test_import_refuses_an_unknown_workflow_without_creating_the_private_connector(
     private_integration, other_org
 ):
-    data = services.export_configuration(private_integration)
+    data = transfer.export_configuration(private_integration)
     data["workflows"] = {"teleport_out": True}
 
     _refused(data, other_org)
@@ -473,7 +474,7 @@ def test_import_refuses_an_unknown_workflow_without_creating_the_private_connect
     ],
 )
 def test_import_refuses_invalid_settings_or_mappings(configured, other_org, section, value):
-    data = services.export_configuration(configured)
+    data = transfer.export_configuration(configured)
     data[section] = value
 
     error = _refused(data, other_org)
@@ -481,7 +482,7 @@ def test_import_refuses_invalid_settings_or_mappings(configured, other_org, sect
 
 
 def test_import_refuses_a_private_connector_with_an_invalid_schema(private_integration, other_org):
-    data = services.export_configuration(private_integration)
+    data = transfer.export_configuration(private_integration)
     data["connector"]["settings_schema"] = {"type": "array"}
 
     _refused(data, other_org)
@@ -489,7 +490,7 @@ def test_import_refuses_a_private_connector_with_an_invalid_schema(private_integ
 
 @pytest.mark.parametrize("connector_type", [None, "spaceship"], ids=["missing", "unknown"])
 def test_import_refuses_a_private_connector_of_no_known_type(private_integration, other_org, connector_type):
-    data = services.export_configuration(private_integration)
+    data = transfer.export_configuration(private_integration)
     data["connector"]["type"] = connector_type
 
     _refused(data, other_org)
