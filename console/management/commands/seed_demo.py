@@ -17,10 +17,11 @@ from guardian.shortcuts import assign_perm
 
 from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation
 from core.signing import new_secret, payload
-from integrations import services
+from integrations import configuration, lifecycle
 from integrations.catalog import CHANNEL_GRANTS
 from integrations.choices import IntegrationStatus as Status
 from integrations.choices import Workflow
+from integrations.management.commands._common import ACTOR, describe
 from integrations.models import Connector, Integration, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from inventory import services as inventory
 from inventory.choices import LocationKind
@@ -30,8 +31,6 @@ from orders.choices import OrderStatus
 from orders.models import Order, ShippingMethod, ShippingMethodMapping
 from organizations.choices import Role
 from organizations.models import Membership, Organization
-
-from ._common import ACTOR, describe
 
 ADMIN_EMAIL = "admin@demo.example"
 MEMBER_EMAIL = "member@demo.example"
@@ -283,14 +282,14 @@ class Command(BaseCommand):
         )
         if connector is None:
             raise CommandError(f"Catalog connector {key!r} is missing; run `manage.py migrate` first.")
-        integration = services.create_integration(org, connector, name, settings=settings, actor=ACTOR)
+        integration = configuration.create_integration(org, connector, name, settings=settings, actor=ACTOR)
         # Through the lifecycle services, as a real integration would get there.
         if status == Status.CONNECTED:
-            services.handshake(integration, actor=ACTOR)
+            lifecycle.handshake(integration, actor=ACTOR)
         elif status == Status.DISABLED:
-            services.disable(integration, actor=ACTOR, reason="Demo: not in use yet.")
+            lifecycle.disable(integration, actor=ACTOR, reason="Demo: not in use yet.")
         elif status == Status.ERROR:
-            services.report_error(integration, WEST_ERROR, actor=ACTOR)
+            lifecycle.report_error(integration, WEST_ERROR, actor=ACTOR)
         return integration, True
 
     # --- webhook deliveries of the demo ------------------------------------------------------------------
