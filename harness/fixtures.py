@@ -143,7 +143,8 @@ def connectors(hub):
     for proc in started:
         proc.stop()
     for proc in started:  # a clean exit on SIGTERM is part of the examples' contract
-        assert proc.popen.returncode == 0, f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}"
+        if proc.popen.returncode != 0:
+            raise AssertionError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
 
 
 @pytest.fixture
