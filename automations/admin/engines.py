@@ -11,12 +11,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 
+from console.admin.history import ConfigHistoryAdmin
 from console.dashboard import status_summary
 from core.queue import enqueue
 from inventory import services as inventory_services
 from inventory.models import InventoryBuffer
 from organizations.admin_mixins import OrganizationScopedAdmin
-from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
 from organizations.scoping import scope_for
 

@@ -6,6 +6,9 @@ simple-history's SimpleHistoryAdmin, narrowed for a multi-tenant hub:
 - no "revert to this version": its form view would save an old copy of, say, a key's grants or an
   integration's settings past the services' checks, so its URL is not registered at all;
 - secret settings (Connector.secret_fields) show as "changed", never their values.
+
+Also the integration page's "Configuration changes" table, which reads the history of the integration and
+of the rows hanging off it in four apps (mappings, subscriptions, keys): hence the console, above them.
 """
 
 import json
@@ -21,7 +24,12 @@ from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper, ObjDiffDisplay
 
-from .admin_mixins import html_table
+from integrations.models import Integration, WebhookSubscription
+from inventory.models import SkuMapping
+from orders.models import ShippingMethodMapping
+from tokens.models import ApiKey
+
+from .display import html_table
 
 SECRET_CHANGED = "changed (secret)"  # noqa: S105 - a label shown instead of the value
 
@@ -185,11 +193,6 @@ def rows_table(model, queryset, describe, limit=50):
 def configuration_changes(integration, limit=15):
     """The last `limit` configuration changes of an integration and the rows hanging off it, as a table
     (field names only: values, secret or not, are on each object's History page)."""
-    from integrations.models import Integration, WebhookSubscription
-    from inventory.models import SkuMapping
-    from orders.models import ShippingMethodMapping
-    from tokens.models import ApiKey
-
     sources = [(Integration.history.model, Integration.history.filter(id=integration.pk))]
     for model in (SkuMapping, ShippingMethodMapping, WebhookSubscription, ApiKey):
         sources.append((model.history.model, model.history.filter(integration_id=integration.pk)))
