@@ -52,7 +52,12 @@ def is_running(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-    return True
+    # Someone else's zombie (an orphan its new parent has not reaped yet) has exited too.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: kill(0) is all there is to go by
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def stop_pid(pid: int, sig: int, name: str, timeout: float = 30) -> None:

@@ -25,6 +25,7 @@ SYSTEM = (
     "connector_guide",
     "examples",
     "hardening/test_no_secrets_in_logs.py",
+    "harness/test_services.py",
 )
 
 
