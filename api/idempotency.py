@@ -11,6 +11,8 @@ claim whose request is still running (409) from one whose request died — a kil
 PostgreSQL restart that cut the connection before the response was stored: the lock went with the session,
 and the retry takes the claim over at once instead of waiting STALE_AFTER. (SQLite, for a first run, has
 no advisory locks and keeps the STALE_AFTER rule.)
+
+Records past their retention are pruned by `prune` (beat: api.tasks.prune_idempotency_records_task).
 """
 
 import hashlib
@@ -25,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api.errors import ApiError
-from tokens.models import IdempotencyRecord
+from api.models import IdempotencyRecord
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 # Without advisory locks (SQLite): a claim older than this is from a request that died; a retry takes it over.
@@ -147,3 +149,9 @@ def _store(request, response):
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         status_code=response.status_code, response_body=body, response_headers=headers
     )
+
+
+def prune() -> int:
+    """Drop stored responses past their retention; how many went."""
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
