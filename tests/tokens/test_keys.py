@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integrations.choices import EventKind
@@ -375,3 +377,74 @@ def test_an_org_key_of_a_member_authenticates_as_its_owner(org, org_admin):
         True,
         False,
     )
+
+
+# --- what a key belongs to ----------------------------------------------------------------------------
+
+
+def test_each_kind_of_key_answers_what_it_belongs_to(integration_key, org_key, global_key, integration, org):
+    integration_scope = ApiKey.objects.get(pk=integration_key.key.pk).scope
+    org_scope = ApiKey.objects.get(pk=org_key.key.pk).scope
+    global_scope = ApiKey.objects.get(pk=global_key.key.pk).scope
+
+    assert (integration_scope.organization, integration_scope.integration) == (org, integration)
+    assert (org_scope.organization, org_scope.integration) == (org, None)
+    assert (global_scope.organization, global_scope.integration) == (None, None)
+    assert [s.is_global for s in (integration_scope, org_scope, global_scope)] == [False, False, True]
+    assert [str(s) for s in (integration_scope, org_scope, global_scope)] == [
+        integration.name,
+        org.name,
+        "the platform",
+    ]
+
+
+def test_a_keys_news_goes_to_its_integration_else_its_owner_else_its_organization(
+    integration_key, org_key, global_key, integration, org, org_admin, superuser
+):
+    Integration.objects.filter(pk=integration.pk).update(notification_email="shop@example.com")
+    org.notification_email = "ops@example.com"
+    org.save(update_fields=["notification_email"])
+    org_admin.email = ""
+    org_admin.save(update_fields=["email"])
+    superuser.email = "root@example.com"
+    superuser.save(update_fields=["email"])
+
+    def address(issued):
+        return ApiKey.objects.get(pk=issued.key.pk).notify_address
+
+    assert [address(k) for k in (integration_key, org_key, global_key)] == [
+        "shop@example.com",
+        "ops@example.com",
+        "root@example.com",
+    ]
+
+
+def test_authenticating_loads_what_a_request_reads_of_the_key_in_its_one_query(integration, org_admin, org):
+    issued = issuing.issue_key(kind=KeyKind.INTEGRATION, name="k", integration=integration)
+    owner_key = issuing.issue_key(kind=KeyKind.ORG, name="o", organization=org, user=org_admin)
+    authentication.authenticate(issued.plaintext, "127.0.0.1")  # first use writes last_used_at
+    authentication.authenticate(owner_key.plaintext, "127.0.0.1")
+
+    with CaptureQueriesContext(connection) as queries:
+        key = authentication.authenticate(issued.plaintext, "127.0.0.1")
+        scope = key.scope
+        read = (
+            scope.organization.name,
+            scope.integration.name,
+            scope.integration.status,
+            scope.integration.last_activity_at is not None,
+            scope.integration.connector.key,
+            scope.integration.organization.name,
+            key.grants,
+        )
+        owner = authentication.authenticate(owner_key.plaintext, "127.0.0.1")
+        owner_read = (
+            owner.user.username,
+            owner.user.is_active,
+            owner.owner_role,
+            owner.scope.organization.name,
+        )
+
+    assert len(queries) == 2, [q["sql"] for q in queries]
+    assert read[:2] == (org.name, integration.name)
+    assert owner_read == (org_admin.username, True, "admin", org.name)
