@@ -1,4 +1,4 @@
-"""`Authorization: Bearer sy_<prefix>_<secret>` for DRF, on top of tokens.services.authenticate."""
+"""`Authorization: Bearer sy_<prefix>_<secret>` for DRF, on top of tokens.authentication.authenticate."""
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -6,7 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from api import throttling
-from tokens import services
+from tokens import authentication as key_authentication
 
 
 def client_ip(request) -> str | None:
@@ -30,8 +30,8 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
             throttling.throttle_address(request, ip)
             raise exceptions.NotAuthenticated()
         try:
-            key = services.authenticate(raw.strip(), ip)
-        except services.KeyRefused as refused:
+            key = key_authentication.authenticate(raw.strip(), ip)
+        except key_authentication.KeyRefused as refused:
             # A genuine key refused here (disabled integration, address outside its ranges) is still a
             # request made with it: the request log records it under its integration.
             request._api_key = refused.key

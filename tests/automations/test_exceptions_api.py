@@ -9,7 +9,7 @@ from automations import services
 from automations.choices import ExceptionKind, ExceptionStatus
 from automations.models import SyncException
 from tests.api.helpers import assert_error
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 EXCEPTIONS = "/api/v1/exceptions"

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fixtures.organizations import join
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

@@ -22,7 +22,7 @@ from integrations.models import Connector, Integration
 from inventory.models import Location, Product
 from orders.models import Fulfillment, Order
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 SCRIPT = "<script>alert(1)</script>"

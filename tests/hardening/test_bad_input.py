@@ -20,7 +20,7 @@ from integrations.models import Integration, IntegrationEvent
 from orders import services as order_services
 from tests.api.helpers import WRITE_METHODS, api_routes, assert_error
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 APPS = {"organizations", "integrations", "tokens", "inventory", "orders", "automations", "auth"}

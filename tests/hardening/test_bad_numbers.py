@@ -23,7 +23,7 @@ from integrations.models import Integration
 from orders import services as order_services
 from tests.api.helpers import api_routes, assert_error
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 BAD = ["²", "①", "٣", "9223372036854775808", "-1", "0", "1e3", " 1", "0x10"]

@@ -14,7 +14,7 @@ from integrations.models import Integration
 from orders import services as order_services
 from tests.api.helpers import api_routes, assert_error
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 REFUSED = [

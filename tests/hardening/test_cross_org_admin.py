@@ -21,7 +21,7 @@ from django.urls import reverse
 from integrations.management.commands import seed_demo
 from integrations.models import Integration
 from tokens.choices import KeyKind
-from tokens.services import issue_key
+from tokens.issuing import issue_key
 
 User = get_user_model()
 OBJECT_KWARGS = ("object_id", "id", "pk")

@@ -17,7 +17,8 @@ from organizations.choices import Role
 from organizations.models import Membership
 from tests.api.helpers import assert_error
 from tests.fixtures.organizations import join, make_user
-from tokens import services as key_services
+from tokens import authentication
+from tokens import issuing as key_services
 from tokens.choices import KeyKind, KeyState
 from tokens.models import ApiKey
 
@@ -260,10 +261,10 @@ def test_an_org_key_is_issued_only_to_an_org_admin(org, org_admin, member):
 
 
 def test_the_role_check_adds_no_query(alice_key):
-    key_services.authenticate(alice_key.plaintext, "127.0.0.1")  # last used written once
+    authentication.authenticate(alice_key.plaintext, "127.0.0.1")  # last used written once
 
     with CaptureQueriesContext(connection) as queries:
-        key_services.authenticate(alice_key.plaintext, "127.0.0.1")
+        authentication.authenticate(alice_key.plaintext, "127.0.0.1")
 
     assert len(queries) == 1, [q["sql"] for q in queries]
 

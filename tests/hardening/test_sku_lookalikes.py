@@ -18,7 +18,7 @@ from orders.choices import OrderStatus
 from orders.models import Order
 from tests.api.helpers import assert_error
 from tokens import grants
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 COMPOSED = "caf\u00e9-1"

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from integrations.models import Integration, WebhookSubscription
 from inventory.models import SkuMapping
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 from .helpers import rows_of

@@ -23,7 +23,7 @@ from inventory.models import (
     SkuMapping,
 )
 from tests.fixtures.deliveries import make_subscription
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 EVENT = "inventory.updated"

@@ -26,7 +26,7 @@ from orders.models import (
     ShippingRequestLine,
 )
 from tests.api.helpers import assert_error
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 ORDERS = "/api/v1/orders"

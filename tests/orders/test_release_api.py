@@ -6,7 +6,7 @@ from orders import services
 from orders.choices import OrderStatus, ShippingRequestStatus
 from orders.models import ShippingRequest
 from tests.api.helpers import assert_error
-from tokens import services as key_services
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 ORDERS = "/api/v1/orders"

@@ -7,7 +7,7 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
 from integrations.models import Connector, Integration
-from tokens import services
+from tokens import authentication as services
 from tokens.models import ApiKey
 
 KEY_RE = re.compile(r'id="sy-key" readonly value="(sy_[a-z0-9]{8}_[A-Za-z0-9_-]{43,})"')
