@@ -41,9 +41,9 @@ class KeySkuFilterSet(UpdatedSinceFilterSet):
 
     def filter_sku(self, queryset, name, value):
         key = self.request.auth
-        if key.organization_id is None:  # a global key: the hub SKU, in any organization
+        if key.scope.is_global:  # a global key: the hub SKU, in any organization
             return queryset.filter(**{f"{self.sku_field}__in": {value, normalize_sku(value)}})
-        integration = key.integration if key.integration_id else None
+        integration = key.scope.integration
         product = services.resolve_skus(key.organization, integration, [value]).get(value)
         if product is None:
             return queryset.none()

@@ -26,7 +26,7 @@ CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 def viewer(context):
     """The integration whose key asks; None for org and global keys (they see their whole scope)."""
     key = getattr(context.get("request"), "auth", None)
-    return key.integration if key is not None and key.integration_id else None
+    return key.scope.integration if key is not None else None
 
 
 def _items(data) -> list:

@@ -33,8 +33,7 @@ class MeView(ApiView):
     @extend_schema(responses=MeSerializer, operation_id="me")
     def get(self, request):
         key = request.auth
-        org = key.integration.organization if key.integration_id else key.organization
-        integration = key.integration
+        org, integration = key.scope.organization, key.scope.integration
         return Response(
             MeSerializer(
                 {
