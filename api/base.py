@@ -21,6 +21,7 @@ from api.negotiation import StrictContentNegotiation
 from integrations import services as integration_services
 from integrations.choices import EventKind
 from tokens.choices import KeyKind
+from tokens.models import KeyScope
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -35,13 +36,14 @@ OPAQUE_ID = OpenApiParameter(
 
 def sender(request, what: str):
     """The key's integration, which a write records as its sender; org and global keys have none (403)."""
-    if request.auth.integration_id is None:
+    integration = request.auth.scope.integration
+    if integration is None:
         raise ApiError(
             "missing_grant",
             f"{what} are sent with an integration key; this key belongs to no integration.",
             details={"key_kind": ["integration"]},
         )
-    return request.auth.integration
+    return integration
 
 
 class ApiMixin:
@@ -85,12 +87,12 @@ class ApiMixin:
 def record_request(request, response):
     """One IntegrationEvent per request made with a key: the only write a request adds."""
     key = getattr(request, "_api_key", None)
-    if key is None or key.organization_id is None:
+    if key is None or key.scope.is_global:
         return
     started = getattr(request, "_started", None)
     duration = round((time.monotonic() - started) * 1000, 1) if started else None
     integration_services.record_event(
-        key.integration if key.integration_id else None,
+        key.scope.integration,
         EventKind.API_REQUEST,
         f"{request.method} {request.path} → {response.status_code}",
         actor=f"key:{key.prefix}",
@@ -130,11 +132,12 @@ class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
         queryset = self.queryset.all()
         if key is None:
             return queryset.none()
-        if key.kind == KeyKind.GLOBAL:
+        scope = key.scope
+        if scope.is_global:
             return queryset
         queryset = queryset.filter(**{self.organization_field: key.organization_id})
-        if key.kind == KeyKind.INTEGRATION:
-            queryset = queryset.filter(self.integration_scope(key.integration))
+        if scope.integration is not None:
+            queryset = queryset.filter(self.integration_scope(scope.integration))
         return queryset
 
 
@@ -149,6 +152,7 @@ class IntegrationViewer:
     def __init__(self, integration):
         self.integration, self.integration_id = integration, integration.pk
         self.organization, self.organization_id = integration.organization, integration.organization_id
+        self.scope = KeyScope(organization=integration.organization, integration=integration)
 
 
 def viewset_for(viewset_class, integration, action="retrieve"):

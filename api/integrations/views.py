@@ -25,9 +25,10 @@ from integrations.models import IntegrationEvent, WebhookSubscription
 
 def own_integration(request):
     """The key's integration; org and global keys have none (404)."""
-    if request.auth.integration_id is None:
+    integration = request.auth.scope.integration
+    if integration is None:
         raise ApiError("not_found", "This endpoint is for integration keys.")
-    return request.auth.integration
+    return integration
 
 
 class IntegrationView(ApiView):

@@ -46,12 +46,12 @@ TOO_LARGE = OpenApiResponse(ErrorSerializer, description="payload_too_large")
 
 
 def key_integration(request):
-    return request.auth.integration if request.auth.integration_id else None
+    return request.auth.scope.integration
 
 
 def key_organization(request):
     """The organization a write goes to; a global key belongs to none (404, as /integration for org keys)."""
-    if request.auth.organization_id is None:
+    if request.auth.scope.is_global:
         raise ApiError(
             "not_found", "A global key belongs to no organization; write with an org or integration key."
         )

@@ -147,7 +147,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     def release(self, request, pk=None):
         order = self.get_object()
         key = request.auth
-        if key.integration_id and order.source_id != key.integration_id:
+        integration = key.scope.integration
+        if integration is not None and order.source_id != integration.pk:
             # A 3PL reads the orders routed to it, but a hold is the channel's (or the organization's) call.
             raise ApiError("not_found", "No such order for this key.")
         with service_errors():
