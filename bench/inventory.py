@@ -48,7 +48,7 @@ def seed(skus: int, locations: int, channels: int) -> dict:
     """One organization with its catalog, stock, channels, links and buffers; ids and seconds taken."""
     from django.db import connection
 
-    from integrations import services as integration_services
+    from integrations import configuration
     from integrations.models import Connector
     from inventory.models import ChannelLocation, InventoryBuffer, Location, Product
     from organizations.models import Organization
@@ -61,7 +61,7 @@ def seed(skus: int, locations: int, channels: int) -> dict:
         Connector.objects.get(organization=None, key="custom-marketplace"),
     ]
     channel_rows = [
-        integration_services.create_integration(
+        configuration.create_integration(
             org,
             connectors[i % 2],
             f"Channel {i + 1}",
@@ -147,10 +147,10 @@ def floor(channels, work_mem: str | None, runs: int = 3) -> dict:
     """
     from django.db import connection, transaction
 
-    from inventory import services
+    from inventory import figures
 
     pairs = [
-        (c.pk, loc) for c in channels for loc in services.channel_locations(c).values_list("pk", flat=True)
+        (c.pk, loc) for c in channels for loc in figures.channel_locations(c).values_list("pk", flat=True)
     ]
     times = []
     for _ in range(runs):

@@ -15,8 +15,8 @@ from operator import or_
 from django.db import connection
 from django.db.models import Q
 
+from .buffers import pick_buffer
 from .models import InventoryBuffer, InventoryLevel
-from .services import pick_buffer
 
 Pair = tuple[int, int]  # (product id, location id)
 

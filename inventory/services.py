@@ -1,32 +1,25 @@
 """
 Catalog and stock rules: SKU translation both ways, product upserts, absolute stock pushes in bulk,
-commitments, and what a channel may sell (available to sell, after buffers).
+commitments, the organization-wide buffer, and the change rows that tell the inventory engine what to
+recompute (what a channel may sell is inventory.figures).
 """
 
-from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from automations import services as exceptions
 from automations.choices import ExceptionKind
 from core.transactions import on_commit_once
-from integrations import services as integration_services
 from integrations.choices import EventType
+from integrations.webhooks import outbox
 
 from . import signals
-from .models import (
-    AvailabilityChange,
-    ChannelLocation,
-    InventoryBuffer,
-    InventoryLevel,
-    Location,
-    Product,
-    SkuMapping,
-)
+from .models import AvailabilityChange, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
 from .skus import lookalike_key, lookalike_message, normalize_sku
 
 PRODUCT_FIELDS = ("name", "barcode", "price", "weight", "active")
@@ -73,6 +66,44 @@ class _Announce:
 
 def _announce(org_id) -> None:
     on_commit_once(_Announce(org_id))
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What change rows taken by the inventory engine ask for."""
+
+    products: list[int] | None  # the products to recompute; None: the whole catalog
+    stock_up: list[int]  # those whose stock may have gone up (orders waiting for them are retried)
+    more: bool  # rows were left beyond the batch
+
+
+def take_changes(organization, limit: int) -> Changes | None:
+    """
+    Delete, in the caller's transaction, up to `limit` of the organization's change rows, oldest first, and say
+    what they ask for (None: there were none). Rows another transaction holds are skipped. When one names no
+    product the whole catalog is to be recomputed, which covers every row: all the visible ones are taken.
+    """
+    org_id = organization if isinstance(organization, int) else organization.pk
+    pending = AvailabilityChange.objects.filter(organization_id=org_id).select_for_update(skip_locked=True)
+    rows = list(pending.order_by("pk").values_list("pk", "product_id", "stock_up")[:limit])
+    if not rows:
+        return None
+    if any(product_id is None for _, product_id, _ in rows):
+        take_all_changes(org_id)
+        return Changes(products=None, stock_up=[], more=False)
+    AvailabilityChange.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+    return Changes(
+        products=sorted({product_id for _, product_id, _ in rows}),
+        stock_up=sorted({product_id for _, product_id, up in rows if up}),
+        more=len(rows) >= limit,
+    )
+
+
+def take_all_changes(organization) -> None:
+    """Delete the organization's change rows, in the caller's transaction (a full recompute covers them all)."""
+    org_id = organization if isinstance(organization, int) else organization.pk
+    taken = AvailabilityChange.objects.filter(organization_id=org_id).select_for_update(skip_locked=True)
+    AvailabilityChange.objects.filter(pk__in=list(taken.values_list("pk", flat=True))).delete()
 
 
 def _org_of(location_id) -> int:
@@ -211,7 +242,7 @@ def upsert_products(organization, items, *, integration=None) -> tuple[int, int,
         events = [(EventType.PRODUCT_CREATED, p) for p in created] + [
             (EventType.PRODUCT_UPDATED, p) for p in to_update
         ]
-        integration_services.emit_many(
+        outbox.emit_many(
             organization,
             [(t, "product", p.pk, _product_payload(p)) for t, p in events],
             integration=integration,
@@ -270,7 +301,7 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
             mark_changed(organization, more, stock_up=True)
             mark_changed(organization, sorted(set(changed) - set(more)))
             sku_of = {p.pk: p.sku for p in products.values()}
-            integration_services.emit_many(
+            outbox.emit_many(
                 organization,
                 [
                     (
@@ -351,77 +382,6 @@ def ship_stock(location_id, quantities: dict[int, int]):
             updated_at=timezone.now(),
         )
     mark_changed(_org_of(location_id), quantities)
-
-
-# --- what a channel may sell --------------------------------------------------------------------------
-
-
-def channel_locations(channel):
-    """The locations a channel sells from: its explicit links, else every active selling location."""
-    linked = ChannelLocation.objects.filter(channel=channel)
-    if linked.exists():
-        # Links restrict even when every linked location is switched off: then it sells nothing.
-        return Location.objects.filter(pk__in=linked.values("location_id"), active=True, sells=True)
-    return Location.objects.filter(organization_id=channel.organization_id, active=True, sells=True)
-
-
-def pick_buffer(buffers, *, location_id=None, product_id=None, channel_id=None):
-    """
-    The most specific buffer matching a location, product and channel (a buffer's empty fields match
-    anything): the most fields set wins; on a tie, product beats channel beats location.
-    """
-    best, best_rank = None, None
-    for b in buffers:
-        if b.location_id not in (None, location_id) or b.product_id not in (None, product_id):
-            continue
-        if b.channel_id not in (None, channel_id):
-            continue
-        rank = (b.specificity, b.product_id is not None, b.channel_id is not None, b.location_id is not None)
-        if best_rank is None or rank > best_rank:
-            best, best_rank = b, rank
-    return best
-
-
-def availability(channel, product_ids=None, *, include_incoming=None) -> dict[int, int]:
-    """
-    {product id: units the channel may sell}. Per location: on hand − committed (+ incoming when the
-    channel sells incoming stock). One buffer applies to each location's stock, the most specific that
-    matches: a location's own buffer is taken off that location's stock; a buffer without a location
-    (product, channel or org-wide) is taken once off the sum of the locations it wins for. Never below 0.
-    """
-    if include_incoming is None:
-        include_incoming = bool((channel.settings or {}).get("sell_incoming_stock"))
-    levels = InventoryLevel.objects.filter(location__in=channel_locations(channel))
-    if product_ids is not None:
-        levels = levels.filter(product_id__in=product_ids)
-    rows = levels.values("product_id", "location_id").annotate(
-        on_hand=Sum("on_hand"), committed=Sum("committed"), incoming=Sum("incoming")
-    )
-    buffers = list(
-        InventoryBuffer.objects.filter(organization_id=channel.organization_id).filter(
-            Q(channel__isnull=True) | Q(channel=channel)
-        )
-    )
-    located: dict[int, int] = defaultdict(int)  # stock whose winning buffer is a location's own
-    pooled: dict[int, int] = defaultdict(int)  # stock whose winning buffer has no location (or none wins)
-    for row in rows:
-        free = max(row["on_hand"] - row["committed"] + (row["incoming"] if include_incoming else 0), 0)
-        pid = row["product_id"]
-        buffer = pick_buffer(buffers, location_id=row["location_id"], product_id=pid, channel_id=channel.pk)
-        if buffer is not None and buffer.location_id is not None:
-            located[pid] += max(free - buffer.held_back(free), 0)
-        else:
-            pooled[pid] += free
-    result = {pid: 0 for pid in product_ids or ()}
-    # A discontinued (inactive) product is published as 0 whatever its stock.
-    inactive = set(
-        Product.objects.filter(pk__in=set(located) | set(pooled), active=False).values_list("pk", flat=True)
-    )
-    for pid in (set(located) | set(pooled)) - inactive:
-        buffer = pick_buffer(buffers, location_id=None, product_id=pid, channel_id=channel.pk)
-        pool = pooled.get(pid, 0)
-        result[pid] = located.get(pid, 0) + max(pool - (buffer.held_back(pool) if buffer else 0), 0)
-    return result
 
 
 # --- the organization-wide buffer (engine settings) -----------------------------------------------------

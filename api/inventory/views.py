@@ -31,7 +31,7 @@ from api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from api.schema import ErrorSerializer
 from integrations import services as integration_services
 from integrations.choices import ConnectorType, Workflow
-from inventory import services
+from inventory import figures, services
 from inventory.models import InventoryLevel, Location, Product
 from inventory.skus import lookalike_message, normalize_sku
 
@@ -296,7 +296,7 @@ class AvailabilityView(PlainPathViewSet):
     @extend_schema(operation_id="availability_list", responses=AvailabilitySerializer(many=True))
     def list(self, request):
         channel = self.channel()
-        at_locations = Q(levels__location__in=services.channel_locations(channel))
+        at_locations = Q(levels__location__in=figures.channel_locations(channel))
         queryset = self.get_queryset().annotate(
             availability_updated_at=Greatest(
                 "updated_at", Coalesce(Max("levels__updated_at", filter=at_locations), "updated_at")
@@ -304,7 +304,7 @@ class AvailabilityView(PlainPathViewSet):
         )
         page = self.paginate_queryset(self.filter_queryset(queryset))
         ids = [product.pk for product in page]
-        available = services.availability(channel, ids)
+        available = figures.availability(channel, ids)
         external = services.external_skus(channel, ids)
         rows = [
             {

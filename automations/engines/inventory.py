@@ -11,11 +11,12 @@ import logging
 from django.conf import settings as django_settings
 from django.db import transaction
 
+from inventory import services as inventory_services
 from inventory import sync
 from inventory.models import AvailabilityChange, ChannelInventory, Product
 
 from ..choices import Engine, RunTrigger
-from . import Skipped, merge, organizations, running
+from . import Skipped, merge, organizations, routing, running
 
 logger = logging.getLogger(__name__)
 
@@ -49,44 +50,26 @@ def process_changes(organization, *, trigger=RunTrigger.EVENT) -> dict:
 
 def _drain_and_recompute(org_id, counts) -> tuple[list[int] | None, bool]:
     """
-    One transaction: the organization's recompute lock, up to DRAIN_BATCH change rows deleted (rows another
+    One transaction: the organization's recompute lock, up to DRAIN_BATCH change rows taken (rows another
     transaction holds are skipped) and the recompute they ask for. Returns (products whose stock may have
     gone up, more rows left); products is None when nothing is to retry, ALL when the whole catalog was
     recomputed: see _retry_routing.
     """
     with transaction.atomic():
         sync.lock(org_id)  # before the drain: a run waiting here then sees what the previous one deleted
-        rows = list(
-            AvailabilityChange.objects.filter(organization_id=org_id)
-            .order_by("pk")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", "product_id", "stock_up")[:DRAIN_BATCH]
-        )
-        if not rows:
+        taken = inventory_services.take_changes(org_id, DRAIN_BATCH)
+        if taken is None:
             return None, False
-        everything = any(product_id is None for _, product_id, _ in rows)
-        if everything:
-            # The whole catalog is recomputed: every visible change row of the organization is covered by it.
-            taken = (
-                AvailabilityChange.objects.filter(organization_id=org_id)
-                .select_for_update(skip_locked=True)
-                .values_list("pk", flat=True)
-            )
-            AvailabilityChange.objects.filter(pk__in=list(taken)).delete()
+        if taken.products is None:
             merge(counts, sync.recompute(org_id))
             merge(counts, {"full": 1})
             return ALL, False
-        AvailabilityChange.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
-        products = sorted({product_id for _, product_id, _ in rows})
-        merge(counts, sync.recompute(org_id, products))
-    stock_up = sorted({product_id for _, product_id, up in rows if up})
-    return stock_up or None, len(rows) >= DRAIN_BATCH
+        merge(counts, sync.recompute(org_id, taken.products))
+    return taken.stock_up or None, taken.more
 
 
 def _retry_routing(org_id, products) -> None:
     """Orders waiting for stock of these products may ship now; ALL means the whole catalog."""
-    from . import routing  # imported here: the routing engine is a sibling loaded with the tasks
-
     if products is ALL:
         products = Product.objects.filter(organization_id=org_id).values_list("pk", flat=True)
     try:
@@ -110,10 +93,7 @@ def full_recompute(organization, *, trigger=RunTrigger.COMMAND) -> dict:
         with running(org_id, Engine.INVENTORY, trigger) as (_, counts):
             with transaction.atomic():
                 sync.lock(org_id)
-                pending = AvailabilityChange.objects.filter(organization_id=org_id).select_for_update(
-                    skip_locked=True
-                )
-                AvailabilityChange.objects.filter(pk__in=list(pending.values_list("pk", flat=True))).delete()
+                inventory_services.take_all_changes(org_id)
                 merge(counts, sync.recompute(org_id))
             _retry_routing(org_id, ALL)
     except Skipped:

@@ -1,6 +1,7 @@
 """
-Properties of the inventory arithmetic (inventory/services.py, inventory/sync.py, inventory/allocation.py),
-checked on PostgreSQL against a reference written here from the rules as DESIGN.md states them:
+Properties of the inventory arithmetic (inventory/buffers.py, inventory/figures.py, inventory/sync.py,
+inventory/services.py, inventory/allocation.py), checked on PostgreSQL against a reference written here from
+the rules as DESIGN.md states them:
 
 * per location: free = max(0, on_hand − committed (+ incoming if the channel sells it)); one buffer applies,
   the most specific that matches, in the order location+product+channel > product+channel > location+product
@@ -8,8 +9,8 @@ checked on PostgreSQL against a reference written here from the rules as DESIGN.
 * per channel: a location's own buffer comes off that location's stock, the best buffer without a location
   off the pooled rest; never below 0; a channel sells from its linked locations, else every active selling
   one; an inactive product sells nothing;
-* the one-statement recompute stores exactly those figures, and recomputing only what changed gives what a
-  full recompute gives;
+* the PostgreSQL statement and the Python fallback both give exactly those figures (so they agree), the
+  recompute stores them, and recomputing only what changed gives what a full recompute gives;
 * stock operations never drive on_hand or committed below zero, and routing never commits beyond
   on_hand − committed − buffer.
 
@@ -25,7 +26,9 @@ from django.db import transaction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inventory import allocation, services, sync
+from inventory import allocation, figures, services, sync
+from inventory.buffers import PRECEDENCE as SCOPES
+from inventory.buffers import pick_buffer
 from inventory.models import (
     ChannelInventory,
     ChannelLocation,
@@ -97,6 +100,11 @@ def reference_availability(world, channel) -> dict[int, int]:
 # --- pick_buffer, without the database -----------------------------------------------------------------
 
 
+def test_the_precedence_table_is_the_rule():
+    """inventory.buffers.PRECEDENCE, which pick_buffer and the generated SQL both read, is the stated order."""
+    assert [set(scope.fields) for scope in SCOPES] == PRECEDENCE
+
+
 @st.composite
 def buffer_sets(draw):
     """Unsaved buffers of distinct scopes over 2 locations, 2 products and 2 channels."""
@@ -123,7 +131,7 @@ def test_pick_buffer_follows_the_precedence(buffers, location, product, channel)
     ]
     expected = winning_buffer(plain, location=location, product=product, channel=channel)
 
-    picked = services.pick_buffer(buffers, location_id=location, product_id=product, channel_id=channel)
+    picked = pick_buffer(buffers, location_id=location, product_id=product, channel_id=channel)
 
     assert (picked.quantity if picked else None) == (expected["quantity"] if expected else None)
 
@@ -255,7 +263,9 @@ def test_availability_and_the_recompute_agree_with_the_reference(build, org):
 
             for channel in channels:
                 expected = reference_availability(world, channel.pk)
-                assert services.availability(channel, [p.pk for p in products]) == expected
+                ids = [p.pk for p in products]
+                assert figures.availability(channel, ids) == expected  # the one statement
+                assert figures.availability_in_python(channel, ids) == expected  # the fallback
                 assert stored_figures(channel) == expected
             transaction.set_rollback(True)
 

@@ -1,5 +1,5 @@
-"""Catalog and stock rules through inventory.services: SKU translation, product upserts, stock pushes and what
-a channel may sell after buffers."""
+"""Catalog and stock rules through inventory.services: SKU translation, product upserts, stock pushes; and what
+a channel may sell after buffers (inventory.figures), by the PostgreSQL statement and by the Python fallback."""
 
 from decimal import Decimal
 
@@ -8,7 +8,7 @@ import pytest
 from automations.choices import ExceptionKind
 from automations.models import SyncException
 from integrations.models import OutboxEvent
-from inventory import services
+from inventory import figures, services
 from inventory.models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
 
 
@@ -208,28 +208,36 @@ def test_set_stock_of_5000_items_uses_a_bounded_number_of_queries(
 # --- availability -------------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["postgresql", "python"])
+def availability(request):
+    """`availability(channel, ids)` as each implementation computes it: the one statement, the fallback."""
+    return figures.availability if request.param == "postgresql" else figures.availability_in_python
+
+
 def test_availability_sums_on_hand_less_committed_over_locations(
-    integration, products, stock, warehouse, west
+    availability, integration, products, stock, warehouse, west
 ):
     InventoryLevel.objects.filter(pk=stock["TSHIRT-S"].pk).update(committed=4)
     InventoryLevel.objects.create(product=products["TSHIRT-S"], location=west, on_hand=5, committed=2)
 
-    available = services.availability(integration, ids(products, "TSHIRT-S", "MUG"))
+    available = availability(integration, ids(products, "TSHIRT-S", "MUG"))
 
     assert available == {products["TSHIRT-S"].pk: 6 + 3, products["MUG"].pk: 10}
 
 
-def test_availability_floors_an_oversold_location_at_zero(integration, products, stock, warehouse, west):
+def test_availability_floors_an_oversold_location_at_zero(
+    availability, integration, products, stock, warehouse, west
+):
     InventoryLevel.objects.filter(pk=stock["MUG"].pk).update(committed=13)
     InventoryLevel.objects.create(product=products["MUG"], location=west, on_hand=2)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 2}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 2}
 
 
-def test_availability_names_products_without_stock(integration, org, stock):
+def test_availability_names_products_without_stock(availability, integration, org, stock):
     cap = Product.objects.create(organization=org, sku="CAP", name="Cap")
 
-    assert services.availability(integration, [cap.pk]) == {cap.pk: 0}
+    assert availability(integration, [cap.pk]) == {cap.pk: 0}
 
 
 @pytest.mark.parametrize(
@@ -242,13 +250,15 @@ def test_availability_names_products_without_stock(integration, org, stock):
         ({"percent": "0"}, 10),
     ],
 )
-def test_an_org_wide_buffer(integration, products, stock, buffer, rule, expected):
+def test_an_org_wide_buffer(availability, integration, products, stock, buffer, rule, expected):
     buffer(**rule)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: expected}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: expected}
 
 
-def test_the_most_specific_location_less_buffer_wins(integration, second_channel, products, stock, buffer):
+def test_the_most_specific_location_less_buffer_wins(
+    availability, integration, second_channel, products, stock, buffer
+):
     # given an org-wide buffer of 1, 2 for mugs, 3 for this channel, 4 for mugs on this channel
     buffer(quantity=1)
     buffer(quantity=2, product=products["MUG"])
@@ -257,11 +267,13 @@ def test_the_most_specific_location_less_buffer_wins(integration, second_channel
     wanted = ids(products, "MUG", "TSHIRT-S")
 
     # then each product and channel gets exactly one of them, the narrowest
-    assert services.availability(integration, wanted) == {wanted[0]: 10 - 4, wanted[1]: 10 - 3}
-    assert services.availability(second_channel, wanted) == {wanted[0]: 10 - 2, wanted[1]: 10 - 1}
+    assert availability(integration, wanted) == {wanted[0]: 10 - 4, wanted[1]: 10 - 3}
+    assert availability(second_channel, wanted) == {wanted[0]: 10 - 2, wanted[1]: 10 - 1}
 
 
-def test_the_most_specific_location_buffer_wins(integration, products, stock, warehouse, west, buffer):
+def test_the_most_specific_location_buffer_wins(
+    availability, integration, products, stock, warehouse, west, buffer
+):
     InventoryLevel.objects.create(product=products["MUG"], location=west, on_hand=5)
     InventoryLevel.objects.create(product=products["TSHIRT-S"], location=west, on_hand=5)
     buffer(quantity=2, location=warehouse)
@@ -269,81 +281,81 @@ def test_the_most_specific_location_buffer_wins(integration, products, stock, wa
     wanted = ids(products, "MUG", "TSHIRT-S")
 
     # East holds back 5 mugs (50 %) but 2 T-shirts; West holds back nothing
-    assert services.availability(integration, wanted) == {wanted[0]: 5 + 5, wanted[1]: 8 + 5}
+    assert availability(integration, wanted) == {wanted[0]: 5 + 5, wanted[1]: 8 + 5}
 
 
 def test_other_orgs_and_channels_buffers_do_not_apply(
-    integration, second_channel, other_org, products, stock, buffer
+    availability, integration, second_channel, other_org, products, stock, buffer
 ):
     InventoryBuffer.objects.create(organization=other_org, quantity=5)
     buffer(quantity=5, channel=second_channel)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 10}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 10}
 
 
 def test_channel_locations_restrict_what_it_sells(
-    integration, second_channel, products, stock, warehouse, west
+    availability, integration, second_channel, products, stock, warehouse, west
 ):
     InventoryLevel.objects.create(product=products["MUG"], location=west, on_hand=3)
     ChannelLocation.objects.create(channel=integration, location=west)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 3}
-    assert services.availability(second_channel, ids(products, "MUG")) == {products["MUG"].pk: 13}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 3}
+    assert availability(second_channel, ids(products, "MUG")) == {products["MUG"].pk: 13}
 
 
 def test_a_channel_linked_only_to_an_inactive_location_sells_nothing(
-    integration, products, stock, warehouse, west
+    availability, integration, products, stock, warehouse, west
 ):
     ChannelLocation.objects.create(channel=integration, location=west)
     InventoryLevel.objects.create(product=products["MUG"], location=west, on_hand=3)
     Location.objects.filter(pk=west.pk).update(active=False)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 0}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 0}
 
 
 @pytest.mark.parametrize("switch_off", [{"active": False}, {"sells": False}])
 def test_inactive_and_non_selling_locations_are_left_out(
-    integration, products, stock, warehouse, west, switch_off
+    availability, integration, products, stock, warehouse, west, switch_off
 ):
     InventoryLevel.objects.create(product=products["MUG"], location=west, on_hand=3)
     Location.objects.filter(pk=warehouse.pk).update(**switch_off)
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 3}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 3}
 
 
-def test_sell_incoming_stock_adds_incoming(integration, products, stock, warehouse):
+def test_sell_incoming_stock_adds_incoming(availability, integration, products, stock, warehouse):
     InventoryLevel.objects.filter(pk=stock["MUG"].pk).update(incoming=4, committed=1)
     mug = [products["MUG"].pk]
-    assert services.availability(integration, mug) == {mug[0]: 9}
+    assert availability(integration, mug) == {mug[0]: 9}
 
     integration.settings = {"sell_incoming_stock": True}
     integration.save(update_fields=["settings"])
 
-    assert services.availability(integration, mug) == {mug[0]: 13}
-    assert services.availability(integration, mug, include_incoming=False) == {mug[0]: 9}
+    assert availability(integration, mug) == {mug[0]: 13}
+    assert availability(integration, mug, include_incoming=False) == {mug[0]: 9}
 
 
-def test_a_fractional_percent_buffer_rounds_up(integration, products, stock, buffer):
+def test_a_fractional_percent_buffer_rounds_up(availability, integration, products, stock, buffer):
     buffer(percent="10.01")  # 1.001 units held back → 2
 
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 8}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 8}
 
 
 def test_the_most_specific_buffer_wins_and_buffers_do_not_stack(
-    integration, products, stock, buffer, warehouse
+    availability, integration, products, stock, buffer, warehouse
 ):
     # Given a product-wide buffer of 4 and a buffer of 3 for the same product at the warehouse
     buffer(quantity=4, product=products["MUG"])
     buffer(quantity=3, product=products["MUG"], location=warehouse)
 
     # Then the warehouse's own buffer wins for its stock: 10 − 3, not 10 − 3 − 4
-    assert services.availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 7}
+    assert availability(integration, ids(products, "MUG")) == {products["MUG"].pk: 7}
 
 
-def test_an_inactive_product_is_published_as_zero(integration, products, stock):
+def test_an_inactive_product_is_published_as_zero(availability, integration, products, stock):
     Product.objects.filter(pk=products["MUG"].pk).update(active=False)
 
-    assert services.availability(integration, ids(products, "MUG", "TSHIRT-S")) == {
+    assert availability(integration, ids(products, "MUG", "TSHIRT-S")) == {
         products["MUG"].pk: 0,
         products["TSHIRT-S"].pk: 10,
     }

@@ -1,7 +1,8 @@
 """
-inventory.sync: the SQL recompute gives exactly `availability()`'s figures (randomized catalogs, buffers of
-every scope, links, flags), writes only what changed, emits one inventory.updated per changed figure, and the
-webhook of such an event reaches only the channel it is about, in its own SKU.
+inventory.sync: the SQL recompute stores exactly `figures.availability()`'s figures, and the Python fallback
+the same (randomized catalogs, buffers of every scope, links, flags); it writes only what changed, emits one
+inventory.updated per changed figure, and the webhook of such an event reaches only the channel it is about, in
+its own SKU.
 """
 
 import random
@@ -12,7 +13,7 @@ import pytest
 from integrations import delivery
 from integrations.choices import IntegrationStatus
 from integrations.models import Connector, Integration, OutboxEvent, WebhookDelivery
-from inventory import services, sync
+from inventory import figures, sync
 from inventory.models import (
     ChannelInventory,
     ChannelLocation,
@@ -34,9 +35,9 @@ def stored(channel) -> dict[int, int]:
 
 
 def expected(channel) -> dict[int, int]:
-    """availability()'s figures for every product of the catalog (0 where it has none)."""
+    """availability()'s figures (the one statement, on PostgreSQL) for every product of the catalog."""
     ids = list(Product.objects.filter(organization_id=channel.organization_id).values_list("pk", flat=True))
-    return services.availability(channel, ids)
+    return figures.availability(channel, ids)
 
 
 def events():
