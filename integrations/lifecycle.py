@@ -16,6 +16,7 @@ from django.utils import timezone
 from core import sync_exceptions, triggers
 from core.errors import DomainError
 from core.queue import enqueue
+from core.sync_exceptions import ExceptionKind
 
 from .audit import actor_label, record_event
 from .choices import ALLOWED_TRANSITIONS, EventKind, EventType, IntegrationStatus
@@ -26,8 +27,6 @@ from .webhooks.outbox import emit
 Status = IntegrationStatus
 # Entering `connecting` asks for a manifest connector's health check (the task sits above this module).
 HEALTH_CHECK_TASK = "integrations.tasks.check_health_task"
-# automations.choices.ExceptionKind.INTEGRATION_ERROR: one open exception per integration in error.
-INTEGRATION_ERROR = "integration_error"
 
 
 class TransitionRefused(DomainError, ValidationError):
@@ -271,7 +270,7 @@ def raise_integration_error(integration: Integration, reason: str) -> None:
     """Consecutive failures moved the integration to `error`: an exception a person sees and fixes."""
     sync_exceptions.raise_exception(
         integration.organization_id,
-        INTEGRATION_ERROR,
+        ExceptionKind.INTEGRATION_ERROR,
         f"{integration.name} moved to Error: {reason}",
         integration=integration,
         entity_type="integration",
@@ -283,7 +282,7 @@ def resolve_integration_error(integration: Integration) -> None:
     """The integration is connected again: its open `integration_error` exception is resolved."""
     sync_exceptions.resolve_exception(
         integration.organization_id,
-        INTEGRATION_ERROR,
+        ExceptionKind.INTEGRATION_ERROR,
         integration=integration,
         entity_type="integration",
         entity_id=integration.pk,

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core import outbound, signing, sync_exceptions
+from core.sync_exceptions import ExceptionKind
 
 from ..audit import record_event
 from ..choices import OWED, DeliveryStatus, EventKind, IntegrationStatus
@@ -32,8 +33,6 @@ from .subscriptions import switch_off
 logger = logging.getLogger(__name__)
 
 SHORT_RETRY = 60  # seconds: a retry due this soon also gets a delayed doorbell, for punctuality
-# automations.choices.ExceptionKind.DELIVERY_DEAD: one open exception per subscription with dead deliveries.
-DELIVERY_DEAD = "delivery_dead"
 
 
 # --- deliveries → HTTP -----------------------------------------------------------------------------------
@@ -204,7 +203,7 @@ def _track_subscription(subscription: WebhookSubscription, results: list[bool], 
             subscription.failing_since = None
             sync_exceptions.resolve_exception(
                 subscription.integration.organization_id,
-                DELIVERY_DEAD,
+                ExceptionKind.DELIVERY_DEAD,
                 integration=subscription.integration,
                 entity_type="webhook_subscription",
                 entity_id=subscription.pk,
@@ -237,7 +236,7 @@ def _raise_dead(delivery: WebhookDelivery) -> None:
     subscription = delivery.subscription
     sync_exceptions.raise_exception(
         delivery.organization_id,
-        DELIVERY_DEAD,
+        ExceptionKind.DELIVERY_DEAD,
         f"Webhook {delivery.event_type} {delivery.event_id} to {subscription.url} is dead after "
         f"{delivery.attempts} attempts ({delivery.last_error or f'HTTP {delivery.last_status_code}'}). "
         "Fix the receiver, then replay it from the deliveries list or with `manage.py replay_deliveries`.",

@@ -119,9 +119,9 @@ def test_works_in_bounded_batches_with_progress(subscription, monkeypatch):
     monkeypatch.setattr(replay_deliveries, "BATCH", 4)
     dead = [make_delivery(subscription) for _ in range(10)]
     calls = []
-    real = replay_deliveries.delivery.replay
+    real = replay_deliveries.replay.replay
     monkeypatch.setattr(
-        replay_deliveries.delivery, "replay", lambda qs, **kw: calls.append(1) or real(qs, **kw)
+        replay_deliveries.replay, "replay", lambda qs, **kw: calls.append(1) or real(qs, **kw)
     )
 
     out, err = run()

@@ -1,0 +1,32 @@
+"""Fixtures of the webhook path tests: a key with the event grants, and subscribing a local receiver with it."""
+
+import pytest
+
+from integrations.webhooks import subscriptions
+from tests.integrations.delivery_path import GRANTS
+from tokens import issuing as key_services
+from tokens.choices import KeyKind
+
+
+@pytest.fixture
+def local_receivers(settings):
+    """The receivers run on 127.0.0.1, with short timeouts."""
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    settings.WEBHOOK_TIMEOUT = 2.0
+    settings.WEBHOOK_CONNECT_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def shop_key(integration):
+    return key_services.issue_key(
+        kind=KeyKind.INTEGRATION, name="hooks", integration=integration, grants=GRANTS
+    )
+
+
+@pytest.fixture
+def subscribe(shop_key, receiver):
+    def go(key=None, events=("order.created", "order.updated", "fulfillment.created"), path="/"):
+        key = key or shop_key
+        return subscriptions.subscribe(key.key.integration, receiver.url + path, list(events), key.key)
+
+    return go
