@@ -224,6 +224,12 @@ class IntegrationEvent(models.Model):
         indexes = [
             models.Index(fields=["integration", "-created_at"], name="event_integration_recent_idx"),
             models.Index(fields=["organization", "-created_at"], name="event_org_recent_idx"),
+            # The request log's prune (REQUEST_LOG_RETENTION_DAYS) finds its old rows by age alone.
+            models.Index(
+                fields=["created_at"],
+                name="event_api_request_age_idx",
+                condition=models.Q(kind="api_request"),
+            ),
         ]
 
     def __str__(self):
