@@ -45,11 +45,15 @@ def acme(org, integration, make_integration, tpl_connector):
         make_order(org, integration, "A3", OrderStatus.FULFILLED),
         make_order(org, integration, "A4", OrderStatus.SENT_TO_FULFILLMENT),
     ]
-    exceptions.raise_exception(org, ExceptionKind.UNMAPPED_SKU, "SKU X is not mapped", integration=integration)
+    exceptions.raise_exception(
+        org, ExceptionKind.UNMAPPED_SKU, "SKU X is not mapped", integration=integration
+    )
     exceptions.raise_exception(
         org, ExceptionKind.UNROUTABLE_ORDER, "No location can ship #A1", integration=integration, entity_id=1
     )
-    exceptions.raise_exception(org, ExceptionKind.INTEGRATION_ERROR, "Old 3PL answered 500", integration=broken)
+    exceptions.raise_exception(
+        org, ExceptionKind.INTEGRATION_ERROR, "Old 3PL answered 500", integration=broken
+    )
     exceptions.resolve(org, ExceptionKind.INTEGRATION_ERROR, integration=broken)
     return {"integrations": [integration, warehouse, broken], "orders": orders}
 
