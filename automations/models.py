@@ -5,6 +5,7 @@ from core.history import ConfigHistory
 from integrations.models import Integration
 from organizations.models import Organization
 
+from organizations.scoping import restricted
 from .choices import (
     EXCEPTION_CATEGORIES,
     Engine,
@@ -43,6 +44,8 @@ class SyncException(models.Model):
         null=True, blank=True, help_text="When a digest e-mail told someone of it (empty: not yet)."
     )
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = restricted(member_access="integration")
 
     class Meta:
         ordering = ["-last_seen", "-pk"]
@@ -127,6 +130,8 @@ class EngineSettings(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     history = ConfigHistory(excluded_fields=["last_digest_at", "updated_at"])
 
+    objects = restricted(members_see_all=True)
+
     class Meta:
         verbose_name = "engine settings"
         verbose_name_plural = "engine settings"
@@ -190,6 +195,8 @@ class AutomationRule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     history = ConfigHistory(excluded_fields=["updated_at"])
 
+    objects = restricted()
+
     class Meta:
         ordering = ["organization", "position", "pk"]
         indexes = [models.Index(fields=["organization", "active", "position"], name="rule_org_active_idx")]
@@ -212,6 +219,8 @@ class RuleRun(models.Model):
     actions = models.JSONField(default=list, help_text="What was done, or why not.")
     dry_run = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -243,6 +252,8 @@ class RoutingRule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     history = ConfigHistory(excluded_fields=["updated_at"])
 
+    objects = restricted()
+
     class Meta:
         ordering = ["organization", "position", "pk"]
         verbose_name = "routing rule"
@@ -258,6 +269,8 @@ class RoutingRuleLocation(models.Model):
     location = models.ForeignKey("inventory.Location", on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField(default=0)
     history = ConfigHistory(excluded_fields=[])
+
+    objects = restricted(organization="rule__organization")
 
     class Meta:
         ordering = ["rule", "position", "pk"]

@@ -18,12 +18,12 @@ from django.utils.http import urlencode
 
 from automations.choices import RUN_BADGE, Engine, ExceptionStatus, RunOutcome
 from automations.models import EngineSettings, EngineStatus, SyncException
+from console.display import badge
 from integrations.choices import BADGE as INTEGRATION_BADGE
 from integrations.choices import IntegrationStatus
 from integrations.models import Integration
 from orders.choices import ORDER_BADGE, OrderStatus
 from orders.models import Order
-from organizations.admin_mixins import badge
 from organizations.models import Organization
 from organizations.scoping import scope_for
 

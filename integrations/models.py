@@ -4,6 +4,7 @@ from django.db import models
 from core.fields import EncryptedJSONField, EncryptedTextField
 from core.history import ConfigHistory
 from organizations.models import Organization
+from organizations.scoping import restricted
 
 from .choices import (
     DEFAULT_WORKFLOWS,
@@ -50,6 +51,8 @@ class Connector(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = restricted(shared_when_null=True)
 
     class Meta:
         ordering = ["name"]
@@ -98,7 +101,7 @@ class Integration(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     # The connector schema's "writeOnly" settings live in secret_settings, encrypted; `settings` never holds
     # one (save() moves them), so it can be shown, exported and kept in history. Read both through
-    # services.full_settings().
+    # connector_settings.full_settings().
     settings = models.JSONField(default=dict, blank=True)
     secret_settings = EncryptedJSONField(default=dict, blank=True)
     mappings = models.JSONField(
@@ -151,6 +154,8 @@ class Integration(models.Model):
             "updated_at",
         ]
     )
+
+    objects = restricted(member_access="")
 
     class Meta:
         ordering = ["name", "pk"]
@@ -218,6 +223,8 @@ class IntegrationEvent(models.Model):
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+
+    objects = restricted(member_access="integration")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -297,6 +304,8 @@ class WebhookSubscription(models.Model):
     # The secret never reaches the history tables; the rest excluded is delivery state.
     history = ConfigHistory(excluded_fields=["secret", "last_sequence", "failing_since", "updated_at"])
 
+    objects = restricted(organization="integration__organization", member_access="integration")
+
     class Meta:
         ordering = ["created_at", "pk"]
         indexes = [models.Index(fields=["integration", "active"], name="webhook_integration_active_idx")]
@@ -335,6 +344,8 @@ class WebhookDelivery(models.Model):
     succeeded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = restricted(member_access="integration")
 
     class Meta:
         ordering = ["-created_at", "-pk"]

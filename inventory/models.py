@@ -7,6 +7,7 @@ from django.db.models import Q
 from core.history import ConfigHistory
 from integrations.models import Integration
 from organizations.models import Organization
+from organizations.scoping import restricted
 
 from .choices import LocationKind
 from .skus import lookalike_key, lookalike_message, normalize_sku
@@ -30,6 +31,8 @@ class Product(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = restricted()
 
     class Meta:
         ordering = ["sku"]
@@ -76,6 +79,8 @@ class SkuMapping(models.Model):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="sku_mappings")
     history = ConfigHistory(excluded_fields=[])
 
+    objects = restricted(organization="integration__organization", member_access="integration")
+
     class Meta:
         ordering = ["integration", "external_sku"]
         verbose_name = "SKU mapping"
@@ -119,6 +124,8 @@ class Location(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = restricted(member_access="managed_by")
+
     class Meta:
         ordering = ["priority", "name"]
         constraints = [
@@ -134,6 +141,8 @@ class ChannelLocation(models.Model):
 
     channel = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="channel_locations")
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="channel_links")
+
+    objects = restricted(organization="channel__organization", member_access="channel")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["channel", "location"], name="channellocation_unique")]
@@ -151,6 +160,8 @@ class InventoryLevel(models.Model):
     committed = models.IntegerField(default=0, help_text="Reserved by shipping requests not yet shipped.")
     incoming = models.IntegerField(default=0, help_text="Expected (purchase orders, transfers).")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = restricted(organization="product__organization", member_access="location__managed_by")
 
     class Meta:
         ordering = ["product", "location"]
@@ -188,6 +199,8 @@ class InventoryBuffer(models.Model):
         max_digits=5, decimal_places=2, null=True, blank=True, help_text="Percent of available held back."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted(member_access="channel")
 
     class Meta:
         constraints = [
@@ -242,6 +255,8 @@ class ChannelInventory(models.Model):
     )
     published_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = restricted(organization="channel__organization", member_access="channel")
 
     class Meta:
         verbose_name_plural = "channel inventory"

@@ -6,6 +6,7 @@ from core.history import ConfigHistory
 from integrations.models import Integration
 from inventory.models import Location, Product
 from organizations.models import Organization
+from organizations.scoping import restricted
 
 from .choices import OrderStatus, PaymentStatus, ShippingRequestStatus
 
@@ -18,6 +19,8 @@ class ShippingMethod(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="shipping_methods")
     code = models.SlugField(max_length=60)
     name = models.CharField(max_length=120)
+
+    objects = restricted()
 
     class Meta:
         ordering = ["code"]
@@ -38,6 +41,8 @@ class ShippingMethodMapping(models.Model):
     external_code = models.CharField(max_length=100)
     method = models.ForeignKey(ShippingMethod, on_delete=models.CASCADE, related_name="mappings")
     history = ConfigHistory(excluded_fields=[])
+
+    objects = restricted(organization="integration__organization", member_access="integration")
 
     class Meta:
         ordering = ["integration", "external_code"]
@@ -110,6 +115,8 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
 
+    objects = restricted(member_access="source")
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -141,6 +148,8 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(**MONEY)
     tax = models.DecimalField(**MONEY)
     discount = models.DecimalField(**MONEY)
+
+    objects = restricted(organization="order__organization")
 
     class Meta:
         ordering = ["order", "line_number"]
@@ -180,6 +189,8 @@ class ShippingRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
+    objects = restricted(member_access="fulfiller")
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -197,6 +208,8 @@ class ShippingRequestLine(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     quantity = models.PositiveIntegerField()
     fulfilled_quantity = models.PositiveIntegerField(default=0)
+
+    objects = restricted(organization="request__organization")
 
     class Meta:
         ordering = ["request", "pk"]
@@ -238,6 +251,8 @@ class Fulfillment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
+    objects = restricted(member_access="integration")
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -259,6 +274,8 @@ class FulfillmentLine(models.Model):
     )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     quantity = models.PositiveIntegerField()
+
+    objects = restricted(organization="fulfillment__organization")
 
     class Meta:
         constraints = [

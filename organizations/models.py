@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from .choices import Role
+from .scoping import restricted
 
 
 class Organization(models.Model):
@@ -15,6 +16,8 @@ class Organization(models.Model):
         blank=True, help_text="Where exceptions are sent when an integration has no address of its own."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted(organization="", members_see_all=True)
 
     class Meta:
         ordering = ["name"]
@@ -38,6 +41,8 @@ class Membership(models.Model):
         "may not manage it (password, name, status).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted()
 
     class Meta:
         ordering = ["organization", "user"]

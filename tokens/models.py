@@ -86,9 +86,6 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = restricted(
-        member_access="integration", member_view=("manage_keys",), member_change="manage_keys"
-    )
     # The secret's hash never reaches the history table; the rest excluded is usage and expiry bookkeeping.
     history = ConfigHistory(
         excluded_fields=[
@@ -99,6 +96,10 @@ class ApiKey(models.Model):
             "expiry_notified_at",
             "expiry_recorded_at",
         ]
+    )
+
+    objects = restricted(
+        member_access="integration", member_view=("manage_keys",), member_change="manage_keys"
     )
 
     class Meta:

@@ -29,7 +29,7 @@ from inventory.models import SkuMapping
 from orders.models import ShippingMethodMapping
 from tokens.models import ApiKey
 
-from .display import html_table
+from ..display import html_table
 
 SECRET_CHANGED = "changed (secret)"  # noqa: S105 - a label shown instead of the value
 

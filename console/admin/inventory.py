@@ -1,28 +1,20 @@
-import os
-from datetime import timedelta
+"""
+The catalog and stock in the admin: products and stock levels with CSV import/export into one organization,
+SKU mappings, locations, buffers, channel links and what each channel was last told. Saves go through the
+inventory services (outbox events, the availability recompute).
+"""
 
-from django import forms
+import os
+
 from django.contrib import admin, messages
-from django.core import signing
 from django.db.models import F
 from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
-from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.tmp_storages import TempFolderStorage
 
-from organizations.admin_mixins import (
-    OrganizationColumnMixin,
-    OrganizationScopedAdmin,
-    ReadOnlyAdminMixin,
-    badge,
-    same_organization_form,
-)
-from organizations.history_admin import ConfigHistoryAdmin
-from organizations.models import Organization
-from organizations.scoping import scope_for
-
-from . import services
-from .models import (
+from console.admin.history import ConfigHistoryAdmin
+from inventory import services
+from inventory.models import (
     ChannelInventory,
     ChannelLocation,
     InventoryBuffer,
@@ -31,78 +23,15 @@ from .models import (
     Product,
     SkuMapping,
 )
+from organizations.models import Organization
+
+from ..display import badge
+from ..forms.common import same_organization_form
+from ..forms.inventory import OrganizationConfirmImportForm, OrganizationImportForm, sign_upload
+from .mixins import OrganizationColumnMixin, OrganizationScopedAdmin, ReadOnlyAdminMixin
 from .resources import ProductResource, StockResource
 
 # --- CSV import/export bound to one organization ----------------------------------------------------------
-
-
-class OrganizationImportForm(ImportForm):
-    organization = forms.ModelChoiceField(
-        queryset=Organization.objects.none(),
-        empty_label=None,
-        help_text="Rows are matched and created in this organization only.",
-    )
-    field_order = ["organization", "resource", "import_file", "format"]
-
-
-# The confirm step names its upload with a signed token (issue 14, finding 7): bound to the user and the
-# organization of the preview, and to its format and resource, and valid for this long.
-IMPORT_CONFIRM_SALT = "inventory.admin.import-confirm"
-IMPORT_CONFIRM_MAX_AGE = timedelta(hours=1)
-IMPORT_CONFIRM_REFUSED = (
-    "This upload cannot be imported: it was already imported, its preview is more than an hour old, or it "
-    "was not previewed by you for this organization. Upload the file again."
-)
-
-
-def sign_upload(name, user, organization, file_format, resource) -> str:
-    """The token of the confirm form: the upload's name in the temp folder and what its preview was for."""
-    payload = {
-        "name": name,
-        "user": user.pk,
-        "org": organization.pk,
-        "format": file_format,
-        "resource": resource,
-    }
-    return signing.dumps(payload, salt=IMPORT_CONFIRM_SALT)
-
-
-class OrganizationConfirmImportForm(ConfirmImportForm):
-    """
-    The import's confirm step. Its hidden upload name is a token from `sign_upload`: only the upload this
-    user previewed for this organization, in that format and resource, within the hour, and still there,
-    is read (and then removed). Anything else is refused before a file is touched.
-    """
-
-    # Posted again on confirmation: validated against the user's organizations a second time.
-    organization = forms.ModelChoiceField(queryset=Organization.objects.none(), widget=forms.HiddenInput)
-
-    def __init__(self, *args, user, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.user = user
-
-    def clean_import_file_name(self):
-        # The token as posted: the library's basename() of a plain name does not apply to it.
-        return self.cleaned_data["import_file_name"]
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        try:
-            upload = signing.loads(
-                cleaned["import_file_name"], salt=IMPORT_CONFIRM_SALT, max_age=IMPORT_CONFIRM_MAX_AGE
-            )
-        except signing.BadSignature:  # tampered, hand-written or expired (SignatureExpired)
-            raise forms.ValidationError(IMPORT_CONFIRM_REFUSED, code="upload_refused") from None
-        previewed = (upload["user"], upload["org"], upload["format"], upload["resource"])
-        posted = (self.user.pk, cleaned["organization"].pk, cleaned["format"], cleaned.get("resource", ""))
-        path = TempFolderStorage(name=upload["name"]).get_full_path()
-        # Still there? Not after the first of two clicks on "Confirm import", nor once the temp folder is swept.
-        if previewed != posted or not os.path.isfile(path):
-            raise forms.ValidationError(IMPORT_CONFIRM_REFUSED, code="upload_refused")
-        cleaned["import_file_name"] = upload["name"]
-        return cleaned
 
 
 class OrganizationImportExportMixin(ImportExportMixin):
@@ -115,13 +44,10 @@ class OrganizationImportExportMixin(ImportExportMixin):
     formats = [base_formats.CSV]
 
     def import_organizations(self, request):
-        scope = scope_for(request.user)
-        orgs = Organization.objects.order_by("name")
-        return orgs if scope.is_superuser else orgs.filter(pk__in=scope.admin_org_ids)
+        return Organization.objects.restrict(request.user, "add").order_by("name")
 
     def has_import_permission(self, request):
-        scope = scope_for(request.user)
-        return scope.is_superuser or bool(scope.admin_org_ids)
+        return Organization.objects.tenancy.reaches_any(request.user, "add")
 
     def has_export_permission(self, request):
         return self.has_view_permission(request)
@@ -238,8 +164,6 @@ class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, Organ
 
 @admin.register(SkuMapping)
 class SkuMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
-    organization_field = "integration__organization"
-    member_access_field = "integration"
     form = same_organization_form("integration", "product")
     list_display = ["external_sku", "integration", "product"]
     list_filter = ["integration"]
@@ -253,7 +177,6 @@ class SkuMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
 
 @admin.register(Location)
 class LocationAdmin(RecomputesAvailability, OrganizationColumnMixin, OrganizationScopedAdmin):
-    member_access_field = "managed_by"
     form = same_organization_form("organization", "managed_by")
     list_display = [
         "name",
@@ -282,8 +205,6 @@ class LocationAdmin(RecomputesAvailability, OrganizationColumnMixin, Organizatio
 class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin):
     """Stock per product and location; hand edits and CSV imports set on hand through set_stock."""
 
-    organization_field = "product__organization"
-    member_access_field = "location__managed_by"
     resource_classes = [StockResource]
     import_template_name = "admin/inventory/inventorylevel/import.html"
     skip_admin_log = True  # set_stock records every change as an outbox event
@@ -339,7 +260,6 @@ class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin
 class InventoryBufferAdmin(RecomputesAvailability, OrganizationColumnMixin, OrganizationScopedAdmin):
     """Stock held back from channels; the most specific matching buffer wins."""
 
-    member_access_field = "channel"
     form = same_organization_form("organization", "location", "product", "channel")
     list_display = ["__str__", "quantity", "percent", "location", "product", "channel", "organization"]
     list_filter = ["location", "channel"]
@@ -353,9 +273,6 @@ class ChannelLocationAdmin(RecomputesAvailability, OrganizationScopedAdmin):
     """Which locations a channel sells from (none: every selling location)."""
 
     availability_org_field = "channel__organization_id"
-
-    organization_field = "channel__organization"
-    member_access_field = "channel"
     form = same_organization_form("channel", "location")
     list_display = ["channel", "location"]
     list_filter = ["channel", "location"]
@@ -366,8 +283,6 @@ class ChannelLocationAdmin(RecomputesAvailability, OrganizationScopedAdmin):
 class ChannelInventoryAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """What each channel was last told it may sell (written by the inventory engine)."""
 
-    organization_field = "channel__organization"
-    member_access_field = "channel"
     list_display = ["sku", "channel", "available", "published_at", "updated_at"]
     list_filter = ["channel"]
     list_select_related = ["product", "channel"]

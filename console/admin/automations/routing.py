@@ -5,32 +5,24 @@ locations as an inline limited to the organization's shipping locations. The imp
 follows them is explained above the list.
 """
 
-from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q
-from django.template.loader import render_to_string
 from django.utils.html import format_html_join
 
+from automations import conditions
+from automations.models import EngineSettings, RoutingRule, RoutingRuleLocation
+from console.admin.history import ConfigHistoryAdmin, rows_table
 from inventory.models import Location
-from organizations.admin_mixins import (
+
+from ...display import badge
+from ...forms.automations import PreferenceFormSet, RoutingRuleForm
+from ..mixins import (
     OrganizationColumnMixin,
     OrganizationScopedAdmin,
     OrganizationScopedInline,
-    SameOrganizationForm,
-    badge,
+    administered_organization,
 )
-from organizations.history_admin import ConfigHistoryAdmin, rows_table
-from organizations.scoping import scope_for
 
-from .. import conditions
-from ..forms import ConditionFormSet
-from ..models import EngineSettings, RoutingRule, RoutingRuleLocation
-
-CONDITIONS_HELP = (
-    "An order matches the card when all (or any, as chosen above) of these hold; no conditions: every order "
-    "matches. For “is one of”, separate values with commas. Clear a row or tick Delete to remove it."
-)
 DEFAULT_CARD_HELP = (
     "Cards are tried from the lowest position; the first whose conditions match decides where an order "
     "ships from. When none matches, the default card applies: every active shipping location by its "
@@ -39,71 +31,11 @@ DEFAULT_CARD_HELP = (
 YES_NO_BADGE = {True: "green", False: "grey"}
 
 
-class ConditionRowsWidget(forms.Widget):
-    """Shows the form's condition formset as rows; the formset, not this widget, reads what is posted."""
-
-    formset = None
-
-    def render(self, name, value, attrs=None, renderer=None):
-        return render_to_string(
-            "admin/automations/automationrule/rows.html",
-            {"formset": self.formset, "title": "Conditions", "help": CONDITIONS_HELP, "id": "sy-conditions"},
-        )
-
-    def value_from_datadict(self, data, files, name):
-        return None
-
-
-class RoutingRuleForm(SameOrganizationForm):
-    """A card's own fields, and its conditions as rows validated with it (never raw JSON)."""
-
-    same_organization = ("organization",)
-    condition_rows = forms.Field(required=False, label="", widget=ConditionRowsWidget)
-
-    class Meta:
-        model = RoutingRule
-        fields = ["organization", "name", "match", "allow_split", "position", "active"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.condition_formset = ConditionFormSet(
-            self.data if self.is_bound else None, conditions=self.instance.conditions
-        )
-        if "condition_rows" in self.fields:
-            widget = self.fields["condition_rows"].widget
-            widget.formset = self.condition_formset
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.condition_formset.is_valid():
-            raise ValidationError("The card was not saved: fix the conditions marked below.")
-        self.instance.conditions = self.condition_formset.cleaned_conditions()
-        return cleaned
-
-
-class PreferenceFormSet(forms.BaseInlineFormSet):
-    """Each location once, and only the card's organization's."""
-
-    def clean(self):
-        super().clean()
-        seen = set()
-        for form in self.forms:
-            location = (getattr(form, "cleaned_data", None) or {}).get("location")
-            if location is None or self._should_delete_form(form):
-                continue
-            if location.organization_id != self.instance.organization_id:
-                form.add_error("location", "This location belongs to another organization.")
-            if location.pk in seen:
-                form.add_error("location", "Already on this card.")
-            seen.add(location.pk)
-
-
 class PreferenceInline(OrganizationScopedInline):
     """The card's locations, in order of preference (lowest position first)."""
 
     model = RoutingRuleLocation
     formset = PreferenceFormSet
-    organization_field = "rule__organization"
     fields = ["location", "position"]
     ordering = ["position", "pk"]
     extra = 1
@@ -126,10 +58,7 @@ class PreferenceInline(OrganizationScopedInline):
             usable |= Q(pk__in=card.preferences.values("location_id"))
             locations = Location.objects.filter(organization_id=card.organization_id)
         else:
-            scope = scope_for(request.user)
-            locations = Location.objects.all()
-            if not scope.is_superuser:
-                locations = locations.filter(organization__in=scope.admin_org_ids)
+            locations = Location.objects.restrict(request.user, "add")
         return locations.filter(usable).order_by("priority", "name")
 
 
@@ -182,9 +111,8 @@ class RoutingRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organization
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
-        scope = scope_for(request.user)
-        if len(scope.admin_org_ids) == 1:
-            initial.setdefault("organization", next(iter(scope.admin_org_ids)))
+        if (org_id := administered_organization(request.user)) is not None:
+            initial.setdefault("organization", org_id)
         return initial
 
     def changelist_view(self, request, extra_context=None):
@@ -193,10 +121,9 @@ class RoutingRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organization
 
     def default_card_text(self, request) -> str:
         """The implicit last card, with its locations and split setting when one organization is in view."""
-        scope = scope_for(request.user)
-        if scope.is_superuser or len(scope.admin_org_ids) != 1:
+        org_id = administered_organization(request.user)
+        if org_id is None:
             return DEFAULT_CARD_HELP
-        org_id = next(iter(scope.admin_org_ids))
         names = Location.objects.filter(organization_id=org_id, active=True, ships=True).order_by(
             "priority", "name"
         )

@@ -1,29 +1,29 @@
+"""
+API keys in the admin: prefix, state, grants and last use at a glance; issuing a key (for an integration or
+an org key), registering a custom integration with its first key, and revoke / regenerate / rotate as
+buttons. A key's secret is shown once, on the response that made it, and never again.
+"""
+
 from datetime import timedelta
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from integrations.admin import status_badge as integration_badge
+from console.admin.history import ConfigHistoryAdmin
 from integrations.choices import ConnectorType
 from integrations.models import Connector, Integration
-from organizations.admin_mixins import OrganizationScopedAdmin, granted_integrations
-from organizations.history_admin import ConfigHistoryAdmin
 from organizations.models import Organization
-from organizations.scoping import scope_for
+from tokens import issuing, registration
+from tokens.choices import BADGE, KeyKind, KeyState
+from tokens.models import ApiKey
 
-from . import services
-from .choices import BADGE, KeyKind, KeyState
-from .forms import IssueKeyForm, RegisterCustomIntegrationForm, RotateForm, validate_grants
-from .grants import GRANT_CHOICES
-from .models import ApiKey
-
-MANAGE_KEYS = ("manage_keys_integration",)
+from ..forms.tokens import ApiKeyChangeForm, IssueKeyForm, RegisterCustomIntegrationForm, RotateForm
+from .integrations.common import status_badge as integration_badge
+from .mixins import ObjectActionsMixin, OrganizationScopedAdmin, object_action
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -48,42 +48,10 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ApiKeyChangeForm(forms.ModelForm):
-    """Name, grants, expiry and allowed IP ranges of an existing key; the secret is never shown again."""
-
-    grants = forms.MultipleChoiceField(
-        choices=GRANT_CHOICES, widget=forms.CheckboxSelectMultiple, required=False
-    )
-    allowed_ips = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="CIDR ranges, one per line. Empty: any address.",
-    )
-
-    class Meta:
-        model = ApiKey
-        fields = ["name", "grants", "expires_at", "allowed_ips"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if "allowed_ips" in self.fields:
-            self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips or [])
-
-    def clean_grants(self):
-        return validate_grants(self.cleaned_data["grants"])
-
-    def clean_allowed_ips(self):
-        lines = [line.strip() for line in self.cleaned_data["allowed_ips"].splitlines() if line.strip()]
-        return services.validate_cidrs(lines)
-
-
 @admin.register(ApiKey)
-class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
+class ApiKeyAdmin(ConfigHistoryAdmin, ObjectActionsMixin, OrganizationScopedAdmin):
     """Keys: prefix, state, grants and last use at a glance; revoke, regenerate and rotate; never the secret."""
 
-    member_access_field = "integration"
-    member_view_perms = MANAGE_KEYS
-    member_change_perm = MANAGE_KEYS[0]
     form = ApiKeyChangeForm
     list_display = [
         "name",
@@ -159,16 +127,13 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     # --- permissions: org admins, and members holding "manage keys" on the key's integration ------------
     def key_integrations(self, request):
         """Integrations whose keys the user may manage."""
-        scope = scope_for(request.user)
-        integrations = Integration.objects.select_related("organization", "connector")
-        if scope.is_superuser:
-            return integrations
-        granted = granted_integrations(request.user, scope, MANAGE_KEYS).values("pk")
-        return integrations.filter(organization__in=scope.admin_org_ids) | integrations.filter(pk__in=granted)
+        return Integration.objects.restrict(request.user, "manage_keys").select_related(
+            "organization", "connector"
+        )
 
     def has_add_permission(self, request, *args):
-        scope = scope_for(request.user)
-        return scope.is_superuser or bool(scope.admin_org_ids) or self.key_integrations(request).exists()
+        may_add = Organization.objects.tenancy.reaches_any(request.user, "add")
+        return may_add or self.key_integrations(request).exists()
 
     def has_delete_permission(self, request, obj=None):
         return False  # keys are revoked, never deleted: the audit trail refers to them
@@ -176,59 +141,42 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if form.changed_data:
-            services._record(obj, f"Key {obj.display} changed: {', '.join(form.changed_data)}.", request.user)
+            issuing.record_key_event(
+                obj, f"Key {obj.display} changed: {', '.join(form.changed_data)}.", request.user
+            )
 
     # --- actions and buttons --------------------------------------------------------------------------
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):
-        allowed = [k.pk for k in queryset if self.has_change_permission(request, k)]
-        count = services.revoke_many(
-            ApiKey.objects.filter(pk__in=allowed), actor=request.user, reason="revoked in the admin"
-        )
+        allowed = queryset.restrict(request.user, "change")
+        count = issuing.revoke_many(allowed, actor=request.user, reason="revoked in the admin")
         self.message_user(request, f"Revoked {count} key{'s' if count != 1 else ''}.", messages.SUCCESS)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("register-integration/", wrap(self.register_view), name="tokens_apikey_register"),
-            path("<path:object_id>/revoke/", wrap(self.revoke_view), name="tokens_apikey_revoke"),
-            path("<path:object_id>/regenerate/", wrap(self.regenerate_view), name="tokens_apikey_regenerate"),
-            path("<path:object_id>/rotate/", wrap(self.rotate_view), name="tokens_apikey_rotate"),
             *super().get_urls(),
         ]
 
-    def _changeable(self, request, object_id):
-        key = self.get_object(request, object_id)
-        if not self.has_change_permission(request, key):
-            raise PermissionDenied
-        return key
+    @object_action("revoke")
+    def revoke(self, request, key):
+        if issuing.revoke(key, actor=request.user, reason="revoked in the admin"):
+            return f"Revoked {key.display}."
+        return None
 
-    def revoke_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        key = self._changeable(request, object_id)
-        if services.revoke(key, actor=request.user, reason="revoked in the admin"):
-            self.message_user(request, f"Revoked {key.display}.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:tokens_apikey_change", args=[key.pk]))
-
-    def regenerate_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        key = self._changeable(request, object_id)
-        issued = services.regenerate(key, actor=request.user)
+    @object_action("regenerate")
+    def regenerate(self, request, key):
+        issued = issuing.regenerate(key, actor=request.user)
         return self.shown_once(request, issued, f"Regenerated: {key.display} no longer works.")
 
-    def rotate_view(self, request, object_id):
-        key = self._changeable(request, object_id)
+    @object_action("rotate", methods=("GET", "POST"), refused=(ValidationError,))
+    def rotate(self, request, key):
         form = RotateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            try:
-                issued = services.rotate(
-                    key, grace=timedelta(hours=form.cleaned_data["grace_hours"]), actor=request.user
-                )
-            except ValidationError as exc:
-                self.message_user(request, exc.messages[0], messages.ERROR)
-                return HttpResponseRedirect(reverse("admin:tokens_apikey_change", args=[key.pk]))
+            issued = issuing.rotate(
+                key, grace=timedelta(hours=form.cleaned_data["grace_hours"]), actor=request.user
+            )
             key.refresh_from_db()
             return self.shown_once(
                 request,
@@ -272,12 +220,7 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         integrations = self.key_integrations(request).order_by("organization__name", "name")
-        scope = scope_for(request.user)
-        orgs = (
-            Organization.objects.all()
-            if scope.is_superuser
-            else Organization.objects.filter(pk__in=scope.admin_org_ids)
-        )
+        orgs = Organization.objects.restrict(request.user, "add")
         integration = org = None
         if request.GET.get("integration"):
             integration = integrations.filter(pk=request.GET["integration"]).first()
@@ -300,7 +243,7 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                issued = services.issue_key(
+                issued = issuing.issue_key(
                     kind=KeyKind.INTEGRATION if integration else KeyKind.ORG,
                     name=data["name"],
                     integration=integration,
@@ -326,14 +269,9 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
 
     def register_view(self, request):
         """Register a custom integration: a private connector, its integration and first key, in one step."""
-        scope = scope_for(request.user)
-        if not (scope.is_superuser or scope.admin_org_ids):
+        if not Organization.objects.tenancy.reaches_any(request.user, "add"):
             raise PermissionDenied
-        orgs = (
-            Organization.objects.all()
-            if scope.is_superuser
-            else Organization.objects.filter(pk__in=scope.admin_org_ids)
-        )
+        orgs = Organization.objects.restrict(request.user, "add")
         connector_type = request.GET.get("type") or request.POST.get("connector_type")
         if connector_type not in ConnectorType.values:
             templates = Connector.objects.filter(
@@ -359,7 +297,7 @@ class ApiKeyAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                issued = services.register_custom_integration(
+                issued = registration.register_custom_integration(
                     data["organization"],
                     connector_type=connector_type,
                     name=data["name"],

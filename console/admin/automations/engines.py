@@ -3,103 +3,22 @@ Engine settings per organization (the four switches, their parameters, the organ
 "Run now" button per engine). The organization dashboard is console/dashboard.py.
 """
 
-import logging
-
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
+from django.http import Http404, HttpResponseRedirect
+from django.urls import reverse
 
-from console.admin.history import ConfigHistoryAdmin
-from console.dashboard import status_summary
+from automations.choices import EXCEPTION_CATEGORIES, Engine, RunTrigger
+from automations.engine_settings import engine_settings
+from automations.models import EngineSettings, EngineStatus
+from automations.tasks import run_engine_task
 from core.queue import enqueue
 from inventory import services as inventory_services
-from inventory.models import InventoryBuffer
-from organizations.admin_mixins import OrganizationScopedAdmin
 from organizations.models import Organization
-from organizations.scoping import scope_for
 
-from ..choices import EXCEPTION_CATEGORIES, Engine, RunTrigger
-from ..engine_settings import engine_settings
-from ..models import EngineSettings, EngineStatus
-
-logger = logging.getLogger(__name__)
-
-
-def default_buffer(organization_id):
-    """The organization-wide buffer row (no location, product or channel), or None."""
-    return InventoryBuffer.objects.filter(
-        organization_id=organization_id, location=None, product=None, channel=None
-    ).first()
-
-
-# --- engine settings ------------------------------------------------------------------------------------
-
-
-class EngineSettingsForm(forms.ModelForm):
-    """The settings, with notification categories as checkboxes and the org-wide buffer beside them."""
-
-    notify_categories = forms.MultipleChoiceField(
-        choices=[(key, label) for key, (label, _) in EXCEPTION_CATEGORIES.items()],
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        label="Notify about",
-        help_text="Exception categories e-mailed to the integration's (else the organization's) address.",
-    )
-    buffer_quantity = forms.IntegerField(
-        min_value=0,
-        required=False,
-        label="Default buffer (units)",
-        help_text="Units of every product held back from every channel, unless a more specific buffer "
-        "(location, product or channel) applies.",
-    )
-    buffer_percent = forms.DecimalField(
-        min_value=0,
-        max_value=100,
-        max_digits=5,
-        decimal_places=2,
-        required=False,
-        label="Default buffer (percent)",
-        help_text="Or a percent of what is available, rounded up. Leave both empty for no default buffer.",
-    )
-
-    class Meta:
-        model = EngineSettings
-        fields = [
-            "hold_enabled",
-            "routing_enabled",
-            "inventory_enabled",
-            "exceptions_enabled",
-            "default_hold_minutes",
-            "routing_strategy",
-            "allow_split",
-            "unroutable_retry_minutes",
-            "stuck_after_hours",
-            "stale_after_days",
-            "notify_categories",
-            "digest_minutes",
-        ]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            buffer = default_buffer(self.instance.organization_id)
-            if buffer is not None:
-                self.initial.setdefault("buffer_quantity", buffer.quantity)
-                self.initial.setdefault("buffer_percent", buffer.percent)
-
-    def clean_notify_categories(self):
-        chosen = set(self.cleaned_data["notify_categories"])
-        return [key for key in EXCEPTION_CATEGORIES if key in chosen]  # stored in the catalogue's order
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("buffer_quantity") is not None and cleaned.get("buffer_percent") is not None:
-            raise forms.ValidationError(
-                "A default buffer holds back units or a percent, not both: leave one of them empty."
-            )
-        return cleaned
+from ...dashboard import status_summary
+from ...forms.automations import EngineSettingsForm, default_buffer
+from ..history import ConfigHistoryAdmin
+from ..mixins import ObjectActionsMixin, OrganizationScopedAdmin, object_action
 
 
 def _status_display(engine):
@@ -113,7 +32,7 @@ def _status_display(engine):
 
 
 @admin.register(EngineSettings)
-class EngineSettingsAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
+class EngineSettingsAdmin(ConfigHistoryAdmin, ObjectActionsMixin, OrganizationScopedAdmin):
     """
     One row per organization, made on first visit: its admins change it, its members view it. Saving
     stores the org-wide buffer through inventory.services so the inventory engine recomputes.
@@ -166,23 +85,7 @@ class EngineSettingsAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
     inventory_status = _status_display(Engine.INVENTORY)
     exceptions_status = _status_display(Engine.EXCEPTIONS)
 
-    # --- scope: members of an organization view its settings; its admins change them ----------------------
-    def scope_queryset(self, request, queryset):
-        scope = scope_for(request.user)
-        return queryset if scope.is_superuser else queryset.filter(organization__in=scope.org_ids)
-
-    def role_allows(self, request, action, obj=None) -> bool:
-        scope = scope_for(request.user)
-        if scope.is_superuser:
-            return action in ("view", "change")
-        if action == "view":
-            return obj.organization_id in scope.org_ids if obj is not None else bool(scope.org_ids)
-        if action == "change":
-            return (
-                obj.organization_id in scope.admin_org_ids if obj is not None else bool(scope.admin_org_ids)
-            )
-        return False  # one row per organization, made on first visit: never added or deleted here
-
+    # Members of an organization view its settings, its admins change them (EngineSettings' tenancy).
     def has_add_permission(self, request, *args):
         return False
 
@@ -231,20 +134,16 @@ class EngineSettingsAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
 
     # --- the list: a row for every organization in scope, and straight to it for a one-org user ------------
     def changelist_view(self, request, extra_context=None):
-        scope = scope_for(request.user)
-        orgs = Organization.objects.filter(engine_settings__isnull=True)
-        if not scope.is_superuser:
-            orgs = orgs.filter(pk__in=scope.org_ids)
-        EngineSettings.objects.bulk_create(
-            [EngineSettings(organization_id=pk) for pk in orgs.values_list("pk", flat=True)],
-            ignore_conflicts=True,  # made by engine_settings() meanwhile
-        )
-        if not scope.is_superuser and len(scope.org_ids) == 1:
-            (org_id,) = scope.org_ids
-            settings = engine_settings(org_id)
-            return HttpResponseRedirect(
-                reverse("admin:automations_enginesettings_change", args=[settings.pk])
-            )
+        orgs = Organization.objects.restrict(request.user, "view")
+        for org_id in orgs.filter(engine_settings__isnull=True).values_list("pk", flat=True):
+            engine_settings(org_id)  # the row, with every engine on, made on first visit
+        if not request.user.is_superuser:
+            org_ids = list(orgs.values_list("pk", flat=True)[:2])
+            if len(org_ids) == 1:
+                settings = engine_settings(org_ids[0])
+                return HttpResponseRedirect(
+                    reverse("admin:automations_enginesettings_change", args=[settings.pk])
+                )
         return super().changelist_view(request, extra_context)
 
     # --- saving: the settings row, and the org-wide buffer through its owner's service ------------------
@@ -266,51 +165,26 @@ class EngineSettingsAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/run/<str:engine>/",
-                wrap(self.run_view),
-                name="automations_enginesettings_run",
-            ),
-            *super().get_urls(),
-        ]
-
-    def run_view(self, request, object_id, engine):
+    @object_action("run/<str:engine>", name="run")
+    def run(self, request, settings, engine):
         """POST: run one engine now for this organization and say what it did."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        settings = self.get_object(request, object_id)  # 404 outside your organizations
         if engine not in Engine.values:
             raise Http404("No such engine.")
-        if not self.has_change_permission(request, settings):
-            raise PermissionDenied
         label = Engine(engine).label
-        back = HttpResponseRedirect(reverse("admin:automations_enginesettings_change", args=[settings.pk]))
         if not settings.enabled(engine):
-            self.message_user(
-                request,
+            return (
                 f"The {label} engine is switched off for {settings.organization}: nothing ran.",
                 messages.WARNING,
             )
-            return back
         # Queued, not run in the request: a full inventory recompute of a large catalog takes seconds, a
         # digest talks to the mail server; the outcome shows beside the switch and on the dashboard.
-        from ..tasks import run_engine_task  # tasks import the engines, which this module lists
-
         if enqueue(run_engine_task, args=[engine, settings.organization_id, RunTrigger.ADMIN.value]):
-            self.message_user(
-                request,
+            return (
                 f"Queued the {label} engine for {settings.organization}: its outcome appears beside its "
-                "switch once a worker ran it.",
-                messages.SUCCESS,
+                "switch once a worker ran it."
             )
-        else:
-            self.message_user(
-                request,
-                f"Could not queue the {label} engine: the task broker is unavailable. Support staff can run "
-                f"`manage.py run_engine {engine} --org {settings.organization.slug}` on the server.",
-                messages.ERROR,
-            )
-        return back
+        return (
+            f"Could not queue the {label} engine: the task broker is unavailable. Support staff can run "
+            f"`manage.py run_engine {engine} --org {settings.organization.slug}` on the server.",
+            messages.ERROR,
+        )

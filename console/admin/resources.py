@@ -13,9 +13,9 @@ from import_export import fields, resources, widgets
 from import_export.instance_loaders import CachedInstanceLoader
 from import_export.results import RowResult
 
-from . import services
-from .models import InventoryLevel, Location, Product
-from .skus import normalize_sku
+from inventory import services
+from inventory.models import InventoryLevel, Location, Product
+from inventory.skus import normalize_sku
 
 # --- spreadsheet formulae (issue 14, finding 5) ------------------------------------------------------------
 # A cell a spreadsheet would run as a formula: OWASP's list of leading characters, also after leading

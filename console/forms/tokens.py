@@ -1,13 +1,15 @@
+"""The keys admin's forms: issuing a key, registering a custom integration, changing and rotating a key."""
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from integrations.choices import ConnectorType
 from integrations.models import Integration
-
-from . import services
-from .choices import Expiration
-from .grants import GRANT_CHOICES
+from tokens import issuing
+from tokens.choices import Expiration
+from tokens.grants import GRANT_CHOICES, UnknownGrant, normalize
+from tokens.models import ApiKey
 
 
 class KeyOptionsForm(forms.Form):
@@ -33,7 +35,7 @@ class KeyOptionsForm(forms.Form):
 
     def clean_allowed_ips(self):
         lines = [line.strip() for line in self.cleaned_data["allowed_ips"].splitlines() if line.strip()]
-        return services.validate_cidrs(lines)
+        return issuing.validate_cidrs(lines)
 
     def clean(self):
         cleaned = super().clean()
@@ -43,7 +45,7 @@ class KeyOptionsForm(forms.Form):
         elif policy == Expiration.DATE and date <= timezone.now():
             self.add_error("expires_on", "The expiry must be in the future.")
         elif policy:
-            cleaned["expires_at"] = services.expires_at_for(policy, date)
+            cleaned["expires_at"] = issuing.expires_at_for(policy, date)
         return cleaned
 
 
@@ -88,6 +90,35 @@ class IssueKeyForm(KeyOptionsForm):
     field_order = ["name", "grants", "expiration", "expires_on", "allowed_ips"]
 
 
+class ApiKeyChangeForm(forms.ModelForm):
+    """Name, grants, expiry and allowed IP ranges of an existing key; the secret is never shown again."""
+
+    grants = forms.MultipleChoiceField(
+        choices=GRANT_CHOICES, widget=forms.CheckboxSelectMultiple, required=False
+    )
+    allowed_ips = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="CIDR ranges, one per line. Empty: any address.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "grants", "expires_at", "allowed_ips"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "allowed_ips" in self.fields:
+            self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips or [])
+
+    def clean_grants(self):
+        return validate_grants(self.cleaned_data["grants"])
+
+    def clean_allowed_ips(self):
+        lines = [line.strip() for line in self.cleaned_data["allowed_ips"].splitlines() if line.strip()]
+        return issuing.validate_cidrs(lines)
+
+
 class RotateForm(forms.Form):
     grace_hours = forms.IntegerField(
         min_value=0, max_value=24 * 30, initial=24, help_text="How long the old key keeps working."
@@ -95,8 +126,6 @@ class RotateForm(forms.Form):
 
 
 def validate_grants(grants):
-    from .grants import UnknownGrant, normalize
-
     try:
         return normalize(grants)
     except UnknownGrant as exc:

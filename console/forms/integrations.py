@@ -1,20 +1,21 @@
 """
-Admin forms. The settings part of the integration form is generated from the connector's JSON Schema.
+The integrations admin's forms. The settings part of the integration form is generated from the connector's JSON Schema.
 
 Written by hand because the schema-form libraries (django-jsonform and the like) render a JavaScript JSON
 editor that cannot keep secrets write-only; jsonschema (through services.settings_errors) stays the one
 judge of validity, so the form only maps schema properties to widgets and errors back to fields.
 """
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import escape, format_html
 
+from integrations import connector_settings
+from integrations.choices import Workflow
+from integrations.models import Connector, Integration
 from organizations.models import Organization
-
-from . import services
-from .choices import Workflow
-from .models import Connector, Integration
 
 SETTING_PREFIX = "setting__"
 
@@ -70,7 +71,7 @@ class IntegrationForm(forms.ModelForm):
             # ModelForm took its initial values before the connector type's defaults were applied.
             for flow in Workflow:
                 self.initial[f"flow_{flow.value}"] = self.instance.workflow_enabled(flow)
-        stored = services.full_settings(self.instance)
+        stored = connector_settings.full_settings(self.instance)
         for name, value in stored.items():
             field = self.fields.get(SETTING_PREFIX + name)
             if field is None:
@@ -102,10 +103,10 @@ class IntegrationForm(forms.ModelForm):
             value = cleaned.get(SETTING_PREFIX + name)
             if value is not None and value != "":
                 submitted[name] = value
-        current = services.full_settings(self.instance) if self.instance.pk else {}
-        self.cleaned_settings = services.merge_settings(self.connector, current, submitted)
-        errors = services.settings_errors(self.connector, self.cleaned_settings)
-        errors.update(services.mapping_errors(self.connector, cleaned.get("mappings") or {}))
+        current = connector_settings.full_settings(self.instance) if self.instance.pk else {}
+        self.cleaned_settings = connector_settings.merge_settings(self.connector, current, submitted)
+        errors = connector_settings.settings_errors(self.connector, self.cleaned_settings)
+        errors.update(connector_settings.mapping_errors(self.connector, cleaned.get("mappings") or {}))
         for key, messages in errors.items():
             field = key if key in ("mappings", "__all__") else SETTING_PREFIX + key
             if field not in self.fields and field != "__all__":
@@ -144,8 +145,6 @@ class ImportForm(forms.Form):
     name = forms.CharField(required=False, help_text="Defaults to the name in the file.")
 
     def clean_file(self):
-        import json
-
         upload = self.cleaned_data["file"]
         if upload.size > 1_000_000:
             raise ValidationError("The file is larger than 1 MB.")
@@ -173,7 +172,7 @@ class ConnectorForm(forms.ModelForm):
 
     def clean_settings_schema(self):
         schema = self.cleaned_data.get("settings_schema") or {}
-        services.check_settings_schema(schema)
+        connector_settings.check_settings_schema(schema)
         return schema
 
     def clean_mapping_kinds(self):

@@ -1,25 +1,22 @@
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+"""
+Orders, shipping requests, fulfillments and shipping methods in the admin. Orders arrive from channels and
+change only through the order services: hold / release / cancel are buttons on the order's page and bulk
+actions; its page shows its lines, shipping requests, fulfillments and outbox history.
+"""
+
+from dataclasses import replace
+
+from django.contrib import admin
 from django.db.models import Q
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from console.admin.history import ConfigHistoryAdmin
 from integrations.models import OutboxEvent
-from organizations.admin_mixins import (
-    OrganizationColumnMixin,
-    OrganizationScopedAdmin,
-    OrganizationScopedInline,
-    ReadOnlyAdminMixin,
-    badge,
-    same_organization_form,
-)
-from organizations.history_admin import ConfigHistoryAdmin
-
-from . import services
-from .choices import ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
-from .models import (
+from orders import services
+from orders.choices import ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
+from orders.models import (
     Fulfillment,
     FulfillmentLine,
     Order,
@@ -28,6 +25,17 @@ from .models import (
     ShippingMethodMapping,
     ShippingRequest,
     ShippingRequestLine,
+)
+
+from ..display import badge
+from ..forms.common import same_organization_form
+from .mixins import (
+    ObjectActionsMixin,
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    OrganizationScopedInline,
+    ReadOnlyAdminMixin,
+    object_action,
 )
 
 HISTORY_LIMIT = 100  # newest events shown on the order page
@@ -51,6 +59,11 @@ class PartInline(ReadOnlyAdminMixin, OrganizationScopedInline):
     extra = 0
     can_delete = False
 
+    @property
+    def tenancy(self):
+        # The rows of the parent's organizations: members are not granted parts of an order one by one.
+        return replace(super().tenancy, member_access=None)
+
     def has_view_permission(self, request, obj=None):
         return self.admin_site._registry[self.parent_model].has_view_permission(request, obj)
 
@@ -60,7 +73,6 @@ class PartInline(ReadOnlyAdminMixin, OrganizationScopedInline):
 
 class OrderLineInline(PartInline):
     model = OrderLine
-    organization_field = "order__organization"
     fields = ["line_number", "sku", "external_sku", "product", "quantity", "unit_price", "tax", "discount"]
     readonly_fields = fields
 
@@ -70,7 +82,6 @@ class OrderLineInline(PartInline):
 
 class ShippingRequestInline(PartInline):
     model = ShippingRequest
-    organization_field = "organization"
     fields = [
         "request_link",
         "status_badge",
@@ -107,7 +118,6 @@ class ShippingRequestInline(PartInline):
 
 class FulfillmentInline(PartInline):
     model = Fulfillment
-    organization_field = "organization"
     fields = [
         "carrier",
         "tracking",
@@ -152,13 +162,12 @@ def _tracking(fulfillment):
 
 
 @admin.register(Order)
-class OrderAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
+class OrderAdmin(OrganizationColumnMixin, ObjectActionsMixin, OrganizationScopedAdmin):
     """
     Orders arrive from channels and change only through orders.services: the page is read-only, and the
     hold / release / cancel actions and buttons need the "manage" permission (change, on the order's scope).
     """
 
-    member_access_field = "source"
     list_display = [
         "number",
         "external_id",
@@ -292,76 +301,45 @@ class OrderAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    # --- actions ----------------------------------------------------------------------------------------
-    def _each(self, request, orders, act, verb):
-        done, refused = 0, []
-        for order in orders:
-            if not self.has_manage_permission(request, order):
-                refused.append(f"Order {order}: not allowed.")
-                continue
-            try:
-                act(order)
-                done += 1
-            except services.OrderConflict as exc:
-                refused.append(str(exc))
-        if done:
-            self.message_user(request, f"{verb} {done} order{'s' if done != 1 else ''}.", messages.SUCCESS)
-        for reason in refused:
-            self.message_user(request, reason, messages.WARNING)
+    # --- buttons on the order page, and the same as bulk actions ------------------------------------------
+    def action_label(self, obj):
+        return f"Order {obj}"
 
-    def _cancel(self, request):
-        return lambda order: services.cancel_order(
-            order, reason=f"by {request.user.get_username()} in the admin"
-        )
+    def action_queryset(self, queryset):
+        return queryset.select_related("source", "organization")
 
-    def _hold(self, request):
-        return lambda order: services.hold(order, f"Held for review by {request.user.get_username()}.")
+    @object_action(
+        "hold",
+        permission="manage",
+        refused=(services.OrderConflict,),
+        bulk="Hold selected for review",
+        done=("Held", "order"),
+    )
+    def hold(self, request, order):
+        services.hold(order, f"Held for review by {request.user.get_username()}.")
+        return f"Held order {order}."
 
-    @admin.action(description="Cancel selected", permissions=["manage"])
-    def cancel_selected(self, request, queryset):
-        self._each(
-            request, queryset.select_related("source", "organization"), self._cancel(request), "Canceled"
-        )
+    @object_action(
+        "release",
+        permission="manage",
+        refused=(services.OrderConflict,),
+        bulk="Release selected",
+        done=("Released", "order"),
+    )
+    def release(self, request, order):
+        services.release(order)
+        return f"Released order {order}."
 
-    @admin.action(description="Hold selected for review", permissions=["manage"])
-    def hold_selected(self, request, queryset):
-        self._each(request, queryset.select_related("source", "organization"), self._hold(request), "Held")
-
-    @admin.action(description="Release selected", permissions=["manage"])
-    def release_selected(self, request, queryset):
-        self._each(request, queryset.select_related("source", "organization"), services.release, "Released")
-
-    # --- buttons on the order page ------------------------------------------------------------------------
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/hold/", wrap(self.hold_view), name="orders_order_hold"),
-            path("<path:object_id>/release/", wrap(self.release_view), name="orders_order_release"),
-            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="orders_order_cancel"),
-            *super().get_urls(),
-        ]
-
-    def _button(self, request, object_id, act, verb):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        order = self.get_object(request, object_id)  # 404 outside your scope
-        if not self.has_manage_permission(request, order):
-            raise PermissionDenied
-        try:
-            act(order)
-            self.message_user(request, f"{verb} order {order}.", messages.SUCCESS)
-        except services.OrderConflict as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
-
-    def hold_view(self, request, object_id):
-        return self._button(request, object_id, self._hold(request), "Held")
-
-    def release_view(self, request, object_id):
-        return self._button(request, object_id, services.release, "Released")
-
-    def cancel_view(self, request, object_id):
-        return self._button(request, object_id, self._cancel(request), "Canceled")
+    @object_action(
+        "cancel",
+        permission="manage",
+        refused=(services.OrderConflict,),
+        bulk="Cancel selected",
+        done=("Canceled", "order"),
+    )
+    def cancel(self, request, order):
+        services.cancel_order(order, reason=f"by {request.user.get_username()} in the admin")
+        return f"Canceled order {order}."
 
 
 def _event_detail(event):
@@ -380,7 +358,6 @@ def _event_detail(event):
 
 class ShippingRequestLineInline(PartInline):
     model = ShippingRequestLine
-    organization_field = "request__organization"
     fields = ["product", "quantity", "fulfilled_quantity"]
     readonly_fields = fields
 
@@ -392,7 +369,6 @@ class ShippingRequestLineInline(PartInline):
 class ShippingRequestAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
     """What each location must ship; written by routing and by the 3PLs through the API."""
 
-    member_access_field = "fulfiller"
     list_display = [
         "id",
         "order",
@@ -428,7 +404,6 @@ class ShippingRequestAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organiza
 
 class FulfillmentLineInline(PartInline):
     model = FulfillmentLine
-    organization_field = "fulfillment__organization"
     fields = ["product", "quantity"]
     readonly_fields = fields
 
@@ -440,7 +415,6 @@ class FulfillmentLineInline(PartInline):
 class FulfillmentAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
     """Shipments posted by the 3PLs, with carrier and tracking."""
 
-    member_access_field = "integration"
     list_display = [
         "tracking_display",
         "carrier",
@@ -492,8 +466,6 @@ class ShippingMethodAdmin(OrganizationColumnMixin, OrganizationScopedAdmin):
 
 @admin.register(ShippingMethodMapping)
 class ShippingMethodMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
-    organization_field = "integration__organization"
-    member_access_field = "integration"
     form = same_organization_form("integration", "method")
     list_display = ["external_code", "integration", "method"]
     list_filter = ["integration"]

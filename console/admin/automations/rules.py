@@ -5,85 +5,34 @@ anything is saved; a dry run of a rule on one order; the run log.
 
 from datetime import timedelta
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from core.ids import parse_id
+from automations import conditions, rules
+from automations.models import AutomationRule, RuleRun
+from console.admin.history import ConfigHistoryAdmin
 from inventory.models import Location
-from orders.models import Order
-from organizations.admin_mixins import (
+
+from ...display import badge, html_table
+from ...forms.automations import AutomationRuleForm, DryRunForm
+from ..mixins import (
+    ObjectActionsMixin,
     OrganizationColumnMixin,
     OrganizationScopedAdmin,
     ReadOnlyAdminMixin,
-    SameOrganizationForm,
-    badge,
-    html_table,
+    administered_organization,
+    object_action,
 )
-from organizations.history_admin import ConfigHistoryAdmin
-from organizations.scoping import scope_for
-
-from .. import conditions, rules
-from ..forms import ActionFormSet, ConditionFormSet
-from ..models import AutomationRule, RuleRun
 
 RECENT_RUNS = 20
 MATCH_WINDOW = timedelta(days=7)
 ACTIVE_BADGE = {"active": "green", "off": "grey"}
-
-
-class AutomationRuleForm(SameOrganizationForm):
-    """The rule's own fields, plus its conditions and actions as formsets validated with it."""
-
-    same_organization = ("organization", "source")
-    locations = Location.objects.none()  # the "route to" choices: set per request by the admin
-
-    class Meta:
-        model = AutomationRule
-        fields = [
-            "organization",
-            "name",
-            "source",
-            "trigger",
-            "match",
-            "position",
-            "stop_processing",
-            "active",
-        ]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        data = self.data if self.is_bound else None
-        org = self.instance.organization if self.instance.organization_id else None
-        locations = self.locations.filter(organization=org) if org else self.locations
-        self.condition_formset = ConditionFormSet(data, conditions=self.instance.conditions)
-        self.action_formset = ActionFormSet(
-            data, actions=self.instance.actions, locations=locations, organization=org
-        )
-        if not self.instance.pk and not self.instance.actions:
-            self.action_formset.extra = 1
-
-    def clean(self):
-        cleaned = super().clean()
-        conditions_ok = self.condition_formset.is_valid()
-        actions_ok = self.action_formset.is_valid()
-        org = cleaned.get("organization") or (
-            self.instance.organization if self.instance.organization_id else None
-        )
-        if actions_ok and org is not None:
-            actions_ok = self.action_formset.validate_for(org)
-        if not (conditions_ok and actions_ok):
-            raise ValidationError("The rule was not saved: fix the conditions or actions marked below.")
-        self.instance.conditions = self.condition_formset.cleaned_conditions()
-        self.instance.actions = self.action_formset.cleaned_actions()
-        return cleaned
 
 
 class RuleChangeList(ChangeList):
@@ -98,7 +47,9 @@ class RuleChangeList(ChangeList):
 
 
 @admin.register(AutomationRule)
-class AutomationRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, OrganizationScopedAdmin):
+class AutomationRuleAdmin(
+    ConfigHistoryAdmin, OrganizationColumnMixin, ObjectActionsMixin, OrganizationScopedAdmin
+):
     """Rules that hold, release, route, tag or raise on new and updated orders, tried in position order."""
 
     form = AutomationRuleForm
@@ -153,17 +104,13 @@ class AutomationRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organizat
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        scope = scope_for(request.user)
-        locations = Location.objects.filter(active=True, ships=True)
-        if not scope.is_superuser:
-            locations = locations.filter(organization__in=scope.admin_org_ids)
+        locations = Location.objects.restrict(request.user, "add").filter(active=True, ships=True)
         return type(form.__name__, (form,), {"locations": locations})
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
-        scope = scope_for(request.user)
-        if len(scope.admin_org_ids) == 1:
-            initial.setdefault("organization", next(iter(scope.admin_org_ids)))
+        if (org_id := administered_organization(request.user)) is not None:
+            initial.setdefault("organization", org_id)
         return initial
 
     # --- columns ----------------------------------------------------------------------------------------
@@ -216,22 +163,9 @@ class AutomationRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organizat
         )
 
     # --- dry run ----------------------------------------------------------------------------------------
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/dry-run/",
-                wrap(self.dry_run_view),
-                name="automations_automationrule_dry_run",
-            ),
-            *super().get_urls(),
-        ]
-
-    def dry_run_view(self, request, object_id):
+    @object_action("dry-run", methods=("GET", "POST"))
+    def dry_run(self, request, rule):
         """Try the rule on one order of its organization; logged as a dry run, the order unchanged."""
-        rule = self.get_object(request, object_id)  # 404 outside your scope
-        if not self.has_change_permission(request, rule):
-            raise PermissionDenied
         form = DryRunForm(request.POST or None, organization=rule.organization)
         run = None
         if request.method == "POST" and form.is_valid():
@@ -248,28 +182,6 @@ class AutomationRuleAdmin(ConfigHistoryAdmin, OrganizationColumnMixin, Organizat
             "has_view_permission": True,
         }
         return TemplateResponse(request, "admin/automations/automationrule/dry_run.html", context)
-
-
-class DryRunForm(forms.Form):
-    order = forms.CharField(
-        label="Order", max_length=100, help_text="Its number (e.g. #1001), external id or id in the hub."
-    )
-
-    def __init__(self, *args, organization, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.organization = organization
-
-    def clean_order(self):
-        text = self.cleaned_data["order"].strip()
-        found = Q(number=text) | Q(external_id=text)
-        if (pk := parse_id(text)) is not None:  # "²" passed isdigit() and failed int(): a 500
-            found |= Q(pk=pk)
-        orders = list(Order.objects.filter(found, organization=self.organization).order_by("-pk")[:2])
-        if not orders:
-            raise ValidationError(f"No order {text!r} in {self.organization}.")
-        if len(orders) > 1:
-            raise ValidationError(f"Several orders match {text!r}; give the order's id.")
-        return orders[0]
 
 
 def _condition_rows(run):

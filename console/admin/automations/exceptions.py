@@ -1,3 +1,8 @@
+"""
+Exceptions in the admin: what could not flow, raised and auto-resolved by the engines; a person resolves or
+dismisses the rest (bulk actions), filtered by category, kind and integration.
+"""
+
 from django.contrib import admin, messages
 from django.contrib.admin.filters import RelatedFieldListFilter
 from django.db.models import Count, Q
@@ -5,16 +10,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from organizations.admin_mixins import (
-    OrganizationColumnMixin,
-    OrganizationScopedAdmin,
-    ReadOnlyAdminMixin,
-    badge,
-)
+from automations.choices import EXCEPTION_BADGE, EXCEPTION_CATEGORIES, ExceptionStatus
+from automations.exceptions import close_exceptions
+from automations.models import SyncException
 
-from .. import services
-from ..choices import EXCEPTION_BADGE, EXCEPTION_CATEGORIES, ExceptionStatus
-from ..models import SyncException
+from ...display import badge
+from ..mixins import OrganizationColumnMixin, OrganizationScopedAdmin, ReadOnlyAdminMixin
 
 # Where an exception's entity opens in the admin.
 ENTITY_PAGES = {
@@ -62,7 +63,6 @@ class IntegrationFilter(RelatedFieldListFilter):
 class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
     """What could not flow: raised and auto-resolved by the engines; a person resolves or dismisses the rest."""
 
-    member_access_field = "integration"
     list_display = [
         "kind",
         "status_badge",
@@ -130,10 +130,10 @@ class SyncExceptionAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organizati
 
     def _close(self, request, queryset, status, verb):
         # Only open ones move; a resolved or dismissed exception that recurs comes back as a new row.
-        selected = list(queryset.select_related("integration"))
-        allowed = [e.pk for e in selected if self.has_manage_permission(request, e)]
-        closed = services.close_exceptions(SyncException.objects.filter(pk__in=allowed), status)
-        skipped = len(selected) - closed
+        selected = queryset.count()
+        allowed = queryset.restrict(request.user, "change").values("pk")
+        closed = close_exceptions(SyncException.objects.filter(pk__in=allowed), status)
+        skipped = selected - closed
         if closed:
             self.message_user(
                 request, f"{verb} {closed} exception{'s' if closed != 1 else ''}.", messages.SUCCESS

@@ -1,3 +1,8 @@
+"""
+Organizations, memberships and users in the admin. Membership changes go through the key services (a lost
+org-admin role revokes the user's org keys); org admins see and add only the users of their organizations.
+"""
+
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -6,11 +11,10 @@ from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from tokens import services as key_services
+from organizations.models import Membership, Organization
+from tokens.memberships import delete_membership, save_membership
 
-from .admin_mixins import OrganizationScopedAdmin, OrganizationScopedInline
-from .models import Membership, Organization
-from .scoping import scope_for
+from .mixins import OrganizationScopedAdmin, OrganizationScopedInline
 
 User = get_user_model()
 
@@ -24,9 +28,9 @@ class MembershipChangesMixin:
             return super().save_formset(request, form, formset, change)
         memberships = formset.save(commit=False)
         for membership in formset.deleted_objects:
-            key_services.delete_membership(membership, actor=request.user)
+            delete_membership(membership, actor=request.user)
         for membership in memberships:
-            key_services.save_membership(membership, actor=request.user)
+            save_membership(membership, actor=request.user)
         formset.save_m2m()
 
 
@@ -76,7 +80,7 @@ class UserMembershipInline(OrganizationScopedInline):
 
     def get_min_num(self, request, obj=None, **kwargs):
         # A user an org admin creates must belong to one of their organizations, or it would vanish.
-        return 0 if scope_for(request.user).is_superuser else 1
+        return 0 if request.user.is_superuser else 1
 
     def get_extra(self, request, obj=None, **kwargs):
         return 0 if obj else 1
@@ -84,7 +88,6 @@ class UserMembershipInline(OrganizationScopedInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(MembershipChangesMixin, OrganizationScopedAdmin):
-    organization_field = ""
     list_display = ["name", "slug", "notification_email", "member_count", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -97,26 +100,17 @@ class OrganizationAdmin(MembershipChangesMixin, OrganizationScopedAdmin):
     def member_count(self, obj):
         return obj._members
 
-    def scope_queryset(self, request, queryset):
-        scope = scope_for(request.user)
-        return queryset if scope.is_superuser else queryset.filter(pk__in=scope.org_ids)
-
     def role_allows(self, request, action, obj=None):
-        scope = scope_for(request.user)
-        if scope.is_superuser:
-            return True
-        if action in ("add", "delete"):
+        if action in ("add", "delete") and not request.user.is_superuser:
             return False  # organizations are created and removed by platform staff
-        if obj is None:
-            return bool(scope.org_ids) if action == "view" else bool(scope.admin_org_ids)
-        return obj.pk in scope.admin_org_ids or (action == "view" and obj.pk in scope.member_org_ids)
+        return super().role_allows(request, action, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if scope_for(request.user).is_superuser else ["slug"]
+        return [] if request.user.is_superuser else ["slug"]
 
     def get_prepopulated_fields(self, request, obj=None):
         # The slug is read-only to org admins, and a read-only field cannot be prepopulated.
-        return self.prepopulated_fields if scope_for(request.user).is_superuser else {}
+        return self.prepopulated_fields if request.user.is_superuser else {}
 
 
 @admin.register(Membership)
@@ -128,14 +122,14 @@ class MembershipAdmin(OrganizationScopedAdmin):
     readonly_fields = ["existing_account"]
 
     def save_model(self, request, obj, form, change):
-        key_services.save_membership(obj, actor=request.user)
+        save_membership(obj, actor=request.user)
 
     def delete_model(self, request, obj):
-        key_services.delete_membership(obj, actor=request.user)
+        delete_membership(obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         for membership in queryset.select_related("user", "organization"):
-            key_services.delete_membership(membership, actor=request.user)
+            delete_membership(membership, actor=request.user)
 
 
 admin.site.unregister(User)
@@ -149,7 +143,6 @@ class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin
     are not superusers. Org admins can never grant superuser, staff-wide permissions or groups.
     """
 
-    organization_field = "memberships__organization"
     inlines = [UserMembershipInline]
     list_display = ["username", "email", "first_name", "last_name", "is_active", "is_superuser", "last_login"]
     list_filter = ["is_active", "is_superuser"]
@@ -159,43 +152,45 @@ class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin
         ("Status", {"fields": ("is_active", "last_login", "date_joined")}),
     )
 
+    @property
+    def tenancy(self):
+        # A user belongs to organizations through memberships: the org admins' own users are theirs.
+        return Membership.objects.tenancy
+
     def scope_queryset(self, request, queryset):
-        scope = scope_for(request.user)
-        if scope.is_superuser:
+        if request.user.is_superuser:
             return queryset
-        members = Membership.objects.filter(organization__in=scope.admin_org_ids).values("user_id")
-        return queryset.filter(pk__in=members)
+        return queryset.filter(pk__in=Membership.objects.restrict(request.user, "change").values("user_id"))
 
     def role_allows(self, request, action, obj=None):
-        scope = scope_for(request.user)
-        if scope.is_superuser:
+        user = request.user
+        if user.is_superuser:
             return True
-        if not scope.admin_org_ids:
-            return False
+        if not Organization.objects.tenancy.reaches_any(user, "add"):
+            return False  # administers no organization
         if obj is None or action == "view":
             return True
         if obj.is_superuser:
             return False
         # Only users wholly inside your organizations, whose accounts were made there (not existing accounts
         # added by their address), are yours to change or delete.
-        return not obj.memberships.filter(
-            ~Q(organization__in=scope.admin_org_ids) | Q(existing_account=True)
-        ).exists()
+        yours = Organization.objects.restrict(user, "change")
+        return not obj.memberships.filter(~Q(organization__in=yours) | Q(existing_account=True)).exists()
 
     def get_fieldsets(self, request, obj=None):
-        if scope_for(request.user).is_superuser or obj is None:
+        if request.user.is_superuser or obj is None:
             return super().get_fieldsets(request, obj)
         return self.limited_fieldsets
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None and not scope_for(request.user).is_superuser:
+        if obj is None and not request.user.is_superuser:
             kwargs["form"] = type(
                 "AddMemberForm", (AddMemberForm,), {"visible_users": self.get_queryset(request)}
             )
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
-        if scope_for(request.user).is_superuser:
+        if request.user.is_superuser:
             return []
         # A username taken elsewhere could not be given, and the refusal would name it (finding 10a).
         return ["last_login", "date_joined"] if obj is None else ["username", "last_login", "date_joined"]
@@ -208,7 +203,7 @@ class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin
     def save_model(self, request, obj, form, change):
         if getattr(form, "existing_user", None) is not None:
             return  # an existing account: its password, name and flags are not this org admin's to set
-        if not scope_for(request.user).is_superuser:
+        if not request.user.is_superuser:
             # Whatever was posted: users made by org admins log in to the admin and are never superusers.
             obj.is_staff = True
             obj.is_superuser = False
@@ -226,7 +221,7 @@ class UserAdmin(MembershipChangesMixin, OrganizationScopedAdmin, DjangoUserAdmin
             self.save_formset(request, form, formset, change=change)
 
     def response_add(self, request, obj, post_url_continue=None):
-        if scope_for(request.user).is_superuser:
+        if request.user.is_superuser:
             return super().response_add(request, obj, post_url_continue)
         # One answer, naming the address as typed, whether it was new or had an account elsewhere (no user's
         # page, no id in a popup): the org admin finds the user in the list either way.
