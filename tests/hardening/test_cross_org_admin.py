@@ -18,7 +18,7 @@ from django.forms.models import model_to_dict
 from django.test import RequestFactory
 from django.urls import reverse
 
-from integrations.management.commands import seed_demo
+from console.management.commands import seed_demo
 from integrations.models import Integration
 from tokens.choices import KeyKind
 from tokens.issuing import issue_key
