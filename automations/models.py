@@ -2,14 +2,14 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from core.history import ConfigHistory
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Integration
 from organizations.models import Organization
-
 from organizations.scoping import restricted
+
 from .choices import (
     EXCEPTION_CATEGORIES,
     Engine,
-    ExceptionKind,
     ExceptionStatus,
     MatchMode,
     RoutingStrategy,

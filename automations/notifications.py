@@ -14,9 +14,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import Truncator
 
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Integration
 
-from .choices import CATEGORY_OF_KIND, EXCEPTION_CATEGORIES, ExceptionKind, ExceptionStatus
+from .choices import CATEGORY_OF_KIND, EXCEPTION_CATEGORIES, ExceptionStatus
 from .models import EngineSettings, SyncException
 
 logger = logging.getLogger(__name__)

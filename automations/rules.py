@@ -11,13 +11,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.sync_exceptions import ExceptionKind
 from inventory.models import Location
 from orders import services as orders
 from orders.choices import OrderStatus
 
-from . import conditions
-from . import services as exceptions
-from .choices import ActionType, ExceptionKind
+from . import conditions, exceptions
+from .choices import ActionType
 from .models import AutomationRule, RuleRun
 
 MAX_HOLD_MINUTES = 43200  # 30 days: a longer wait is a hold for review, released by a person
@@ -293,10 +293,11 @@ def _hold_minutes(rule, order, action):
 def _release(rule, order, action):
     if order.status == OrderStatus.NEW:
         # A new order has no hold to lift: let it through to routing now.
-        return orders.make_ready(order), "Ready to be routed."
+        # The hold engine routes the orders it lets through itself: no ORDER_READY.
+        return orders.make_ready(order, announce=False), "Ready to be routed."
     if order.status != OrderStatus.ON_HOLD:
         raise orders.OrderConflict(f"Order {order} is not on hold ({order.get_status_display().lower()}).")
-    return orders.release(order), "Released."
+    return orders.release(order, announce=False), "Released."
 
 
 def _route_to(rule, order, action):

@@ -1,6 +1,6 @@
 """
 The engines' tasks: small and idempotent (each claims or locks what it works on), enqueued after the commit
-of the change that concerns them (automations/receivers.py), and swept by beat (migration 0003) so nothing
+of the change that concerns them (automations/handlers.py, called through core/triggers.py), and swept by beat (migration 0003) so nothing
 is left behind when a worker dies or the broker was down.
 """
 
@@ -8,7 +8,7 @@ from celery import shared_task
 
 from core.queue import RELIABLE, answer_doorbell
 
-from . import engines, receivers
+from . import engines, handlers
 from .choices import RuleTrigger, RunTrigger
 from .engines import exceptions, hold, inventory, merge, routing
 
@@ -17,14 +17,10 @@ from .engines import exceptions, hold, inventory, merge, routing
 def process_order_task(order_id, created=True):
     """
     An order arrived or its channel updated it: apply the automation rules (the hold engine); an order they
-    let through is routed here at once, not behind the queue (its own order_ready message is not sent).
+    let through is routed here at once, not behind the queue (the hold engine does not fire ORDER_READY).
     """
     trigger = RuleTrigger.ORDER_CREATED if created else RuleTrigger.ORDER_UPDATED
-    token = receivers.routing_inline.set(order_id)
-    try:
-        counts = hold.process_order(order_id, trigger=trigger)
-    finally:
-        receivers.routing_inline.reset(token)
+    counts = hold.process_order(order_id, trigger=trigger)
     if counts.get("ready") or counts.get("already_processed"):
         # Also on a redelivered message: a first run that made it ready may have died before routing it.
         merge(counts, routing.route_order_by_id(order_id))
@@ -40,7 +36,7 @@ def route_order_task(order_id):
 @shared_task(**RELIABLE)
 def inventory_changes_task(organization_id):
     """Stock moved in an organization: recompute what its channels may sell for the products concerned."""
-    answer_doorbell(receivers.inventory_doorbell(organization_id))  # changes from now on ring again
+    answer_doorbell(handlers.inventory_doorbell(organization_id))  # changes from now on ring again
     return inventory.process_changes(organization_id)
 
 

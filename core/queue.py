@@ -4,6 +4,7 @@ The work itself is always claimed from the database; a message only makes it sta
 """
 
 import logging
+from importlib import import_module
 
 from celery import current_app
 from django.core.cache import cache
@@ -22,7 +23,7 @@ def enqueue(task, **options) -> bool:
     it; waiting on a dead broker would only stall the request or task that asked.
     """
     if isinstance(task, str):
-        task = current_app.tasks[task]
+        task = task_named(task)
     try:
         task.apply_async(retry=False, **options)
     except Exception as exc:  # any broker failure
@@ -30,6 +31,17 @@ def enqueue(task, **options) -> bool:
         logger.warning("Could not enqueue %s (%s); a sweep will pick the work up.", task.name, exc)
         return False
     return True
+
+
+def task_named(name: str):
+    """
+    The registered task `name` ("app.tasks.function"). Celery registers a task when its module is imported,
+    which a web process may never have done: the module is imported here then (by name, as Celery's own
+    autodiscovery does), so naming a task never depends on who imported what before.
+    """
+    if name not in current_app.tasks:
+        import_module(name.rsplit(".", 1)[0])
+    return current_app.tasks[name]
 
 
 def enqueue_once(task, key: str, *, ttl: int = 10, **options) -> bool:

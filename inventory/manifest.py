@@ -10,8 +10,7 @@ import logging
 from django.db.models import F, Q
 from django.utils import timezone
 
-from automations.choices import Engine
-from automations.services import engine_enabled
+from core import triggers
 from integrations import manifest as calls
 from integrations.choices import Workflow
 
@@ -32,7 +31,9 @@ def changed_figures(channel) -> list[tuple[int, int]]:
     the engine has not computed yet is computed first (inventory.sync), so a push never sends stale figures.
     """
     rows = ChannelInventory.objects.filter(channel=channel)
-    if not rows.exists() and engine_enabled(channel.organization_id, Engine.INVENTORY):
+    if not rows.exists() and triggers.ask(
+        triggers.ENGINE_ON, organization_id=channel.organization_id, engine="inventory"
+    ):
         sync.recompute(channel.organization_id, channels=[channel])
     changed = rows.filter(~Q(published=F("available")) | Q(published__isnull=True))
     return list(changed.order_by("product_id").values_list("product_id", "available"))

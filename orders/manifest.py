@@ -7,20 +7,22 @@ connector accepted them (at least once, never lost).
 """
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from automations import services as exceptions
-from automations.choices import ExceptionKind
+from core.sync_exceptions import ExceptionKind, raise_exception
 from integrations import manifest as calls
 from integrations.choices import EventType, Workflow
 from integrations.models import OutboxEvent
+from integrations.webhooks import outbox
 
-from . import services
+from .ingest import ingest_order
 from .models import Order
+from .state import OrderConflict
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,24 @@ DISPATCH_GAP = 20  # seconds: an integration's dispatch runs at most this often 
 
 ORDERS_CURSOR = "orders_cursor"
 DISPATCH_AFTER = "dispatch_after"
+
+# A pulled order is the body a connector would POST to /api/v1/orders, read by the same rules: the API layer
+# (above this module) registers its reader when Django starts (api/orders/readers.py), as it registers the
+# renderers the dispatch push uses. body -> (the data ingest_order takes, None) or (None, errors by field).
+OrderReader = Callable[[object], tuple[dict | None, dict | None]]
+_read_order: OrderReader | None = None
+
+
+def register_order_reader(reader: OrderReader) -> OrderReader:
+    global _read_order
+    _read_order = reader
+    return reader
+
+
+def read_order(body) -> tuple[dict | None, dict | None]:
+    if _read_order is None:
+        raise ImproperlyConfigured("No order reader is registered: is the api app installed?")
+    return _read_order(body)
 
 
 # --- orders pull ---------------------------------------------------------------------------------------
@@ -60,9 +80,6 @@ def pull_orders(integration, *, max_pages: int | None = None) -> dict:
     Pull pages of new and changed orders and upsert them (a re-pulled order updates, never duplicates).
     An invalid order is raised as an exception and skipped. Returns counts and whether more is waiting.
     """
-    # Imported here: the API layer sits above this module (its serializer defines the order body).
-    from api.orders.serializers import OrderInputSerializer
-
     result = {"pages": 0, "created": 0, "updated": 0, "invalid": 0, "more": False, "ok": True}
     for _ in range(max_pages or MAX_PAGES):
         cursor = (integration.manifest_state or {}).get(ORDERS_CURSOR)
@@ -82,7 +99,7 @@ def pull_orders(integration, *, max_pages: int | None = None) -> dict:
         orders, next_cursor = outcome.data["orders"], outcome.data.get("next_cursor")
         with transaction.atomic():
             for index, body in enumerate(orders):
-                _ingest_one(integration, body, cursor, index, result, OrderInputSerializer)
+                _ingest_one(integration, body, cursor, index, result)
             if next_cursor is not None:
                 # Stored with the page's orders: the cursor moves if and only if they are committed.
                 calls.save_state(integration, **{ORDERS_CURSOR: next_cursor})
@@ -94,17 +111,16 @@ def pull_orders(integration, *, max_pages: int | None = None) -> dict:
     return result
 
 
-def _ingest_one(integration, body, cursor, index, result, serializer_class):
+def _ingest_one(integration, body, cursor, index, result):
     external_id = str(body.get("external_id") or "")[:100] if isinstance(body, dict) else ""
-    serializer = serializer_class(data=body if isinstance(body, dict) else {})
-    if not isinstance(body, dict) or not serializer.is_valid():
-        errors = serializer.errors if isinstance(body, dict) else {"non_field_errors": ["Not an object."]}
+    data, errors = read_order(body)
+    if errors:
         _invalid(integration, external_id, cursor, index, _describe(errors), {"errors": errors})
         result["invalid"] += 1
         return
     try:
-        _, created = services.ingest_order(integration, serializer.to_service())
-    except (services.OrderConflict, ValidationError) as exc:
+        _, created = ingest_order(integration, data)
+    except (OrderConflict, ValidationError) as exc:
         message = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         _invalid(integration, external_id, cursor, index, message, {})
         result["invalid"] += 1
@@ -133,7 +149,7 @@ def _flatten(messages):
 
 def _invalid(integration, external_id, cursor, index, message, data):
     where = f"order {external_id!r}" if external_id else f"order #{index + 1} of the page"
-    exceptions.raise_exception(
+    raise_exception(
         integration.organization_id,
         ExceptionKind.INVALID_ORDER_DATA,
         f"Pulled {where} from {integration.name} was skipped: {message}"[:1000],
@@ -162,9 +178,7 @@ def pending_dispatch(integration):
 
 def render_fulfillments(integration, ids) -> dict[str, dict]:
     """The fulfillments as GET /api/v1/fulfillments answers them to this integration, with their order's ids."""
-    from api.orders.renderers import render_fulfillments as render  # the API layer sits above this module
-
-    rendered = render(integration, ids)
+    rendered = outbox.render("fulfillment", integration, ids)
     orders = {
         str(pk): (external_id, number)
         for pk, external_id, number in Order.objects.filter(

@@ -3,8 +3,9 @@
 import django_filters
 
 from api.filters import UpdatedSinceFilterSet
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 
 
 class SyncExceptionFilter(UpdatedSinceFilterSet):

@@ -15,8 +15,8 @@ from django.utils import timezone
 from organizations.models import Organization
 
 from ..choices import Engine, RunOutcome, RunTrigger
+from ..engine_settings import engine_settings
 from ..models import EngineSettings, EngineStatus
-from ..services import engine_settings
 
 logger = logging.getLogger(__name__)
 

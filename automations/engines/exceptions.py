@@ -13,6 +13,7 @@ from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Su
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Integration
 from orders import services as order_services
 from orders.choices import OrderStatus
@@ -20,7 +21,7 @@ from orders.models import Order, ShippingRequest
 from orders.services import OPEN_REQUEST, UNROUTABLE_REASON
 
 from .. import notifications
-from ..choices import Engine, ExceptionKind, ExceptionStatus, RunTrigger
+from ..choices import Engine, ExceptionStatus, RunTrigger
 from ..models import RuleRun, SyncException
 from . import each_organization, merge
 

@@ -1,22 +1,27 @@
 """
 The hold engine: a new order gets its organization's automation rules (which may hold, tag, route or raise)
-and the default new-order hold, then moves on to `ready` (the routing engine hears of it after the commit).
-A beat sweep releases holds whose time passed and processes new orders whose message was lost.
+and the default new-order hold, then moves on to `ready`. process_order() says whether the order is ready,
+and its caller routes it: the task at once (automations/tasks.py), the sweep through the routing task. A beat
+sweep releases holds whose time passed (announced to the routing engine like any release) and processes new
+orders whose message was lost.
 """
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.queue import enqueue
 from orders import services as orders
 from orders.choices import OrderStatus
 from orders.models import Order
 
 from .. import rules
 from ..choices import ActionType, Engine, RuleTrigger, RunTrigger
+from ..handlers import ROUTE_ORDER
 from . import Skipped, each_organization, merge, running
 
 logger = logging.getLogger(__name__)
@@ -33,7 +38,10 @@ UNPROCESSED = (OrderStatus.NEW, OrderStatus.ON_HOLD, OrderStatus.READY)
 
 
 def process_order(order_id, *, trigger, run_trigger=RunTrigger.EVENT) -> dict:
-    """Apply the rules for `trigger` to one order (its row locked for the run); counts of what happened."""
+    """
+    Apply the rules for `trigger` to one order (its row locked for the run); counts of what happened, "ready"
+    among them when the order is ready to route (the caller routes it: nothing else is told).
+    """
     org_id = Order.objects.filter(pk=order_id).values_list("organization_id", flat=True).first()
     if org_id is None:
         return {"missing": 1}
@@ -84,7 +92,7 @@ def _created(order, engine_settings) -> dict:
         if until > timezone.now():
             order = orders.hold(order, f"new-order hold ({minutes} min)", add=True, until=until)
     if order.status == OrderStatus.NEW:
-        order = orders.make_ready(order)
+        order = orders.make_ready(order, announce=False)
     return _counts(order, runs)
 
 
@@ -169,6 +177,10 @@ def _process_lost(org, engine_settings, grace) -> dict:
 
 def _process_one(order_id, engine_settings) -> dict:
     counts = _process(order_id, RuleTrigger.ORDER_CREATED, engine_settings, skip_locked=True)
+    if counts.get("ready"):
+        # The routing task routes it (after the commit, when a caller's transaction is open), as the task of
+        # its lost message would have at once.
+        transaction.on_commit(partial(enqueue, ROUTE_ORDER, args=[order_id]))
     return {**counts, "lost_messages": int("orders" in counts and "already_processed" not in counts)}
 
 

@@ -11,11 +11,13 @@ import logging
 from django.conf import settings as django_settings
 from django.db import transaction
 
+from core.queue import enqueue
 from inventory import services as inventory_services
 from inventory import sync
 from inventory.models import AvailabilityChange, ChannelInventory, Product
 
 from ..choices import Engine, RunTrigger
+from ..handlers import INVENTORY_CHANGES
 from . import Skipped, merge, organizations, routing, running
 
 logger = logging.getLogger(__name__)
@@ -79,11 +81,7 @@ def _retry_routing(org_id, products) -> None:
 
 
 def _enqueue_again(org_id) -> None:
-    from core.queue import enqueue
-
-    from ..tasks import inventory_changes_task  # tasks imports this module
-
-    enqueue(inventory_changes_task, args=[org_id])
+    enqueue(INVENTORY_CHANGES, args=[org_id])
 
 
 def full_recompute(organization, *, trigger=RunTrigger.COMMAND) -> dict:

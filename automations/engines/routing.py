@@ -20,6 +20,7 @@ from django.db.models import CharField, Exists, OuterRef, Prefetch, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from core.sync_exceptions import ExceptionKind
 from inventory import allocation
 from inventory.models import Location
 from orders import services as order_services
@@ -27,11 +28,11 @@ from orders.choices import OrderStatus
 from orders.models import Order, OrderLine, ShippingRequest
 from orders.services import UNROUTABLE_REASON
 
-from .. import conditions
-from .. import services as exception_services
-from ..choices import Engine, ExceptionKind, ExceptionStatus, RoutingStrategy, RuleTrigger, RunTrigger
+from .. import conditions, exceptions
+from ..choices import Engine, ExceptionStatus, RoutingStrategy, RuleTrigger, RunTrigger
+from ..engine_settings import engine_enabled
 from ..models import RoutingRule, RoutingRuleLocation, SyncException
-from . import Skipped, each_organization, merge, running
+from . import Skipped, each_organization, hold, merge, running
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,6 @@ def route(order, settings) -> RouteResult:
     retry = _held_unroutable(order)
     if order.status == OrderStatus.READY and order.rules_applied_at is None and settings.hold_enabled:
         # Never route past the rules: an order whose hold-engine message was lost gets them first.
-        from . import hold  # a sibling engine
-
         hold.process_order(order.pk, trigger=RuleTrigger.ORDER_CREATED)
         order = Order.objects.select_related("source", "routing_location", "shipping_method").get(pk=order.pk)
     if order.status != OrderStatus.READY and not retry:
@@ -248,7 +247,7 @@ def _commit(order, plan: Plan, lines, *, retry) -> list[ShippingRequest] | None:
         if retry:
             if not _held_unroutable(locked):
                 return None
-            order_services.release(locked)
+            order_services.release(locked, announce=False)  # routed right here
         elif locked.status != OrderStatus.READY:
             return None  # routed by another worker (a duplicate message, an overlapping sweep)
         if allocation.lock_and_check(locked.organization_id, locked.source_id, _needs(plan)):
@@ -256,7 +255,7 @@ def _commit(order, plan: Plan, lines, *, retry) -> list[ShippingRequest] | None:
         requests = [
             order_services.create_shipping_request(locked, location, taken) for location, taken in plan
         ]
-        exception_services.resolve(
+        exceptions.resolve(
             locked.organization_id,
             ExceptionKind.UNROUTABLE_ORDER,
             integration=locked.source,
@@ -299,7 +298,7 @@ def _unroutable(order, card, reason, *, retry) -> bool:
             return False
         else:
             order_services.hold(locked, UNROUTABLE_REASON, add=True)
-        exception_services.raise_exception(
+        exceptions.raise_exception(
             locked.organization_id,
             ExceptionKind.UNROUTABLE_ORDER,
             f"Order {locked} cannot be routed: {reason}. It is tried again as soon as stock of its products "
@@ -388,7 +387,7 @@ def retry_for_products(organization_id, product_ids) -> dict:
     Stock of these products moved (ids, or a queryset of them): retry now every order held as unroutable
     that has one of them. Nothing waiting: nothing recorded, so the engine's last run stays a real one.
     """
-    if not exception_services.engine_enabled(organization_id, Engine.ROUTING):
+    if not engine_enabled(organization_id, Engine.ROUTING):
         return {"skipped": 1}
     if not isinstance(product_ids, QuerySet):
         product_ids = list(product_ids)
@@ -444,7 +443,7 @@ def _sweep_org(organization, settings, counts, *, grace) -> None:
 def _make_ready(order_id, counts) -> bool:
     """`new` → `ready` for the sweep (the hold engine being off); False when it had moved on or failed."""
     try:
-        order = order_services.make_ready(Order(pk=order_id))
+        order = order_services.make_ready(Order(pk=order_id), announce=False)  # the sweep routes it next
     except Exception:
         logger.exception("Making order %s ready failed.", order_id)
         counts["failed"] = counts.get("failed", 0) + 1

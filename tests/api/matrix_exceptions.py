@@ -10,9 +10,9 @@ outsider's own integration, never counted on A's exception.
 
 from django.db.models import Q
 
-from automations import services
-from automations.choices import ExceptionKind
+from automations import exceptions
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from tests.api.test_tenant_matrix import Tenancy
 
 
@@ -20,7 +20,7 @@ def build(world):
     """An exception each for A's channel, A's 3PL, organization A itself and Globex's channel."""
     w = world
     for integration, message in ((w.channel, "CANARY-A shop"), (w.tpl, "CANARY-A 3pl"), (w.b, "Globex")):
-        services.raise_exception(
+        exceptions.raise_exception(
             integration.organization_id,
             ExceptionKind.CONNECTOR_REPORTED,
             f"{message} exception",
@@ -28,7 +28,7 @@ def build(world):
             entity_type="order",
             entity_id=w.order.pk,
         )
-    services.raise_exception(w.org_a, ExceptionKind.STUCK_ORDER, "CANARY-ORG-A stuck", entity_type="order")
+    exceptions.raise_exception(w.org_a, ExceptionKind.STUCK_ORDER, "CANARY-ORG-A stuck", entity_type="order")
 
 
 def exceptions_of_a(w):

@@ -5,9 +5,10 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
-from automations import services
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations import exceptions
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 
 CHANGELIST = reverse("admin:automations_syncexception_changelist")
 
@@ -31,7 +32,7 @@ def acme_client(admin_client_for, org_admin):
 
 @pytest.fixture
 def unmapped(org, integration):
-    return services.raise_exception(
+    return exceptions.raise_exception(
         org,
         ExceptionKind.UNMAPPED_SKU,
         "Order #1001: unmapped SKU SHOP-42.",
@@ -43,12 +44,14 @@ def unmapped(org, integration):
 
 @pytest.fixture
 def unknown(org):
-    return services.raise_exception(org, ExceptionKind.UNKNOWN_SKU, "Stock push named 1 unknown SKU(s): NOPE")
+    return exceptions.raise_exception(
+        org, ExceptionKind.UNKNOWN_SKU, "Stock push named 1 unknown SKU(s): NOPE"
+    )
 
 
 @pytest.fixture
 def globex_exception(other_org, other_integration):
-    return services.raise_exception(
+    return exceptions.raise_exception(
         other_org, ExceptionKind.INTEGRATION_ERROR, "Globex shop answered 500", integration=other_integration
     )
 
@@ -101,7 +104,7 @@ def test_resolve_selected_ignores_other_orgs_rows(acme_client, unmapped, unknown
 
 
 def test_dismiss_leaves_closed_ones_alone(acme_client, unmapped, unknown):
-    services.resolve(unknown.organization, unknown.kind)  # closed by the engine
+    exceptions.resolve(unknown.organization, unknown.kind)  # closed by the engine
 
     response = act(acme_client, "dismiss_selected", [unmapped, unknown])
 
@@ -137,7 +140,7 @@ def test_changelist_query_count_is_bounded(
     acme_client, org, integration, count, django_assert_max_num_queries
 ):
     for i in range(count):
-        services.raise_exception(
+        exceptions.raise_exception(
             org,
             ExceptionKind.UNMAPPED_SKU,
             f"unmapped SKU S{i}",
@@ -156,10 +159,10 @@ def test_changelist_query_count_is_bounded(
 
 
 def test_filter_by_category_takes_all_its_kinds(acme_client, org, integration, unmapped, unknown):
-    method = services.raise_exception(
+    method = exceptions.raise_exception(
         org, ExceptionKind.UNMAPPED_SHIPPING_METHOD, "unmapped method", integration=integration, entity_id=8
     )
-    dead = services.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
+    dead = exceptions.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
 
     mapping = acme_client.get(CHANGELIST, {"category": "mapping"})
     delivery = acme_client.get(CHANGELIST, {"category": "delivery"})
@@ -172,11 +175,11 @@ def test_filter_by_category_takes_all_its_kinds(acme_client, org, integration, u
 def test_integration_filter_lists_only_own_integrations_with_open_counts(
     acme_client, org, integration, warehouse_integration, unmapped, globex_exception
 ):
-    services.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
-    closed = services.raise_exception(
+    exceptions.raise_exception(org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration)
+    closed = exceptions.raise_exception(
         org, ExceptionKind.DELIVERY_DEAD, "x", integration=warehouse_integration
     )
-    services.close_exceptions(SyncException.objects.filter(pk=closed.pk), ExceptionStatus.DISMISSED)
+    exceptions.close_exceptions(SyncException.objects.filter(pk=closed.pk), ExceptionStatus.DISMISSED)
 
     page = acme_client.get(CHANGELIST)
 

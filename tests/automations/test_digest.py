@@ -10,16 +10,18 @@ from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection, transaction
 from django.utils import timezone
 
-from automations import notifications, services
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations import exceptions, notifications
+from automations.choices import ExceptionStatus
+from automations.engine_settings import engine_settings
 from automations.engines import exceptions as engine
 from automations.models import EngineSettings, SyncException
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Integration
 from organizations.models import Organization
 
 
 def set_engine(org, **values):
-    services.engine_settings(org)
+    engine_settings(org)
     EngineSettings.objects.filter(organization=org).update(**values)
 
 
@@ -114,7 +116,7 @@ def test_exceptions_with_no_address_anywhere_are_marked_without_mail(org, integr
 def test_a_second_digest_mails_only_what_is_new(org, integration, mailoutbox):
     storm(org, ExceptionKind.UNMAPPED_SKU, 5, integration)
     engine.run_now(org)
-    services.raise_exception(
+    exceptions.raise_exception(
         org,
         ExceptionKind.UNMAPPED_SKU,
         "again",
@@ -210,11 +212,11 @@ def test_digest_query_count_does_not_grow_with_exceptions(
 ):
     storm(org, ExceptionKind.UNMAPPED_SKU, 300, integration)
     storm(org, ExceptionKind.UNROUTABLE_ORDER, 300, integration)
-    engine_settings = services.engine_settings(org)
+    org_settings = engine_settings(org)
 
     # last_digest_at, the claim (4 with its savepoint), addresses, examples: not one per exception.
     with django_assert_max_num_queries(7):
-        notifications.send_digest(org, engine_settings, timezone.now())
+        notifications.send_digest(org, org_settings, timezone.now())
 
     assert len(mailoutbox) == 1
 

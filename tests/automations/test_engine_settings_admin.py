@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from automations.choices import EXCEPTION_CATEGORIES, Engine, RunOutcome, RunTrigger
+from automations.engine_settings import engine_settings
 from automations.models import EngineSettings, EngineStatus
 from console.admin.automations import engines as engines_admin
 from inventory import services as inventory_services

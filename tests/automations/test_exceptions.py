@@ -1,10 +1,15 @@
-"""The exceptions engine's records: automations.services.raise_exception deduplicates by cause, resolve clears."""
+"""
+The exceptions engine's records: automations.exceptions (the keeper core.sync_exceptions calls) deduplicates by
+cause, resolve clears.
+"""
 
 import pytest
 
-from automations import services
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations import exceptions
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
+from core import sync_exceptions
+from core.sync_exceptions import ExceptionKind
 
 KIND = ExceptionKind.UNMAPPED_SKU
 
@@ -15,7 +20,7 @@ def raise_for(org, integration):
 
     def go(entity_id="1", message="Order 1: unmapped SKU X.", **overrides):
         kwargs = {"integration": integration, "entity_type": "order", "entity_id": entity_id, **overrides}
-        return services.raise_exception(org, KIND, message, **kwargs)
+        return exceptions.raise_exception(org, KIND, message, **kwargs)
 
     return go
 
@@ -53,10 +58,10 @@ def test_each_cause_has_its_own_row(raise_for, org, other_org, warehouse_integra
     raise_for("1", integration=warehouse_integration)
     raise_for("1", integration=None)
     raise_for("1", entity_type="product")
-    services.raise_exception(
+    exceptions.raise_exception(
         org, ExceptionKind.UNMAPPED_SHIPPING_METHOD, "m", entity_type="order", entity_id=1
     )
-    services.raise_exception(other_org.pk, KIND, "m", entity_type="order", entity_id=1)
+    exceptions.raise_exception(other_org.pk, KIND, "m", entity_type="order", entity_id=1)
 
     assert SyncException.objects.filter(status=ExceptionStatus.OPEN).count() == 7
     assert set(SyncException.objects.values_list("occurrences", flat=True)) == {1}
@@ -64,7 +69,9 @@ def test_each_cause_has_its_own_row(raise_for, org, other_org, warehouse_integra
 
 def test_an_exception_without_integration_deduplicates_too(org):
     for _ in range(2):
-        services.raise_exception(org.pk, ExceptionKind.STUCK_ORDER, "stuck", entity_type="order", entity_id=7)
+        exceptions.raise_exception(
+            org.pk, ExceptionKind.STUCK_ORDER, "stuck", entity_type="order", entity_id=7
+        )
 
     assert SyncException.objects.get().occurrences == 2
 
@@ -72,7 +79,7 @@ def test_an_exception_without_integration_deduplicates_too(org):
 def test_resolve_closes_the_open_row(raise_for, org, integration):
     exc = raise_for()
 
-    count = services.resolve(org, KIND, integration=integration, entity_type="order", entity_id=1)
+    count = exceptions.resolve(org, KIND, integration=integration, entity_type="order", entity_id=1)
 
     assert count == 1
     resolved = SyncException.objects.get(pk=exc.pk)
@@ -84,8 +91,8 @@ def test_resolve_only_touches_its_cause(raise_for, org, integration):
     raise_for("1")
     raise_for("2")
 
-    assert services.resolve(org.pk, KIND, integration=integration, entity_type="order", entity_id="2") == 1
-    assert services.resolve(org.pk, KIND, integration=integration, entity_type="order", entity_id="3") == 0
+    assert exceptions.resolve(org.pk, KIND, integration=integration, entity_type="order", entity_id="2") == 1
+    assert exceptions.resolve(org.pk, KIND, integration=integration, entity_type="order", entity_id="3") == 0
 
     statuses = dict(SyncException.objects.values_list("entity_id", "status"))
     assert statuses == {"1": ExceptionStatus.OPEN, "2": ExceptionStatus.RESOLVED}
@@ -94,7 +101,7 @@ def test_resolve_only_touches_its_cause(raise_for, org, integration):
 def test_a_resolved_cause_that_recurs_opens_a_new_row(raise_for, org, integration):
     first = raise_for()
     raise_for()
-    services.resolve(org, KIND, integration=integration, entity_type="order", entity_id="1")
+    exceptions.resolve(org, KIND, integration=integration, entity_type="order", entity_id="1")
 
     second = raise_for()
 
@@ -112,3 +119,21 @@ def test_a_dismissed_exception_is_not_counted_again(raise_for):
 
     assert second.pk != first.pk
     assert SyncException.objects.get(pk=first.pk).occurrences == 1
+
+
+def test_every_app_raises_and_resolves_through_core_sync_exceptions(org, integration):
+    raised = sync_exceptions.raise_exception(
+        org, KIND, "SKU X", integration=integration, entity_type="order", entity_id=1
+    )
+    again = sync_exceptions.raise_exception(
+        org.pk, KIND, "SKU X", integration=integration, entity_type="order", entity_id="1"
+    )
+
+    assert (raised.pk, SyncException.objects.get(pk=raised.pk).occurrences) == (again.pk, 2)
+    assert (
+        sync_exceptions.resolve_exception(
+            org, KIND, integration=integration, entity_type="order", entity_id=1
+        )
+        == 1
+    )
+    assert SyncException.objects.get(pk=raised.pk).status == ExceptionStatus.RESOLVED

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from automations import services
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations import exceptions
+from automations.choices import ExceptionStatus
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from tests.api.helpers import assert_error
 from tokens import issuing as key_services
 from tokens.choices import KeyKind
@@ -44,7 +45,7 @@ def org_client(api_client, org, org_admin):
 def rows(org, other_org, integration, other_integration, make_integration, channel_connector):
     """One exception each: the channel's, a sibling integration's, the org's own, and Globex's channel's."""
     sibling = make_integration(org, channel_connector, "Sibling shop")
-    raise_ = services.raise_exception
+    raise_ = exceptions.raise_exception
     return {
         "own": raise_(
             org, ExceptionKind.UNMAPPED_SKU, "own", integration=integration, entity_type="order", entity_id=1
@@ -96,7 +97,9 @@ def test_retrieve_own(channel_client, rows):
 
 
 def test_filters_status_kind_updated_since(org_client, rows):
-    services.close_exceptions(SyncException.objects.filter(pk=rows["sibling"].pk), ExceptionStatus.DISMISSED)
+    exceptions.close_exceptions(
+        SyncException.objects.filter(pk=rows["sibling"].pk), ExceptionStatus.DISMISSED
+    )
     SyncException.objects.filter(pk=rows["own"].pk).update(updated_at=timezone.now() - timedelta(days=2))
     since = (timezone.now() - timedelta(days=1)).isoformat()
 
@@ -118,12 +121,12 @@ def test_bad_filters_are_400(org_client, rows, query):
 
 def test_list_is_newest_change_first_and_paginates(channel_client, org, integration):
     made = [
-        services.raise_exception(
+        exceptions.raise_exception(
             org, ExceptionKind.UNMAPPED_SKU, f"m{i}", integration=integration, entity_id=i
         )
         for i in range(3)
     ]
-    services.raise_exception(org, ExceptionKind.UNMAPPED_SKU, "again", integration=integration, entity_id=0)
+    exceptions.raise_exception(org, ExceptionKind.UNMAPPED_SKU, "again", integration=integration, entity_id=0)
 
     first = channel_client.get(EXCEPTIONS, {"limit": 2}).json()
     second = channel_client.get(first["next"]).json()
@@ -148,7 +151,7 @@ def test_list_of_30_runs_a_bounded_number_of_queries(
     channel_client, org, integration, django_assert_max_num_queries
 ):
     for i in range(30):
-        services.raise_exception(
+        exceptions.raise_exception(
             org, ExceptionKind.UNMAPPED_SKU, f"m{i}", integration=integration, entity_id=i
         )
     channel_client.get(EXCEPTIONS)  # the key's first use writes its last-used time; not the list's cost
@@ -202,7 +205,7 @@ def test_a_repeated_report_counts_an_occurrence(channel_client):
 
 def test_a_report_after_resolution_opens_a_new_one(channel_client):
     first = channel_client.post(EXCEPTIONS, {"message": "a"}, format="json")
-    services.close_exceptions(SyncException.objects.all(), ExceptionStatus.RESOLVED)
+    exceptions.close_exceptions(SyncException.objects.all(), ExceptionStatus.RESOLVED)
 
     again = channel_client.post(EXCEPTIONS, {"message": "a"}, format="json")
 

@@ -5,10 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from automations import services
-from automations.choices import ExceptionKind, ExceptionStatus
+from automations import exceptions
+from automations.choices import ExceptionStatus
+from automations.engine_settings import engine_settings
 from automations.engines import exceptions as engine
 from automations.models import AutomationRule, RuleRun, SyncException
+from core.sync_exceptions import ExceptionKind
 from orders.choices import OrderStatus, ShippingRequestStatus
 from orders.models import Order, OrderLine, ShippingRequest
 from orders.services import UNROUTABLE_REASON
@@ -45,7 +47,7 @@ def open_exceptions(kind=None):
 
 
 def raise_for(order, kind, integration=None, **extra):
-    return services.raise_exception(
+    return exceptions.raise_exception(
         order.organization_id,
         kind,
         f"Order {order}: {kind}",
@@ -110,7 +112,7 @@ def test_sent_order_without_an_open_request_falls_back_to_its_channel(
 
 
 def test_threshold_is_the_organizations(org, make_order):
-    services.engine_settings(org).__class__.objects.filter(organization=org).update(stuck_after_hours=2)
+    engine_settings(org).__class__.objects.filter(organization=org).update(stuck_after_hours=2)
     make_order(OrderStatus.READY, age_hours=3)
 
     assert engine.sweep(org)["stuck"] == 1
@@ -141,7 +143,7 @@ def test_stuck_candidates_are_capped_per_run(org, make_order, monkeypatch):
 def test_stuck_query_count_does_not_grow_with_orders(org, make_order, django_assert_max_num_queries):
     for _ in range(20):
         make_order(OrderStatus.READY, age_hours=HOURS + 1)
-    settings = services.engine_settings(org)
+    settings = engine_settings(org)
 
     # Seen-again UPDATE, candidates, their integrations, one INSERT (+ the savepoint's two): not one per order.
     with django_assert_max_num_queries(6):
@@ -261,7 +263,7 @@ def test_exception_of_a_deleted_order_resolves(org, make_order):
 
 def test_other_kinds_and_entities_are_left_to_their_engines(org, integration, make_order):
     order = make_order(OrderStatus.FULFILLED)
-    dead = services.raise_exception(
+    dead = exceptions.raise_exception(
         org, ExceptionKind.DELIVERY_DEAD, "dead", integration=integration, entity_type="webhook_subscription"
     )
     invalid = raise_for(order, ExceptionKind.INVALID_ORDER_DATA)
@@ -278,11 +280,11 @@ def age(exc, days):
 
 
 def test_stale_rule_resolves_exceptions_not_seen_for_n_days(org, integration):
-    services.engine_settings(org).__class__.objects.filter(organization=org).update(stale_after_days=3)
-    old = services.raise_exception(
+    engine_settings(org).__class__.objects.filter(organization=org).update(stale_after_days=3)
+    old = exceptions.raise_exception(
         org, ExceptionKind.CONNECTOR_REPORTED, "old", integration=integration, data={"code": "E1"}
     )
-    recent = services.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "new", entity_id="2")
+    recent = exceptions.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "new", entity_id="2")
     age(old, 4)
     age(recent, 2)
 
@@ -297,7 +299,7 @@ def test_stale_rule_resolves_exceptions_not_seen_for_n_days(org, integration):
 
 
 def test_without_stale_days_nothing_goes_stale(org):
-    old = services.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "old")
+    old = exceptions.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "old")
     age(old, 400)
 
     assert engine.sweep(org)["stale"] == 0
@@ -312,7 +314,7 @@ def test_old_rule_runs_and_closed_exceptions_are_pruned(org, make_order):
     old_run, new_run = (RuleRun.objects.create(organization=org, rule=rule, matched=True) for _ in range(2))
     RuleRun.objects.filter(pk=old_run.pk).update(created_at=timezone.now() - timedelta(days=31))
     closed, recent, still_open = (
-        services.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "x", entity_id=str(i))
+        exceptions.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "x", entity_id=str(i))
         for i in range(3)
     )
     long_ago = timezone.now() - timedelta(days=91)
@@ -330,12 +332,12 @@ def test_old_rule_runs_and_closed_exceptions_are_pruned(org, make_order):
 
 
 def test_switched_off_engine_does_nothing(org, make_order, mailoutbox):
-    services.engine_settings(org).__class__.objects.filter(organization=org).update(
+    engine_settings(org).__class__.objects.filter(organization=org).update(
         exceptions_enabled=False, stale_after_days=1
     )
     make_order(OrderStatus.READY, age_hours=HOURS * 2)
     cleared = raise_for(make_order(OrderStatus.CANCELED), ExceptionKind.UNROUTABLE_ORDER)
-    age(services.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "old"), 5)
+    age(exceptions.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "old"), 5)
 
     assert engine.sweep(org) == {"stuck": 0, "resolved": 0, "stale": 0, "mailed": 0, "notified": 0}
     assert engine.run_now(org)["mailed"] == 0

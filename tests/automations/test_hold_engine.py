@@ -7,9 +7,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from automations import tasks
 from automations.choices import ActionType, Engine, RuleTrigger, RunOutcome, RunTrigger
 from automations.engines import hold
 from automations.models import EngineSettings, EngineStatus, RuleRun
+from core import triggers
 from orders import services as order_services
 from orders.choices import OrderStatus
 from orders.models import Order
@@ -46,19 +48,18 @@ def test_new_order_without_rules_becomes_ready(new_order):
     assert counts == {"orders": 1, "rules_matched": 0, "held": 0, "ready": 1}
 
 
-def test_ready_order_is_announced_to_routing_after_commit(new_order, django_capture_on_commit_callbacks):
-    from orders import signals
+def test_a_ready_order_is_handed_to_routing_by_the_task_that_made_it_ready(
+    new_order, django_capture_on_commit_callbacks, monkeypatch
+):
+    routed = []
+    monkeypatch.setattr(tasks.routing, "route_order_by_id", lambda order_id: routed.append(order_id) or {})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        counts = tasks.process_order_task(new_order.pk, True)
 
-    heard = []
-    signals.order_ready.connect(
-        lambda sender, **kw: heard.append(kw["order_id"]), weak=False, dispatch_uid="t"
-    )
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            process(new_order)
-    finally:
-        signals.order_ready.disconnect(dispatch_uid="t")
-    assert heard == [new_order.pk]
+    assert counts["ready"] == 1
+    assert routed == [new_order.pk]
+    # and not a second time through the queue: the hold engine fires no ORDER_READY for its own orders
+    assert not [c for c in callbacks if isinstance(c, triggers.Firing) and c.trigger == triggers.ORDER_READY]
 
 
 def test_a_matching_rule_holds_the_order(big_order_rule, ingest_new, order_body):

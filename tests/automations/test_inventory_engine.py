@@ -205,21 +205,21 @@ def test_a_new_sales_channel_gets_its_first_figures_from_the_sweep(
 def test_a_channel_enabled_again_has_its_figures_recomputed(
     org, integration, stock, products, warehouse, monkeypatch
 ):
-    from automations import receivers
-    from integrations import services as integration_services
+    from automations import handlers
+    from integrations import lifecycle
     from integrations.choices import IntegrationStatus
 
     sync.recompute(org)
     enqueued = []
-    monkeypatch.setattr(receivers, "enqueue", lambda task, **options: enqueued.append(options["args"]))
+    monkeypatch.setattr(handlers, "enqueue", lambda task, **options: enqueued.append(options["args"]))
     # given: a disabled shop, whose figures are not kept while stock moves
-    integration_services.transition(integration, IntegrationStatus.DISABLED, reason="paused")
+    lifecycle.transition(integration, IntegrationStatus.DISABLED, reason="paused")
     services.set_stock(warehouse, [{"sku": "MUG", "on_hand": 4}])
     engine.process_changes(org)
     assert figures(integration)["MUG"] == 10
 
     # when it is enabled again, the engine is told after the commit and recomputes that channel
-    integration_services.transition(integration, IntegrationStatus.CONNECTING, reason="back")
+    lifecycle.transition(integration, IntegrationStatus.CONNECTING, reason="back")
     assert [org.pk, integration.pk] in enqueued
     counts = engine.recompute_channels(org.pk, [integration.pk])
 

@@ -6,8 +6,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from automations import rules
-from automations.choices import ActionType, ExceptionKind, MatchMode, RuleTrigger
+from automations.choices import ActionType, MatchMode, RuleTrigger
 from automations.models import RuleRun, SyncException
+from core.sync_exceptions import ExceptionKind
 from inventory.models import Location
 from orders import services as order_services
 from orders.choices import OrderStatus

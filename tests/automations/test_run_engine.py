@@ -8,10 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from automations.choices import Engine, ExceptionKind, RunOutcome, RunTrigger
+from automations.choices import Engine, RunOutcome, RunTrigger
+from automations.engine_settings import engine_settings
 from automations.engines import hold
 from automations.models import EngineSettings, EngineStatus, SyncException
-from automations.services import engine_settings
+from core.sync_exceptions import ExceptionKind
 from inventory.models import ChannelInventory
 from orders.choices import OrderStatus
 from orders.models import Order

@@ -1,15 +1,17 @@
 """
-The engines react on commit: each change that concerns an engine enqueues its task once committed (never
-before, never for a rolled-back change), and a burst of stock changes rings the inventory engine once.
+The engines react on commit: each change that concerns an engine fires its trigger (core/triggers.py), whose
+handler (automations/handlers.py) enqueues the engine's task once committed (never before, never for a
+rolled-back change), and a burst of stock changes rings the inventory engine once.
 """
 
 import pytest
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 
-from automations import receivers, tasks
+from automations import handlers, tasks
 from automations.choices import RuleTrigger
 from automations.engines import hold
+from core import triggers
 from inventory import services as inventory
 from orders import services as orders
 from orders.choices import OrderStatus
@@ -18,21 +20,23 @@ from orders.models import Order
 
 @pytest.fixture
 def enqueued(monkeypatch):
-    """What the receivers publish, as (task name, args), instead of sending it to the broker."""
+    """What the handlers publish, as (task name, args), instead of sending it to the broker."""
     sent = []
 
     def record(task, **options):
-        sent.append((task.name.rsplit(".", 1)[-1], tuple(options.get("args", ()))))
+        name = task if isinstance(task, str) else task.name
+        sent.append((name.rsplit(".", 1)[-1], tuple(options.get("args", ()))))
         return True
 
-    monkeypatch.setattr(receivers, "enqueue", record)
+    monkeypatch.setattr(handlers, "enqueue", record)
+    monkeypatch.setattr("automations.engines.hold.enqueue", record)
     monkeypatch.setattr("core.queue.enqueue", record)  # enqueue_once publishes through it
     return sent
 
 
 @pytest.fixture
 def doorbell(org):
-    key = receivers.inventory_doorbell(org.pk)
+    key = handlers.inventory_doorbell(org.pk)
     cache.delete(key)
     yield key
     cache.delete(key)
@@ -97,13 +101,13 @@ def test_a_burst_of_stock_changes_rings_the_inventory_engine_once(
         inventory.set_stock(warehouse, [{"sku": "MUG", "on_hand": 5}])
     # more commits before the task started: it will drain their rows too
     for _ in range(3):
-        receivers.availability_changed(sender=None, organization_id=org.pk)
+        handlers.availability_changed(organization_id=org.pk)
 
     assert enqueued == [("inventory_changes_task", (org.pk,))]
 
     # when the task starts it answers the doorbell, so a change committed after that rings again
     tasks.inventory_changes_task(org.pk)
-    receivers.availability_changed(sender=None, organization_id=org.pk)
+    handlers.availability_changed(organization_id=org.pk)
     assert enqueued == [("inventory_changes_task", (org.pk,))] * 2
 
 
@@ -123,13 +127,70 @@ def test_a_redelivered_hold_task_routes_the_order_a_dead_first_run_made_ready(
 
 
 def test_one_transaction_announces_its_stock_changes_once_per_organization(org, warehouse, products):
-    from django.db import connection
-
-    from inventory.services import _Announce
-
     with transaction.atomic():
         for on_hand in (5, 6, 7):
             inventory.set_stock(warehouse, [{"sku": "MUG", "on_hand": on_hand}])
-        pending = [func for _, func, _ in connection.run_on_commit if isinstance(func, _Announce)]
+        pending = [
+            func
+            for _, func, _ in connection.run_on_commit
+            if isinstance(func, triggers.Firing) and func.trigger == triggers.AVAILABILITY_CHANGED
+        ]
 
-    assert pending == [_Announce(org.pk)]
+    assert pending == [triggers.Firing(triggers.AVAILABILITY_CHANGED, (("organization_id", org.pk),))]
+
+
+def test_a_person_releasing_a_hold_sends_the_order_to_routing_once(
+    integration, order_body, products, standard_method, enqueued, django_capture_on_commit_callbacks
+):
+    order, _ = orders.ingest_order(integration, order_body)
+    order = orders.hold(order, "review")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        orders.release(order)
+
+    assert enqueued == [("route_order_task", (order.pk,))]
+
+
+def test_an_engine_that_routes_the_order_itself_announces_nothing(
+    integration, order_body, products, standard_method, enqueued, django_capture_on_commit_callbacks
+):
+    order, _ = orders.ingest_order(integration, order_body)
+    held = orders.hold(order, "review")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        orders.make_ready(order, announce=False)
+        orders.release(held, announce=False)
+
+    assert enqueued == []
+
+
+def test_the_hold_sweep_sends_an_order_whose_message_was_lost_to_routing(
+    integration, order_body, products, standard_method, enqueued, django_capture_on_commit_callbacks
+):
+    # given: a new order whose hold-engine message was lost
+    order, _ = orders.ingest_order(integration, order_body)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = hold.run_now(order.organization_id)
+
+    assert counts["lost_messages"] == 1
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.READY
+    assert enqueued == [("route_order_task", (order.pk,))]
+
+
+def test_a_trigger_fired_twice_with_the_same_facts_runs_once_per_commit(
+    org, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        for _ in range(3):
+            triggers.fire(triggers.ORDER_READY, organization_id=org.pk, order_id=7)
+        triggers.fire(triggers.ORDER_READY, organization_id=org.pk, order_id=8)
+
+    assert enqueued == [("route_order_task", (7,)), ("route_order_task", (8,))]
+
+
+def test_a_trigger_nobody_handles_or_with_other_facts_fails_where_it_is_fired(org):
+    with pytest.raises(TypeError):
+        triggers.fire(triggers.ORDER_READY, organization_id=org.pk)
+    with triggers.handled_by(triggers.ORDER_READY, None), pytest.raises(Exception, match="order_ready"):
+        triggers.fire(triggers.ORDER_READY, organization_id=org.pk, order_id=1)

@@ -29,8 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from automations.engine_settings import engine_settings
 from automations.engines import routing
-from automations.services import engine_settings
 from integrations.models import OutboxEvent
 from inventory.models import InventoryLevel
 from orders import services

@@ -5,8 +5,8 @@ import pytest
 from django.urls import NoReverseMatch, reverse
 from guardian.shortcuts import assign_perm
 
+from automations.engine_settings import engine_settings
 from automations.models import AutomationRule, RoutingRule, RoutingRuleLocation
-from automations.services import engine_settings
 from inventory.models import SkuMapping
 from orders.models import ShippingMethod, ShippingMethodMapping
 from tests.automations.test_engine_settings_admin import form_data as engine_form

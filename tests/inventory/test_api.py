@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from automations.choices import ExceptionKind
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Connector, Integration, OutboxEvent
 from inventory.models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
 from tests.api.helpers import assert_error

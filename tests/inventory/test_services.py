@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from automations.choices import ExceptionKind
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from integrations.models import OutboxEvent
 from inventory import figures, services
 from inventory.models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping

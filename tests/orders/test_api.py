@@ -9,11 +9,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from automations.choices import ExceptionKind
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 from integrations.models import Integration
 from inventory.models import InventoryLevel, Location, SkuMapping
-from orders import services
+from orders import ingest, services
 from orders.choices import OrderStatus, ShippingRequestStatus
 from orders.models import (
     Fulfillment,
@@ -257,14 +257,14 @@ def test_concurrent_pushes_of_a_new_order_create_it_once(
 ):
     # Given: the first writer holds its new row uncommitted a moment, so the second one meets the unique
     # constraint rather than the finished order (no Idempotency-Key: the upsert alone must hold).
-    real = services._create_order
+    real = ingest._create_order
 
     def slow_create(*args, **kwargs):
         order = real(*args, **kwargs)
         time.sleep(0.3)
         return order
 
-    monkeypatch.setattr(services, "_create_order", slow_create)
+    monkeypatch.setattr(ingest, "_create_order", slow_create)
     barrier = threading.Barrier(2)
     responses = [None, None]
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from automations import engines
 from automations.choices import Engine, RunOutcome
+from automations.engine_settings import engine_enabled
 from automations.models import EngineSettings, EngineStatus
-from automations.services import engine_enabled
 from integrations.management.commands._common import get_organization
 from organizations.models import Organization
 

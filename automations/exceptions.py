@@ -1,4 +1,9 @@
-"""Raising and resolving exceptions (the exceptions engine's records)."""
+"""
+The keeper of exceptions (SyncException, the business records a person fixes): opening one or counting it
+again, resolving it when its cause cleared, closing it by hand. Every app raises and resolves through
+core.sync_exceptions, which calls this module (registered in automations/apps.py); the admin's bulk actions
+call close_exceptions here.
+"""
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -65,27 +70,3 @@ def close_exceptions(queryset, status) -> int:
         raise ValueError(f"Cannot close exceptions as {status!r}.")
     now = timezone.now()
     return queryset.filter(status=ExceptionStatus.OPEN).update(status=status, resolved_at=now, updated_at=now)
-
-
-# --- engine settings ----------------------------------------------------------------------------------
-
-
-def engine_settings(organization):
-    """The organization's engine settings; every engine on, with defaults, until an admin changes them."""
-    from .models import EngineSettings
-
-    org_id = organization if isinstance(organization, int) else organization.pk
-    settings, _ = EngineSettings.objects.get_or_create(organization_id=org_id)
-    return settings
-
-
-def engine_enabled(organization, engine) -> bool:
-    from .models import EngineSettings
-
-    org_id = organization if isinstance(organization, int) else organization.pk
-    flag = (
-        EngineSettings.objects.filter(organization_id=org_id)
-        .values_list(f"{engine}_enabled", flat=True)
-        .first()
-    )
-    return True if flag is None else flag  # no row yet: the defaults, every engine on
