@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from core import sync_exceptions, triggers
+
 
 class AutomationsConfig(AppConfig):
     name = "automations"
@@ -7,9 +9,8 @@ class AutomationsConfig(AppConfig):
 
     def ready(self):
         # The engines are called explicitly by the apps below through core/triggers.py, and every app raises
-        # its exceptions through core/sync_exceptions.py: this is where automations answers both.
-        from core import sync_exceptions, triggers
-
+        # its exceptions through core/sync_exceptions.py: this is where automations answers both. (Imported
+        # here, not above: they use the models, which Django loads after the app configs.)
         from . import exceptions, handlers
 
         sync_exceptions.register(exceptions)
