@@ -35,7 +35,7 @@ lint: sync
 	@status=0; \
 	$(RUFF) check . || status=1; \
 	$(RUFF) format --check . || status=1; \
-	.venv/bin/lint-imports --no-cache --quiet || status=1; \
+	.venv/bin/lint-imports --no-cache || status=1; \
 	.venv/bin/python scripts/check_architecture.py || status=1; \
 	exit $$status
 
