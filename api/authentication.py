@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from api import throttling
+from api.errors import api_error
 from tokens import authentication as key_authentication
 
 
@@ -36,8 +37,7 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
             # request made with it: the request log records it under its integration.
             request._api_key = refused.key
             throttling.throttle_address(request, ip)
-            exc = exceptions.AuthenticationFailed if refused.status == 401 else exceptions.PermissionDenied
-            raise exc(refused.message, code=refused.code) from None
+            raise api_error(refused) from None
         request._api_key = key  # read by the request log even when a later check refuses the request
         # Org keys act as their owner; integration and global keys as no user.
         return (key.user if key.user_id else AnonymousUser(), key)

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions, viewsets
+from rest_framework import exceptions, status, viewsets
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
@@ -18,7 +19,7 @@ from api import idempotency, throttling
 from api.authentication import client_ip
 from api.errors import ApiError
 from api.negotiation import StrictContentNegotiation
-from integrations import services as integration_services
+from integrations import audit
 from integrations.choices import EventKind
 from tokens.choices import KeyKind
 from tokens.models import KeyScope
@@ -91,7 +92,7 @@ def record_request(request, response):
         return
     started = getattr(request, "_started", None)
     duration = round((time.monotonic() - started) * 1000, 1) if started else None
-    integration_services.record_event(
+    audit.record_event(
         key.scope.integration,
         EventKind.API_REQUEST,
         f"{request.method} {request.path} → {response.status_code}",
@@ -139,6 +140,42 @@ class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
         if scope.integration is not None:
             queryset = queryset.filter(self.integration_scope(scope.integration))
         return queryset
+
+    def answer(self, instance, status_code=status.HTTP_200_OK):
+        """`instance` as GET answers it after a write: read again in scope, with what the serializer prefetches."""
+        instance = self.get_queryset().get(pk=instance.pk)
+        return Response(self.get_serializer(instance).data, status=status_code)
+
+
+def scoped(viewset_class, request):
+    """Another endpoint's rows as this key may see them, through that endpoint's own scope."""
+    return viewset_class(request=request, format_kwarg=None, kwargs={}).get_queryset()
+
+
+class UpsertMixin:
+    """
+    The create-or-update POST (API.md: an upsert by the client's own id): 201 when the object was created,
+    200 when it existed. A viewset declares the rest: `upsert_body` (the request's serializer), `writer`
+    (who writes, checked before the body is read, so a refused key hears so whatever it sent) and `upsert`
+    (the one service call, returning the object and whether it was created). The answer is the object as
+    GET answers it (`answer`).
+    """
+
+    upsert_body: type
+
+    def writer(self, request):
+        raise NotImplementedError(f"{type(self).__name__} declares no writer")
+
+    def upsert(self, writer, body) -> tuple:
+        """(object, created) from the service, given the writer and the validated body."""
+        raise NotImplementedError(f"{type(self).__name__} declares no upsert")
+
+    def create(self, request):
+        writer = self.writer(request)
+        body = self.upsert_body(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance, created = self.upsert(writer, body)
+        return self.answer(instance, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 # --- rendering for an integration outside a request -----------------------------------------------------

@@ -2,36 +2,21 @@
 
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status
-from rest_framework.response import Response
+from rest_framework import mixins
 
 from api.automations.filters import SyncExceptionFilter
 from api.automations.serializers import ReportExceptionSerializer, SyncExceptionSerializer
-from api.base import OPAQUE_ID, ScopedViewSet, sender
+from api.base import OPAQUE_ID, ScopedViewSet, UpsertMixin, sender
 from api.pagination import RecentlyUpdatedPagination
-from automations import services
-from automations.choices import ExceptionKind
+from automations import exceptions
 from automations.models import SyncException
+from core.sync_exceptions import ExceptionKind
 
 
 @extend_schema_view(
     list=extend_schema(summary="Exceptions this key may see, most recently changed first"),
     retrieve=extend_schema(summary="One exception", parameters=[OPAQUE_ID]),
-)
-class SyncExceptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """The key's integration's exceptions (org keys: the organization's, with those of no integration)."""
-
-    queryset = SyncException.objects.all()
-    serializer_class = SyncExceptionSerializer
-    filterset_class = SyncExceptionFilter
-    # Rows change in place (occurrences, status): newest change first, so ?updated_since= polling sees them.
-    pagination_class = RecentlyUpdatedPagination
-    grants = {"list": "exceptions:read", "retrieve": "exceptions:read", "create": "exceptions:write"}
-
-    def integration_scope(self, integration):
-        return Q(integration=integration)
-
-    @extend_schema(
+    create=extend_schema(
         summary="Report an exception",
         description="Opens a `connector_reported` exception for this integration: 201. A report with the "
         "same `entity_type` and `entity_id` while that exception is still open counts another occurrence "
@@ -43,12 +28,27 @@ class SyncExceptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sco
             201: SyncExceptionSerializer,
             200: OpenApiResponse(SyncExceptionSerializer, description="Counted on the open exception."),
         },
-    )
-    def create(self, request):
-        integration = sender(request, "Exceptions")
-        body = ReportExceptionSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        exception = services.raise_exception(
+    ),
+)
+class SyncExceptionViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """The key's integration's exceptions (org keys: the organization's, with those of no integration)."""
+
+    queryset = SyncException.objects.all()
+    serializer_class = SyncExceptionSerializer
+    filterset_class = SyncExceptionFilter
+    # Rows change in place (occurrences, status): newest change first, so ?updated_since= polling sees them.
+    pagination_class = RecentlyUpdatedPagination
+    upsert_body = ReportExceptionSerializer
+    grants = {"list": "exceptions:read", "retrieve": "exceptions:read", "create": "exceptions:write"}
+
+    def integration_scope(self, integration):
+        return Q(integration=integration)
+
+    def writer(self, request):
+        return sender(request, "Exceptions")
+
+    def upsert(self, integration, body):
+        exception = exceptions.raise_exception(
             integration.organization_id,
             ExceptionKind.CONNECTOR_REPORTED,
             body.validated_data["message"],
@@ -58,8 +58,4 @@ class SyncExceptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sco
             data=body.validated_data["data"],
         )
         # raise_exception creates with one occurrence and only ever adds to an existing row.
-        created = exception.occurrences == 1
-        return Response(
-            self.get_serializer(exception).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
+        return exception, exception.occurrences == 1

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from integrations import services
+from integrations import connector_settings
 from integrations.models import Integration, IntegrationEvent, WebhookSubscription
 from inventory.models import SkuMapping
 from orders.models import ShippingMethodMapping
@@ -20,14 +20,18 @@ class IntegrationSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "status", "connector", "settings", "mappings", "workflows"]
 
     def get_settings(self, obj) -> dict:
-        return services.public_settings(obj)
+        return connector_settings.public_settings(obj)
 
     def get_mappings(self, obj) -> dict[str, dict[str, str]]:
         """The connector-specific JSON kinds, with the SKU and shipping-method mapping rows (two queries)."""
         skus = SkuMapping.objects.filter(integration=obj).order_by("external_sku")
         methods = ShippingMethodMapping.objects.filter(integration=obj).order_by("external_code")
         return {
-            **{k: v for k, v in (obj.mappings or {}).items() if k not in services.MODEL_MAPPING_KINDS},
+            **{
+                k: v
+                for k, v in (obj.mappings or {}).items()
+                if k not in connector_settings.MODEL_MAPPING_KINDS
+            },
             "skus": dict(skus.values_list("external_sku", "product__sku")),
             "shipping_methods": dict(methods.values_list("external_code", "method__code")),
         }

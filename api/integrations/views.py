@@ -1,3 +1,5 @@
+"""The integration itself over the API (API.md, Integrations): who it is, its handshake, its reported errors, its audit trail and webhook subscriptions."""
+
 import django_filters
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -17,10 +19,11 @@ from api.integrations.serializers import (
     WebhookSerializer,
 )
 from api.permissions import NO_GRANT
-from automations import services as exceptions
-from automations.choices import ExceptionKind
-from integrations import services, webhooks
+from automations import exceptions
+from core.sync_exceptions import ExceptionKind
+from integrations import lifecycle
 from integrations.models import IntegrationEvent, WebhookSubscription
+from integrations.webhooks import subscriptions
 
 
 def own_integration(request):
@@ -49,10 +52,7 @@ class ConnectView(ApiView):
     @extend_schema(request=None, responses=StatusSerializer, operation_id="integration_connect")
     def post(self, request):
         integration = own_integration(request)
-        try:
-            services.handshake(integration, actor=f"key:{request.auth.prefix}")
-        except services.TransitionRefused as exc:
-            raise ApiError("conflict", exc.messages[0]) from None
+        lifecycle.handshake(integration, actor=f"key:{request.auth.prefix}")
         return Response({"status": integration.status})
 
 
@@ -72,10 +72,7 @@ class ReportErrorView(ApiView):
         body.is_valid(raise_exception=True)
         actor = f"key:{request.auth.prefix}"
         message = body.validated_data["message"]
-        try:
-            services.report_error(integration, message, actor=actor)
-        except services.TransitionRefused as exc:
-            raise ApiError("conflict", exc.messages[0]) from None
+        lifecycle.report_error(integration, message, actor=actor)
         exceptions.raise_exception(
             integration.organization_id,
             ExceptionKind.CONNECTOR_REPORTED,
@@ -154,19 +151,11 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
         integration = sender(request, "Webhook subscriptions")
         body = WebhookInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            subscription, secret = webhooks.subscribe(
-                integration,
-                body.validated_data["url"],
-                body.validated_data["events"],
-                request.auth,
-            )
-        except webhooks.MissingEventGrant as exc:
-            raise ApiError("missing_grant", str(exc), details={"required": exc.required}) from None
-        except webhooks.SubscriptionConflict as exc:
-            raise ApiError("conflict", str(exc), details=exc.details) from None
+        subscription, secret = subscriptions.subscribe(
+            integration, body.validated_data["url"], body.validated_data["events"], request.auth
+        )
         subscription.secret = secret
         return Response(WebhookCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        webhooks.unsubscribe(instance, actor=f"key:{self.request.auth.prefix}")
+        subscriptions.unsubscribe(instance, actor=f"key:{self.request.auth.prefix}")

@@ -3,8 +3,6 @@ Catalog and stock endpoints (API.md, "Catalog and stock"). Tenancy is the base's
 from a ScopedViewSet's get_queryset, including the locations POST /inventory may write to.
 """
 
-from contextlib import contextmanager
-
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Greatest
@@ -13,7 +11,7 @@ from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from api.base import OPAQUE_ID, ScopedViewSet
+from api.base import OPAQUE_ID, ScopedViewSet, UpsertMixin, scoped
 from api.errors import ApiError
 from api.inventory.filters import AvailabilityFilter, InventoryLevelFilter, LocationFilter, ProductFilter
 from api.inventory.serializers import (
@@ -29,11 +27,11 @@ from api.inventory.serializers import (
 )
 from api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from api.schema import ErrorSerializer
-from integrations import services as integration_services
+from integrations import workflows
 from integrations.choices import ConnectorType, Workflow
 from inventory import figures, services
 from inventory.models import InventoryLevel, Location, Product
-from inventory.skus import lookalike_message, normalize_sku
+from inventory.skus import normalize_sku
 
 # API.md's limits: part of the contract, not tunables.
 MAX_BULK_PRODUCTS = 1000
@@ -62,10 +60,7 @@ def require_inbound(request, flow):
     """An integration key may write only while its switch for `flow` is on; org and global keys have none."""
     integration = key_integration(request)
     if integration is not None:
-        try:
-            integration_services.require_workflow(integration, flow)
-        except integration_services.WorkflowDisabled as exc:
-            raise ApiError("workflow_disabled", str(exc)) from None
+        workflows.require_workflow(integration, flow)
     return integration
 
 
@@ -78,25 +73,6 @@ def check_size(data, field, limit):
             f"At most {limit} {field} per request; this one has {len(items)}.",
             details={field: [f"At most {limit} entries."]},
         )
-
-
-@contextmanager
-def lookalikes_refused(fields_of):
-    """services.LookalikeSkus as a 400 naming each refused SKU's field (`fields_of(sku)`: one or a list)."""
-    try:
-        yield
-    except services.LookalikeSkus as exc:
-        details: dict[str, list[str]] = {}
-        for sku, other in exc.clashes.items():
-            names = fields_of(sku)
-            for name in [names] if isinstance(names, str) else names:
-                details.setdefault(name, []).append(lookalike_message(other))
-        raise ApiError("validation_error", "Invalid input.", details=details) from None
-
-
-def scoped(viewset_class, request):
-    """The rows `viewset_class` shows this key: the same chokepoint as that endpoint's own."""
-    return viewset_class(request=request, format_kwarg=None).get_queryset()
 
 
 class PlainPathViewSet(ScopedViewSet):
@@ -112,8 +88,15 @@ class PlainPathViewSet(ScopedViewSet):
 # --- products -----------------------------------------------------------------------------------------
 
 
-@extend_schema_view(retrieve=extend_schema(parameters=[OPAQUE_ID]))
-class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OPAQUE_ID]),
+    create=extend_schema(
+        request=ProductSerializer,
+        responses={201: ProductSerializer, 200: ProductSerializer},
+        description="Creates the product (201), or updates the one with this SKU (200, same id).",
+    ),
+)
+class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """
     The organization's catalog: every key of the organization reads it (DESIGN.md, Data ownership); writes
     need products:write and, for an integration key, its "products in" switch. POST upserts by SKU.
@@ -122,6 +105,7 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     queryset = Product.objects.all()
     serializer_class = ProductSerializer
     filterset_class = ProductFilter
+    upsert_body = ProductSerializer
     grants = {
         "list": "products:read",
         "retrieve": "products:read",
@@ -133,21 +117,15 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     def integration_scope(self, integration):
         return Q()  # the whole catalog of the key's organization
 
-    @extend_schema(
-        request=ProductSerializer,
-        responses={201: ProductSerializer, 200: ProductSerializer},
-        description="Creates the product (201), or updates the one with this SKU (200, same id).",
-    )
-    def create(self, request):
-        integration = require_inbound(request, Workflow.PRODUCTS_IN)
-        organization = key_organization(request)
-        body = ProductSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        with lookalikes_refused(lambda sku: "sku"):
-            created, _, (product,) = services.upsert_products(
-                organization, [body.validated_data], integration=integration
-            )
-        return Response(ProductSerializer(product).data, status=201 if created else 200)
+    def writer(self, request):
+        return require_inbound(request, Workflow.PRODUCTS_IN), key_organization(request)
+
+    def upsert(self, writer, body):
+        integration, organization = writer
+        created, _, (product,) = services.upsert_products(
+            organization, [body.validated_data], integration=integration
+        )
+        return product, created == 1
 
     @extend_schema(request=ProductUpdateSerializer, responses=ProductSerializer, parameters=[OPAQUE_ID])
     def partial_update(self, request, pk=None):
@@ -177,8 +155,10 @@ class ProductViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         def fields_of(sku):
             return [f"products.{i}.sku" for i, p in enumerate(products) if normalize_sku(p["sku"]) == sku]
 
-        with lookalikes_refused(fields_of):
+        try:
             created, updated, _ = services.upsert_products(organization, products, integration=integration)
+        except services.LookalikeSkus as refused:
+            raise refused.at(fields_of) from None  # the same refusal, naming the entries of this body
         return Response({"created": created, "updated": updated})
 
 

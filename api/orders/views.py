@@ -3,15 +3,12 @@ Orders in from channels, shipping requests out to 3PLs, fulfillments back (API.m
 Thin: the services hold the rules; the base viewset scopes every queryset to the key.
 """
 
-from contextlib import contextmanager
-
 from django.db.models import OuterRef, Prefetch, Q, Subquery
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.response import Response
 
-from api.base import OPAQUE_ID, ScopedViewSet, sender
+from api.base import OPAQUE_ID, ScopedViewSet, UpsertMixin, scoped, sender
 from api.errors import ApiError
 from api.orders.filters import FulfillmentFilter, OrderFilter, ShippingRequestFilter
 from api.orders.serializers import (
@@ -22,7 +19,7 @@ from api.orders.serializers import (
     OrderSerializer,
     ShippingRequestSerializer,
 )
-from integrations import services as integration_services
+from integrations import workflows
 from integrations.choices import Workflow
 from inventory import services as inventory_services
 from orders import services
@@ -42,25 +39,11 @@ INTEGRATION_KEYS_ONLY = (
 )
 
 
-@contextmanager
-def service_errors():
-    """The services' refusals in the API's codes: a state conflict is 409, a switched-off flow 403."""
-    try:
-        yield
-    except services.OrderConflict as exc:
-        raise ApiError("conflict", str(exc)) from None
-    except integration_services.WorkflowDisabled as exc:
-        raise ApiError("workflow_disabled", str(exc)) from None
-
-
-def require_workflow(integration, flow):
-    with service_errors():
-        integration_services.require_workflow(integration, flow)
-
-
-def scoped(viewset_class, request):
-    """Another endpoint's rows as this key may see them, through that endpoint's own scope."""
-    return viewset_class(request=request, format_kwarg=None, kwargs={}).get_queryset()
+def inbound_sender(request, what: str, flow):
+    """The key's integration, which must have its switch for `flow` on (else 403 workflow_disabled)."""
+    integration = sender(request, what)
+    workflows.require_workflow(integration, flow)
+    return integration
 
 
 # --- orders -------------------------------------------------------------------------------------------
@@ -69,8 +52,20 @@ def scoped(viewset_class, request):
 @extend_schema_view(
     list=extend_schema(summary="Orders this key may see, newest first"),
     retrieve=extend_schema(summary="One order", parameters=[OPAQUE_ID]),
+    create=extend_schema(
+        summary="Push an order (upsert by external_id)",
+        description="201 when created, 200 when this integration already sent that `external_id` (the order "
+        "is updated, never duplicated). Unmapped SKUs or shipping method put it on hold and raise an "
+        "exception. 403 `workflow_disabled` while the integration's orders-in flow is off."
+        + INTEGRATION_KEYS_ONLY,
+        request=OrderInputSerializer,
+        responses={
+            201: OrderSerializer,
+            200: OpenApiResponse(OrderSerializer, description="The order existed: updated."),
+        },
+    ),
 )
-class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+class OrderViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Orders: those the key's integration sent, and those with a shipping request routed to it."""
 
     queryset = Order.objects.prefetch_related(
@@ -80,6 +75,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     )
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
+    upsert_body = OrderInputSerializer
     grants = {
         "list": "orders:read",
         "retrieve": "orders:read",
@@ -92,30 +88,11 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         routed = ShippingRequest.objects.filter(fulfiller=integration).values("order_id")
         return Q(source=integration) | Q(pk__in=routed)
 
-    def respond(self, order, status_code):
-        order = self.get_queryset().get(pk=order.pk)  # fresh, with what the serializer prefetches
-        return Response(self.get_serializer(order).data, status=status_code)
+    def writer(self, request):
+        return inbound_sender(request, "Orders", Workflow.ORDERS_IN)
 
-    @extend_schema(
-        summary="Push an order (upsert by external_id)",
-        description="201 when created, 200 when this integration already sent that `external_id` (the order "
-        "is updated, never duplicated). Unmapped SKUs or shipping method put it on hold and raise an "
-        "exception. 403 `workflow_disabled` while the integration's orders-in flow is off."
-        + INTEGRATION_KEYS_ONLY,
-        request=OrderInputSerializer,
-        responses={
-            201: OrderSerializer,
-            200: OpenApiResponse(OrderSerializer, description="The order existed: updated."),
-        },
-    )
-    def create(self, request):
-        integration = sender(request, "Orders")
-        require_workflow(integration, Workflow.ORDERS_IN)
-        body = OrderInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        with service_errors():
-            order, created = services.ingest_order(integration, body.to_service())
-        return self.respond(order, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+    def upsert(self, integration, body):
+        return services.ingest_order(integration, body.to_service())
 
     @extend_schema(
         summary="Cancel an order",
@@ -130,9 +107,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         order = self.get_object()
         body = CancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with service_errors():
-            services.cancel_order(order, reason=body.validated_data.get("reason", ""))
-        return self.respond(order, status.HTTP_200_OK)
+        services.cancel_order(order, reason=body.validated_data.get("reason", ""))
+        return self.answer(order)
 
     @extend_schema(
         summary="Release a held order",
@@ -151,9 +127,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
         if integration is not None and order.source_id != integration.pk:
             # A 3PL reads the orders routed to it, but a hold is the channel's (or the organization's) call.
             raise ApiError("not_found", "No such order for this key.")
-        with service_errors():
-            services.release(order)
-        return self.respond(order, status.HTTP_200_OK)
+        services.release(order)
+        return self.answer(order)
 
 
 # --- shipping requests --------------------------------------------------------------------------------
@@ -200,10 +175,8 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         shipping_request = self.get_object()
-        with service_errors():
-            services.acknowledge(shipping_request)
-        shipping_request = self.get_queryset().get(pk=shipping_request.pk)
-        return Response(self.get_serializer(shipping_request).data)
+        services.acknowledge(shipping_request)
+        return self.answer(shipping_request)
 
 
 # --- fulfillments -------------------------------------------------------------------------------------
@@ -212,8 +185,20 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
 @extend_schema_view(
     list=extend_schema(summary="Fulfillments this key may see, newest first"),
     retrieve=extend_schema(summary="One fulfillment", parameters=[OPAQUE_ID]),
+    create=extend_schema(
+        summary="Report a shipment of a shipping request",
+        description="Lines name the 3PL's own SKUs (where mapped) or hub SKUs. 201 when recorded; 200 with "
+        "the first one when this integration already sent that `external_id`. Shipping more than remains "
+        "to ship: 400 with details per line. A shipping request not routed to this integration: 404. "
+        "403 `workflow_disabled` while its fulfillments-in flow is off." + INTEGRATION_KEYS_ONLY,
+        request=FulfillmentInputSerializer,
+        responses={
+            201: FulfillmentSerializer,
+            200: OpenApiResponse(FulfillmentSerializer, description="Already recorded: the first one."),
+        },
+    ),
 )
-class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+class FulfillmentViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Shipments: a 3PL sees those it posted, a channel those of its orders (to mark them dispatched)."""
 
     queryset = Fulfillment.objects.select_related("order").prefetch_related(
@@ -226,31 +211,19 @@ class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     )
     serializer_class = FulfillmentSerializer
     filterset_class = FulfillmentFilter
+    upsert_body = FulfillmentInputSerializer
     grants = {"list": "fulfillments:read", "retrieve": "fulfillments:read", "create": "fulfillments:write"}
 
     def integration_scope(self, integration):
         return Q(integration=integration) | Q(order__source=integration)
 
-    @extend_schema(
-        summary="Report a shipment of a shipping request",
-        description="Lines name the 3PL's own SKUs (where mapped) or hub SKUs. 201 when recorded; 200 with "
-        "the first one when this integration already sent that `external_id`. Shipping more than remains "
-        "to ship: 400 with details per line. A shipping request not routed to this integration: 404. "
-        "403 `workflow_disabled` while its fulfillments-in flow is off." + INTEGRATION_KEYS_ONLY,
-        request=FulfillmentInputSerializer,
-        responses={
-            201: FulfillmentSerializer,
-            200: OpenApiResponse(FulfillmentSerializer, description="Already recorded: the first one."),
-        },
-    )
-    def create(self, request):
-        integration = sender(request, "Fulfillments")
-        require_workflow(integration, Workflow.FULFILLMENTS_IN)
-        body = FulfillmentInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+    def writer(self, request):
+        return inbound_sender(request, "Fulfillments", Workflow.FULFILLMENTS_IN)
+
+    def upsert(self, integration, body):
         data = dict(body.validated_data)
         shipping_request = (
-            scoped(ShippingRequestViewSet, request).filter(pk=data.pop("shipping_request")).first()
+            scoped(ShippingRequestViewSet, self.request).filter(pk=data.pop("shipping_request")).first()
         )
         if shipping_request is None:
             raise ApiError("not_found", "No such shipping request for this key.")
@@ -266,12 +239,4 @@ class FulfillmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         if unknown:
             raise ApiError("validation_error", "Invalid input.", details=unknown)
         data["lines"] = [(products[line["sku"]].pk, line["quantity"]) for line in lines]
-        with service_errors():
-            fulfillment, created = services.create_fulfillment(
-                shipping_request, data, integration=integration
-            )
-        fulfillment = self.get_queryset().get(pk=fulfillment.pk)
-        return Response(
-            self.get_serializer(fulfillment).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
+        return services.create_fulfillment(shipping_request, data, integration=integration)

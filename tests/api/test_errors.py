@@ -7,7 +7,10 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from api import errors
-from integrations import lifecycle
+from core.errors import DomainError
+from integrations import lifecycle, workflows
+from integrations.webhooks import subscriptions
+from orders.services import OrderConflict
 from tests.api.helpers import api_routes, assert_error
 
 
@@ -173,3 +176,49 @@ def test_options_on_every_route_answers_without_error(api_client, integration_ke
         for route in api_routes():
             response = client.options(route.url())
             assert response.status_code == 200, (route.name, response.content)
+
+
+@pytest.mark.parametrize(
+    "refusal, status, code, details",
+    [
+        (
+            lambda: lifecycle.TransitionRefused("Not from here.", code="transition_refused"),
+            409,
+            "conflict",
+            {},
+        ),
+        (lambda: workflows.WorkflowDisabled("Switched off."), 403, "workflow_disabled", {}),
+        (
+            lambda: subscriptions.MissingEventGrant(["orders:read"]),
+            403,
+            "missing_grant",
+            {"required": ["orders:read"]},
+        ),
+        (lambda: subscriptions.SubscriptionConflict("Full.", {"limit": 3}), 409, "conflict", {"limit": 3}),
+        (lambda: OrderConflict("Already shipped."), 409, "conflict", {}),
+    ],
+)
+def test_a_domain_error_is_answered_with_its_code_message_and_details(
+    api_client, integration_key, monkeypatch, refusal, status, code, details
+):
+    # No view catches it: api/errors.py translates every DomainError the same way.
+    error = refusal()
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(lifecycle, "handshake", refuse)
+
+    response = api_client(integration_key).post("/api/v1/integration/connect")
+
+    assert assert_error(response, status, code) == details
+    assert response.json()["error"]["message"] == error.message
+
+
+def test_a_domain_error_names_a_code_of_the_catalogue():
+    with pytest.raises(TypeError):
+
+        class Refused(DomainError):
+            api_code = "no_such_code"
+
+    assert lifecycle.TransitionRefused.api_code in errors.CODES

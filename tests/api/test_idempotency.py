@@ -7,11 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from api import idempotency
 from api.models import IdempotencyRecord
+from api.tasks import prune_idempotency_records_task
 from integrations import lifecycle
 from integrations.choices import EventKind
 from integrations.models import Integration, IntegrationEvent
@@ -338,3 +341,40 @@ def test_two_concurrent_requests_with_one_key_execute_once(integration_key, inte
         assert_error(loser, 409, "idempotency_in_progress")
     else:
         assert loser["Idempotent-Replayed"] == "true"
+
+
+def test_records_past_their_retention_are_pruned(integration_key):
+    claim(integration_key.key, "old", CONNECT, {}, age=timedelta(hours=25), status_code=200)
+    kept = claim(integration_key.key, "new", CONNECT, {}, status_code=200)
+
+    assert prune_idempotency_records_task() == 1
+
+    assert list(IdempotencyRecord.objects.all()) == [kept]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_records_kept_before_the_model_moved_to_the_api_app_are_read_after(integration_key):
+    # The old head: the model in tokens, the api app without migrations, the pruning task named tokens'.
+    tokens_head = ("tokens", "0005_revoke_org_keys_of_non_admins")
+    executor = MigrationExecutor(connection)
+    executor.migrate([tokens_head, ("api", None)])
+    try:
+        Old = executor.loader.project_state([tokens_head]).apps.get_model("tokens", "IdempotencyRecord")
+        pk = Old.objects.create(
+            api_key_id=integration_key.key.pk, key="before", fingerprint="f", status_code=201,
+            response_body={"id": "7", "secret": "whsec_b2xkLWhvb2s="}, expires_at=timezone.now(),
+        ).pk  # fmt: skip
+        assert PeriodicTask.objects.filter(task="tokens.tasks.prune_idempotency_records_task").exists()
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        record = IdempotencyRecord.objects.get(pk=pk)
+        assert (record.key, record.response_body) == ("before", {"id": "7", "secret": "whsec_b2xkLWhvb2s="})
+        tasks = set(
+            PeriodicTask.objects.filter(task__contains="prune_idempotency").values_list("task", flat=True)
+        )
+        assert tasks == {"api.tasks.prune_idempotency_records_task"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

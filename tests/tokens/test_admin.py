@@ -110,7 +110,7 @@ def test_regenerate_kills_old_key_and_shows_new_once(admin_client_for, org_admin
     assert services.authenticate(new, "127.0.0.1").pk != integration_key.key.pk
     with pytest.raises(services.KeyRefused) as refused:
         services.authenticate(integration_key.plaintext, "127.0.0.1")
-    assert refused.value.code == "key_revoked"
+    assert refused.value.api_code == "key_revoked"
 
 
 def test_rotate_keeps_old_key_for_grace(admin_client_for, org_admin, integration_key):
