@@ -149,3 +149,16 @@ def test_compares_in_constant_time(monkeypatch):
     verify(SECRET, signed_headers(SECRET, BODY), BODY)
 
     assert calls
+
+
+def test_signatures_are_made_by_the_standardwebhooks_library(monkeypatch):
+    made, real = [], Webhook.sign
+
+    def spy(self, msg_id, timestamp, data):
+        made.append(msg_id)
+        return real(self, msg_id, timestamp, data)
+
+    monkeypatch.setattr(Webhook, "sign", spy)
+    verify(SECRET, signed_headers(SECRET, BODY, msg_id="evt_6"), BODY)
+
+    assert made == ["evt_6", "evt_6"]  # signing, then the signature verify expects

@@ -272,3 +272,17 @@ def test_retry_after_http_date():
     assert next_attempt_delay(3, retry_after=tomorrow, rng=FixedRng(0.5), now=now) == pytest.approx(1800)
     # already passed: retry now
     assert next_attempt_delay(3, retry_after=past, rng=FixedRng(0.5), now=now) == 0
+
+
+def test_signatures_are_made_by_the_standardwebhooks_library(monkeypatch, secret, body):
+    made, real = [], Webhook.sign
+
+    def spy(self, msg_id, timestamp, data):
+        made.append(msg_id)
+        return real(self, msg_id, timestamp, data)
+
+    monkeypatch.setattr(Webhook, "sign", spy)
+    hdrs = signing.headers(secret, "evt_01HZX", NOW, body)
+    signing.verify(secret, hdrs, body, now=NOW)
+
+    assert made == ["evt_01HZX", "evt_01HZX"]  # signing, then the signature verify expects
