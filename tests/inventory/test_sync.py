@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from integrations import delivery
 from integrations.choices import IntegrationStatus
 from integrations.models import Connector, Integration, OutboxEvent, WebhookDelivery
+from integrations.webhooks import outbox
 from inventory import figures, sync
 from inventory.models import (
     ChannelInventory,
@@ -254,7 +254,7 @@ def test_the_webhook_reaches_only_its_channel_in_its_own_sku(
     SkuMapping.objects.create(integration=integration, external_sku="shop-mug", product=products["MUG"])
     sync.recompute(org, [products["MUG"].pk])
 
-    while delivery.dispatch_outbox()[0]:
+    while outbox.dispatch_outbox()[0]:
         pass
 
     [mine] = delivered(integration)
@@ -272,7 +272,7 @@ def test_the_renderer_answers_nothing_for_another_channels_figure(
     sync.recompute(org)
     name = sync.object_id(products["MUG"].pk, other_channel.pk)
 
-    render = delivery._renderers[sync.OBJECT_TYPE]
+    render = outbox._renderers[sync.OBJECT_TYPE]
 
     assert render(integration, [name]) == {}
     assert render(other_channel, [name])[name]["available"] == 10
