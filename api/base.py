@@ -21,7 +21,6 @@ from api.errors import ApiError
 from api.negotiation import StrictContentNegotiation
 from integrations import audit
 from integrations.choices import EventKind
-from tokens.choices import KeyKind
 from tokens.models import KeyScope
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -182,12 +181,12 @@ class UpsertMixin:
 
 
 class IntegrationViewer:
-    """Stands in for an integration key where the hub renders objects for an integration (webhook bodies)."""
-
-    kind = KeyKind.INTEGRATION
+    """
+    Stands in for an integration key where the hub renders objects for an integration (webhook bodies): what
+    the views read of a key, what it belongs to.
+    """
 
     def __init__(self, integration):
-        self.integration, self.integration_id = integration, integration.pk
         self.organization, self.organization_id = integration.organization, integration.organization_id
         self.scope = KeyScope(organization=integration.organization, integration=integration)
 
