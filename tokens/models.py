@@ -1,4 +1,4 @@
-"""The API key (and the Idempotency-Key records kept per key): what a key is, and what it belongs to."""
+"""The API key: what a key is, and what it belongs to. (Idempotency-Key records are the api app's.)"""
 
 from dataclasses import dataclass
 
