@@ -25,7 +25,6 @@ from integrations.models import Integration
 from orders.choices import ORDER_BADGE, OrderStatus
 from orders.models import Order
 from organizations.models import Organization
-from organizations.scoping import scope_for
 
 SWITCH_BADGE = {True: "green", False: "grey"}
 HELD_SHOWN = 10  # most recent on-hold orders listed on the dashboard
@@ -146,7 +145,7 @@ class Dashboard:
         )
 
     def engines(self):
-        org_ids = None if scope_for(self.request.user).is_superuser else [o.pk for o in self.orgs]
+        org_ids = None if self.request.user.is_superuser else [o.pk for o in self.orgs]
         if self.selected:
             org_ids = [self.selected.pk]
         statuses = EngineStatus.objects.filter(last_run_at__isnull=False).select_related("organization")
@@ -218,11 +217,9 @@ class Dashboard:
 
 def dashboard_view(request, site=admin.site):
     """Integrations, orders, open exceptions and engines of the user's organization(s); members too."""
-    scope = scope_for(request.user)
-    if not (scope.is_superuser or scope.org_ids):
+    if not Organization.objects.tenancy.reaches_any(request.user, "view"):
         raise PermissionDenied
-    orgs = Organization.objects.order_by("name", "pk")
-    orgs = list(orgs if scope.is_superuser else orgs.filter(pk__in=scope.org_ids))
+    orgs = list(Organization.objects.restrict(request.user, "view").order_by("name", "pk"))
     selected = _selected_organization(request, orgs)
     context = {
         **site.each_context(request),
