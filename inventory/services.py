@@ -12,13 +12,12 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from automations import services as exceptions
-from automations.choices import ExceptionKind
-from core.transactions import on_commit_once
+from core import triggers
+from core.errors import DomainError
+from core.sync_exceptions import ExceptionKind, raise_exception
 from integrations.choices import EventType
 from integrations.webhooks import outbox
 
-from . import signals
 from .models import AvailabilityChange, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
 from .skus import lookalike_key, lookalike_message, normalize_sku
 
@@ -46,26 +45,8 @@ def mark_changed(organization, product_ids=None, *, stock_up=False) -> None:
     if not rows:
         return
     AvailabilityChange.objects.bulk_create(rows, batch_size=5000)
-    _announce(org_id)
-
-
-class _Announce:
-    """The on-commit callback that tells the engine; equal for one organization, so sent once per commit."""
-
-    def __init__(self, org_id):
-        self.org_id = org_id
-
-    def __eq__(self, other):
-        return isinstance(other, _Announce) and other.org_id == self.org_id
-
-    __hash__ = None
-
-    def __call__(self):
-        signals.availability_changed.send(AvailabilityChange, organization_id=self.org_id)
-
-
-def _announce(org_id) -> None:
-    on_commit_once(_Announce(org_id))
+    # Once per organization and commit, however many writes of the transaction marked changes.
+    triggers.fire(triggers.AVAILABILITY_CHANGED, organization_id=org_id)
 
 
 @dataclass(frozen=True)
@@ -172,12 +153,33 @@ def _product_payload(product):
     }
 
 
-class LookalikeSkus(ValueError):
-    """New SKUs refused as look-alikes: `clashes` is {normalised SKU: the SKU it looks like}."""
+def _the_sku_field(sku) -> list[str]:
+    return ["sku"]
 
-    def __init__(self, clashes: dict[str, str]):
+
+class LookalikeSkus(DomainError, ValueError):
+    """
+    New SKUs refused as look-alikes: `clashes` is {normalised SKU: the SKU it looks like}. A 400
+    validation_error whose details name the field of each refused SKU: `sku` for one product; `at` names
+    them in a body of many.
+    """
+
+    api_code = "validation_error"
+
+    def __init__(self, clashes: dict[str, str], fields_of=_the_sku_field):
+        details: dict[str, list[str]] = {}
+        for sku, other in clashes.items():
+            for name in fields_of(sku):
+                details.setdefault(name, []).append(lookalike_message(other))
+        super().__init__("Invalid input.", details=details)
         self.clashes = clashes
-        super().__init__("; ".join(f"{sku!r}: {lookalike_message(other)}" for sku, other in clashes.items()))
+
+    def __str__(self):
+        return "; ".join(f"{sku!r}: {lookalike_message(other)}" for sku, other in self.clashes.items())
+
+    def at(self, fields_of):
+        """The same refusal naming the fields `fields_of(sku)` (a list) of a body that holds several SKUs."""
+        return type(self)(self.clashes, fields_of)
 
 
 def lookalikes(organization, skus) -> dict[str, str]:
@@ -321,7 +323,7 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
                 integration=integration,
             )
         if unknown:
-            exceptions.raise_exception(
+            raise_exception(
                 organization,
                 ExceptionKind.UNKNOWN_SKU,
                 f"Stock push to {location} named {len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}"
