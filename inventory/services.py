@@ -80,6 +80,11 @@ def take_changes(organization, limit: int) -> Changes | None:
     )
 
 
+def organizations_with_changes() -> set[int]:
+    """Ids of the organizations that have change rows waiting (the engine's sweep runs for them)."""
+    return set(AvailabilityChange.objects.values_list("organization_id", flat=True).distinct())
+
+
 def take_all_changes(organization) -> None:
     """Delete the organization's change rows, in the caller's transaction (a full recompute covers them all)."""
     org_id = organization if isinstance(organization, int) else organization.pk

@@ -14,7 +14,7 @@ from django.db import transaction
 from core.queue import enqueue
 from inventory import services as inventory_services
 from inventory import sync
-from inventory.models import AvailabilityChange, ChannelInventory, Product
+from inventory.models import ChannelInventory, Product
 
 from ..choices import Engine, RunTrigger
 from ..handlers import INVENTORY_CHANGES
@@ -132,7 +132,7 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE) -> dict:
     channels that have no figures yet (a new channel's first figures).
     """
     total: dict[str, int] = {}
-    pending = set(AvailabilityChange.objects.values_list("organization_id", flat=True).distinct())
+    pending = inventory_services.organizations_with_changes()
     for org in organizations(Engine.INVENTORY, organization):
         if org.pk in pending:
             merge(total, process_changes(org.pk, trigger=trigger))
