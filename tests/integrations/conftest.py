@@ -1,8 +1,10 @@
-"""Fixtures of the webhook path tests: a key with the event grants, and subscribing a local receiver with it."""
+"""Fixtures of the integrations tests: integrations of the strict connector (settings complete or not), a key with
+the event grants, and subscribing a local receiver with it."""
 
 import pytest
 
 from integrations.webhooks import subscriptions
+from tests.fixtures.integrations import GOOD_SETTINGS
 from tests.integrations.delivery_path import GRANTS
 from tokens import issuing as key_services
 from tokens.choices import KeyKind
@@ -30,3 +32,15 @@ def subscribe(shop_key, receiver):
         return subscriptions.subscribe(key.key.integration, receiver.url + path, list(events), key.key)
 
     return go
+
+
+@pytest.fixture
+def strict_integration(org, strict_connector, make_integration):
+    """Complete settings: created `not_configured`, moved to `connecting` by the services."""
+    return make_integration(org, strict_connector, "Strict shop", settings=dict(GOOD_SETTINGS))
+
+
+@pytest.fixture
+def incomplete_integration(org, strict_connector, make_integration):
+    """No settings: stays `not_configured`."""
+    return make_integration(org, strict_connector, "Half-done shop")

@@ -1,4 +1,4 @@
-"""Settings and mappings validation against a connector's JSON Schema; secrets never echoed; the built-in catalog."""
+"""Settings validation against a connector's JSON Schema; secrets never echoed, kept, and kept out of sight."""
 
 import json
 
@@ -6,7 +6,6 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from integrations import configuration, connector_settings
-from integrations.choices import IntegrationStatus
 from integrations.models import Connector, Integration, IntegrationEvent
 from tests.fixtures.integrations import GOOD_SETTINGS
 
@@ -19,11 +18,6 @@ def all_messages(errors: dict) -> list[str]:
 
 def counts():
     return Integration.objects.count(), IntegrationEvent.objects.count()
-
-
-@pytest.fixture
-def strict_integration(org, strict_connector, make_integration):
-    return make_integration(org, strict_connector, "Strict shop", settings=dict(GOOD_SETTINGS))
 
 
 # --- settings_errors ----------------------------------------------------------------------------------
@@ -50,11 +44,15 @@ def test_every_missing_required_setting_is_reported(strict_connector):
 
 
 def test_missing_required_settings_are_allowed_when_completeness_is_not_required(strict_connector):
-    assert connector_settings.settings_errors(strict_connector, {"page_size": 10}, require_complete=False) == {}
+    assert (
+        connector_settings.settings_errors(strict_connector, {"page_size": 10}, require_complete=False) == {}
+    )
 
 
 def test_types_are_checked_even_when_completeness_is_not_required(strict_connector):
-    errors = connector_settings.settings_errors(strict_connector, {"page_size": "ten"}, require_complete=False)
+    errors = connector_settings.settings_errors(
+        strict_connector, {"page_size": "ten"}, require_complete=False
+    )
 
     assert set(errors) == {"page_size"}
 
@@ -122,7 +120,9 @@ def test_enum_message_lists_the_choices(strict_connector):
 
 
 def test_unknown_settings_are_each_keyed_by_their_name(strict_connector):
-    errors = connector_settings.settings_errors(strict_connector, {**GOOD_SETTINGS, "colour": "red", "shoe_size": 44})
+    errors = connector_settings.settings_errors(
+        strict_connector, {**GOOD_SETTINGS, "colour": "red", "shoe_size": 44}
+    )
 
     assert set(errors) == {"colour", "shoe_size"}
 
@@ -156,7 +156,9 @@ def test_messages_never_contain_a_secret_value(strict_connector, value, shown):
 
 def test_save_error_never_contains_a_secret_value(strict_integration):
     with pytest.raises(ValidationError) as invalid:
-        configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": 12345678901})
+        configuration.save_integration(
+            strict_integration, settings={**GOOD_SETTINGS, "api_token": 12345678901}
+        )
 
     assert set(invalid.value.message_dict) == {"api_token"}
     assert "12345678901" not in str(invalid.value)
@@ -312,14 +314,17 @@ def test_blank_secret_left_out_entirely_keeps_the_stored_secret(strict_integrati
     configuration.save_integration(strict_integration, settings={"base_url": GOOD_SETTINGS["base_url"]})
 
     assert (
-        connector_settings.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"] == STORED_TOKEN
+        connector_settings.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"]
+        == STORED_TOKEN
     )
 
 
 def test_new_secret_replaces_the_stored_one_and_the_event_names_it_without_the_value(strict_integration):
     mark = IntegrationEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
 
-    configuration.save_integration(strict_integration, settings={**GOOD_SETTINGS, "api_token": "tok-new-987654"})
+    configuration.save_integration(
+        strict_integration, settings={**GOOD_SETTINGS, "api_token": "tok-new-987654"}
+    )
 
     assert (
         connector_settings.full_settings(Integration.objects.get(pk=strict_integration.pk))["api_token"]
@@ -410,168 +415,3 @@ def test_check_settings_schema_rejects_invalid_schemas(schema):
 def test_check_settings_schema_rejects_non_object_schemas(schema):
     with pytest.raises(ValidationError):
         connector_settings.check_settings_schema(schema)
-
-
-# --- mapping_errors ------------------------------------------------------------------------------------------
-
-
-def test_valid_mappings_have_no_errors(strict_connector):
-    mappings = {"locations": {"WH-EAST": "East", "WH-WEST": "West"}}
-
-    assert connector_settings.mapping_errors(strict_connector, mappings) == {}
-    assert connector_settings.mapping_errors(strict_connector, {}) == {}
-
-
-def test_unknown_mapping_kind_is_rejected(strict_connector):
-    errors = connector_settings.mapping_errors(strict_connector, {"locations": {"A": "B"}, "warehouses": {"W1": "L1"}})
-
-    assert set(errors) == {"mappings"}
-    assert len(errors["mappings"]) == 1
-    assert "warehouses" in errors["mappings"][0]  # names the offending kind
-
-
-@pytest.mark.parametrize(
-    "pairs",
-    [{"A": 1}, {"A": None}, {"A": ["B"]}, {"": "B"}, {"A": ""}, ["A", "B"], "A=B"],
-    ids=["int-value", "null-value", "list-value", "empty-key", "empty-value", "list", "text"],
-)
-def test_non_string_mapping_pairs_are_rejected(strict_connector, pairs):
-    errors = connector_settings.mapping_errors(strict_connector, {"locations": pairs})
-
-    assert set(errors) == {"mappings"}
-    assert "locations" in errors["mappings"][0]
-
-
-def test_mappings_must_be_an_object(strict_connector):
-    assert set(connector_settings.mapping_errors(strict_connector, [("locations", {})])) == {"mappings"}
-
-
-@pytest.mark.parametrize(
-    ("kind", "section"), [("skus", "SKU mappings"), ("shipping_methods", "Shipping method mappings")]
-)
-def test_row_mapping_kinds_are_refused_in_the_json_with_where_to_edit_them(strict_connector, kind, section):
-    # the connector declares the kind, yet the JSON is not where it lives: the order flow reads the rows
-    assert kind in strict_connector.mapping_kinds
-
-    errors = connector_settings.mapping_errors(strict_connector, {kind: {"EXT-1": "SKU-1"}})
-
-    assert set(errors) == {"mappings"} and len(errors["mappings"]) == 1
-    message = errors["mappings"][0]
-    assert repr(kind) in message and f"“{section}” section" in message and "rows, not JSON" in message
-
-
-def test_saving_json_skus_saves_nothing(strict_integration):
-    before = Integration.objects.filter(pk=strict_integration.pk).values().get()
-
-    with pytest.raises(ValidationError) as invalid:
-        configuration.save_integration(strict_integration, mappings={"skus": {"EXT-1": "SKU-1"}})
-
-    assert "“SKU mappings” section" in invalid.value.message_dict["mappings"][0]
-    assert Integration.objects.filter(pk=strict_integration.pk).values().get() == before
-
-
-def test_save_with_invalid_mappings_saves_nothing(strict_integration):
-    before = Integration.objects.filter(pk=strict_integration.pk).values().get()
-    events_before = IntegrationEvent.objects.count()
-
-    with pytest.raises(ValidationError) as invalid:
-        configuration.save_integration(strict_integration, mappings={"locations": {"A": 1}})
-
-    assert set(invalid.value.message_dict) == {"mappings"}
-    assert Integration.objects.filter(pk=strict_integration.pk).values().get() == before
-    assert IntegrationEvent.objects.count() == events_before
-
-
-def test_settings_and_mapping_errors_are_reported_together(org, strict_connector):
-    with pytest.raises(ValidationError) as invalid:
-        configuration.create_integration(
-            org, strict_connector, "Strict shop", settings={"page_size": "x"}, mappings={"nope": {}}
-        )
-
-    assert set(invalid.value.message_dict) == {"page_size", "mappings"}
-
-
-def test_valid_mappings_are_stored(strict_integration):
-    configuration.save_integration(strict_integration, mappings={"locations": {"WH-EAST": "East"}})
-
-    stored = Integration.objects.get(pk=strict_integration.pk)
-    assert stored.mappings == {"locations": {"WH-EAST": "East"}}
-    assert stored.status == IntegrationStatus.CONNECTING  # settings untouched: no re-check
-
-
-# --- the built-in catalog (data migration 0002) ---------------------------------------------------------------
-
-# Typed from DESIGN.md's "Built-in catalog connectors" table, not imported from integrations/catalog.py.
-_CHANNEL = [
-    "orders:read",
-    "orders:write",
-    "fulfillments:read",
-    "products:read",
-    "inventory:read",
-    "webhooks:read",
-    "webhooks:write",
-    "events:read",
-    "exceptions:read",
-    "exceptions:write",
-]
-_FULFILLER = [
-    "locations:read",
-    "locations:write",
-    "inventory:read",
-    "inventory:write",
-    "shipping_requests:read",
-    "shipping_requests:write",
-    "fulfillments:read",
-    "fulfillments:write",
-    "products:read",
-    "webhooks:read",
-    "webhooks:write",
-    "events:read",
-    "exceptions:read",
-    "exceptions:write",
-]
-_ERP = [
-    "products:read",
-    "products:write",
-    "orders:read",
-    "inventory:read",
-    "locations:read",
-    "webhooks:read",
-    "webhooks:write",
-    "events:read",
-    "exceptions:read",
-    "exceptions:write",
-]
-DESIGN_CATALOG = {
-    "custom-channel": ("channel", _CHANNEL),
-    "custom-marketplace": ("marketplace", _CHANNEL),
-    "custom-3pl": ("3pl", _FULFILLER),
-    "custom-wms": ("wms", _FULFILLER),
-    "custom-erp": ("erp", _ERP),
-}
-
-
-def test_builtin_catalog_has_the_five_design_connectors(db):
-    public = Connector.objects.filter(organization__isnull=True)
-
-    assert set(public.values_list("key", flat=True)) == set(DESIGN_CATALOG)
-
-
-@pytest.mark.parametrize("key", list(DESIGN_CATALOG))
-def test_builtin_connector_type_and_recommended_grants_match_design(db, key):
-    connector = Connector.objects.get(organization__isnull=True, key=key)
-    expected_type, expected_grants = DESIGN_CATALOG[key]
-
-    assert connector.type == expected_type
-    assert sorted(connector.recommended_grants) == sorted(expected_grants)
-    assert len(connector.recommended_grants) == len(set(connector.recommended_grants))  # no duplicates
-
-
-@pytest.mark.parametrize("key", list(DESIGN_CATALOG))
-def test_builtin_connector_schema_is_usable_and_needs_no_setting(db, key):
-    # Custom connectors run outside the hub: a fresh integration must not wait for settings.
-    connector = Connector.objects.get(organization__isnull=True, key=key)
-
-    connector_settings.check_settings_schema(connector.settings_schema)
-    assert connector_settings.settings_errors(connector, {}) == {}
-    assert connector.secret_fields == set()
