@@ -20,6 +20,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
+import redis
 
 from harness.procs import PYTHON, ROOT, START_TIMEOUT, Proc
 
@@ -74,8 +76,6 @@ def with_path(url: str, path: str) -> str:
 
 def admin_connection(url: str):
     """A connection to the server for CREATE/DROP DATABASE: its `postgres` database, else `url`'s own."""
-    import psycopg
-
     try:
         return psycopg.connect(with_path(url, "/postgres"), autocommit=True)
     except psycopg.OperationalError:
@@ -83,8 +83,6 @@ def admin_connection(url: str):
 
 
 def flush_redis(redis_urls: list[str]) -> None:
-    import redis
-
     for url in redis_urls:
         client = redis.Redis.from_url(url)
         try:

@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+import redis
+
 from harness.procs import HarnessError, Missing, Proc, free_port, run_command, tail
 
 
@@ -92,8 +95,6 @@ class PostgresCluster:
                 if attempt == 2:
                     raise
                 self.port = free_port()
-        import psycopg
-
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE app")
             self.version = conn.execute("SHOW server_version").fetchone()[0]
@@ -163,8 +164,6 @@ class RedisServer:
         return self.proc.pid if self.proc and self.proc.alive() else None
 
     def _start_once(self, timeout: float) -> bool:
-        import redis
-
         argv = [self.binary, "--port", self.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.proc is None:
             self.proc = Proc(

@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh [PYTEST ARGS...]           make test: lint, the security audit, the whole suite
 #   scripts/test.sh --check [PYTEST ARGS...]   make check: lint, the suite without the `system` tests (the
-#                                              real processes and the browser), no audit (it needs the network)
+#                                              real processes and the browser) on one pytest-xdist worker
+#                                              per core, no audit (it needs the network)
 #
 #   1. installs what is missing: uv, the locked dependencies (with the dev group), and the Debian
 #      packages postgresql, redis-server (and for the whole suite chromium and nodejs) when their
@@ -76,6 +77,12 @@ pytest_args=()
 eval "pytest_args=(${PYTEST_ARGS:-})"
 if ((check)); then
     pytest_args=(-m "not system" "${pytest_args[@]}")
+    # One worker per core (at most 4: each takes a Redis db of its own, tests/conftest.py) with pytest-xdist.
+    if .venv/bin/python -c 'import xdist' 2>/dev/null; then
+        pytest_args=(-n auto --maxprocesses 4 "${pytest_args[@]}")
+    else
+        warn "pytest-xdist is not installed: the suite runs in one process"
+    fi
 fi
 say "setup took $(elapsed) s; running pytest"
 set +e

@@ -1,6 +1,9 @@
+import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 pytest_plugins = [
@@ -27,6 +30,28 @@ SYSTEM = (
     "hardening/test_no_secrets_in_logs.py",
     "harness/test_services.py",
 )
+
+
+# Redis db numbers of the suite's cache under pytest-xdist: worker gwN uses FIRST_WORKER_DB + N (the suite uses
+# 0 and 1, the system tests 5 to 10; a Redis server has 16).
+FIRST_WORKER_DB = 11
+
+
+def pytest_configure(config):
+    """
+    Under pytest-xdist (`make check` runs two workers), each worker gets a cache of its own: pytest-django
+    gives it a database of its own, but the Redis cache is shared, and the rate-limit tests clear it whole.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … in a worker
+    cache = settings.CACHES["default"]
+    if not worker.startswith("gw") or not cache["BACKEND"].endswith("RedisCache"):
+        return
+    db = FIRST_WORKER_DB + int(worker[2:])
+    if db > 15:
+        raise pytest.UsageError("at most 5 xdist workers: each takes a Redis db of its own (11 to 15)")
+    location = urlunsplit(urlsplit(cache["LOCATION"])._replace(path=f"/{db}"))
+    # Through override_settings, so Django drops any cache connection made before (setting_changed).
+    override_settings(CACHES={**settings.CACHES, "default": {**cache, "LOCATION": location}}).enable()
 
 
 def pytest_collection_modifyitems(config, items):
