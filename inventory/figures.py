@@ -62,6 +62,9 @@ def availability(channel, product_ids=None, *, include_incoming=None) -> dict[in
 # scope that can apply and passes them as column arrays, which the planner sizes exactly (unnest), so the big
 # join of levels and the aggregate get hash plans. One relation per group of scopes keyed by the same ids
 # (the scope's fields besides the channel): a LEFT JOIN each, then a CASE in PRECEDENCE order picks the winner.
+# The relation a stage is driven by (cl for the levels, ch for the pooled figures) also carries the channel's
+# own and the organization's buffers, so the levels are never joined to one more relation (the planner then
+# misjudges their number and gives up the hash joins: 1.7 s instead of 0.3 s for 1,000 products).
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,15 @@ class _Relation:
     alias: str
     keys: tuple[str, ...]  # the fields besides the channel its rows are keyed by
     extra: tuple[tuple[str, str], ...] = ()  # more columns: (name, SQL type)
+    drives: bool = False  # carries the buffers that name no location or product too
 
     @property
     def scopes(self) -> list[Scope]:
-        return [s for s in PRECEDENCE if s.fields - {"channel"} == set(self.keys)]
+        return [
+            s
+            for s in PRECEDENCE
+            if s.fields - {"channel"} in ({*self.keys}, *([set()] if self.drives else []))
+        ]
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -90,24 +98,32 @@ class _Relation:
         return f"unnest({arrays}) AS {self.alias}({', '.join(name for name, _ in self.columns)})"
 
 
-CH = _Relation("ch", ())  # every channel computed for: its channel buffer and the organization's
-CL = _Relation("cl", ("location",), extra=(("incoming", "boolean"),))  # every location a channel sells from
-PB = _Relation("pb", ("product",))  # (channel, product) pairs some buffer names
-LP = _Relation("lp", ("location", "product"))  # (channel, location, product) triples some buffer names
+# ch: every channel computed for; cl: every (channel, location) it sells from, with whether it sells incoming
+# stock; pb and lp: the (channel, product) pairs and (channel, location, product) triples some buffer names.
+CH = _Relation("ch", (), drives=True)
+CL = _Relation("cl", ("location",), extra=(("incoming", "boolean"),), drives=True)
+PB = _Relation("pb", ("product",))
+LP = _Relation("lp", ("location", "product"))
 RELATIONS = (CH, CL, PB, LP)
-_RELATION_OF = {scope.code: relation for relation in RELATIONS for scope in relation.scopes}
+
+
+def _alias(scope: Scope, driver: _Relation) -> str:
+    """The relation whose columns hold this scope's buffers in a stage driven by `driver`."""
+    if scope in driver.scopes:
+        return driver.alias
+    return next(r.alias for r in RELATIONS if not r.drives and scope in r.scopes)
 
 
 def _winning(part: str, *, located: bool) -> str:
     """
     The `part` ("q" or "pct") of the buffer that applies, in PRECEDENCE order. For a location's stock
-    (located=True) every scope competes, and one without a location winning gives NULL (that stock is pooled);
-    for the pooled stock (located=False) only scopes without a location match.
+    (located=True, driven by cl) every scope competes, and one without a location winning gives NULL (that
+    stock is pooled); for the pooled stock (located=False, driven by ch) only scopes without a location match.
     """
     arms = []
     for scope in PRECEDENCE:
-        alias = _RELATION_OF[scope.code].alias
         if located or not scope.located:
+            alias = _alias(scope, CL if located else CH)
             value = f"{alias}.{scope.code}_{part}" if scope.located == located else "NULL"
             arms.append(f"WHEN {alias}.has_{scope.code} THEN {value}")
     while arms[-1].endswith("THEN NULL"):
@@ -130,7 +146,6 @@ stock AS (
            {_winning("q", located=True)} AS own_q,
            {_winning("pct", located=True)} AS own_pct
       FROM {CL.sql()}
-      JOIN {CH.sql()} ON ch.channel_id = cl.channel_id
       JOIN inventory_inventorylevel lv ON lv.location_id = cl.location_id
       LEFT JOIN {PB.sql()} ON pb.channel_id = cl.channel_id AND pb.product_id = lv.product_id
       LEFT JOIN {LP.sql()}
