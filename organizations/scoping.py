@@ -91,8 +91,8 @@ class Tenancy:
             return (self.member_change,)
         return (action,) if action in MEMBER_ACTIONS else ()
 
-    def where(self, user, action="view", *, model=None) -> Q | None:
-        """The rows `user` may reach for `action` as a filter; None: every row (a superuser)."""
+    def where(self, model, user, action="view") -> Q | None:
+        """The rows of `model` that `user` may reach for `action`, as a filter; None: every row (a superuser)."""
         scope = scope_for(user)
         if scope.is_superuser:
             return None
@@ -101,7 +101,7 @@ class Tenancy:
         if self.shared_when_null and action == "view":
             allowed |= Q(**{self._path("isnull"): True})
         perms = self.member_perms(action)
-        if self.member_access is not None and scope.member_org_ids and perms and model is not None:
+        if self.member_access is not None and scope.member_org_ids and perms:
             prefix = f"{self.member_access}__" if self.member_access else ""
             granted = granted_integrations(user, self.integration_model(model), perms, scope)
             allowed |= Q(**{f"{prefix}pk__in": granted.values("pk")})
@@ -191,7 +191,7 @@ class RestrictedQuerySet(models.QuerySet):
 
     def restrict(self, user, action="view"):
         """The rows `user` may reach for `action` ("view", "change", "add", "delete", "manage_keys")."""
-        where = self.tenancy.where(user, action, model=self.model)
+        where = self.tenancy.where(self.model, user, action)
         return self if where is None else self.filter(where)
 
 

@@ -38,7 +38,7 @@ class OrganizationScopedMixin:
         return self.scope_queryset(request, super().get_queryset(request))
 
     def scope_queryset(self, request, queryset):
-        where = self.tenancy.where(request.user, "view", model=self.model)
+        where = self.tenancy.where(self.model, request.user, "view")
         return queryset if where is None else queryset.filter(where)
 
     def get_object(self, request, object_id, from_field=None):
@@ -279,24 +279,25 @@ class ObjectActionsMixin:
         return view
 
     def run_for_each(self, request, queryset, attr, spec):
-        """A bulk action: the marked method for each selected row the user may act on."""
+        """A bulk action: the marked method for each selected row the user may act on. Without `done`, each
+        row's answer and refusal is said as it comes; with it, how many were done, then each refusal."""
         done, refused = 0, []
         for obj in self.action_queryset(queryset):
             if not self.allows_action(request, spec.permission, obj):
                 refused.append(f"{self.action_label(obj)}: not allowed.")
-                if spec.done is None:
-                    self.message_user(request, refused.pop(), messages.WARNING)
-                continue
-            try:
-                answer = getattr(self, attr)(request, obj)
-            except spec.refused as exc:
-                refused.append(refusal_text(exc))
-                if spec.done is None:
-                    self.message_user(request, refused.pop(), messages.WARNING)
-                continue
-            done += 1
+            else:
+                try:
+                    answer = getattr(self, attr)(request, obj)
+                except spec.refused as exc:
+                    refused.append(refusal_text(exc))
+                else:
+                    done += 1
+                    if spec.done is None:
+                        self._say(request, answer)
             if spec.done is None:
-                self._say(request, answer)
+                for reason in refused:
+                    self.message_user(request, reason, messages.WARNING)
+                refused.clear()
         if spec.done is not None:
             verb, noun = spec.done
             if done:
