@@ -4,12 +4,21 @@ a channel may sell after buffers (inventory.figures), by the PostgreSQL statemen
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 
 from automations.models import SyncException
 from core.sync_exceptions import ExceptionKind
 from integrations.models import OutboxEvent
 from inventory import figures, services
-from inventory.models import ChannelLocation, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
+from inventory.models import (
+    AvailabilityChange,
+    ChannelLocation,
+    InventoryBuffer,
+    InventoryLevel,
+    Location,
+    Product,
+    SkuMapping,
+)
 
 
 def on_hand(product, location):
@@ -203,6 +212,55 @@ def test_set_stock_of_5000_items_uses_a_bounded_number_of_queries(
     assert (updated, errors) == (5000, [])
     assert set(InventoryLevel.objects.filter(location=warehouse).values_list("on_hand", flat=True)) == {5}
     assert OutboxEvent.objects.filter(type="inventory.updated").count() == 5000
+
+
+# --- the change rows the inventory engine takes --------------------------------------------------------
+
+
+def pending(org):
+    return sorted(AvailabilityChange.objects.filter(organization=org).values_list("product_id", "stock_up"))
+
+
+def test_take_changes_deletes_a_batch_oldest_first_and_says_what_it_asks(org, products, other_org):
+    mug, shirt, cap = products["MUG"].pk, products["TSHIRT-S"].pk, products["TSHIRT-M"].pk
+    with transaction.atomic():
+        services.mark_changed(org, [mug], stock_up=True)
+        services.mark_changed(org, [shirt, mug])
+        services.mark_changed(org, [cap])
+        services.mark_changed(other_org.pk, [mug])
+
+        taken = services.take_changes(org, 3)
+
+    assert taken == services.Changes(products=sorted([mug, shirt]), stock_up=[mug], more=True)
+    assert pending(org) == [(cap, False)]  # the fourth row waits for the next batch
+    with transaction.atomic():
+        assert services.take_changes(org, 3) == services.Changes(products=[cap], stock_up=[], more=False)
+        assert services.take_changes(org, 3) is None
+    assert AvailabilityChange.objects.filter(organization=other_org).count() == 1
+
+
+def test_a_row_naming_no_product_takes_every_row_for_a_full_recompute(org, products):
+    with transaction.atomic():
+        services.mark_changed(org, [products["MUG"].pk])
+        services.mark_changed(org)  # a buffer changed: everything
+        services.mark_changed(org, [products["TSHIRT-S"].pk])
+
+        taken = services.take_changes(org, 1000)
+
+    assert taken == services.Changes(products=None, stock_up=[], more=False)
+    assert pending(org) == []
+
+
+def test_organizations_with_changes_and_take_all_changes(org, other_org, products):
+    with transaction.atomic():
+        services.mark_changed(org, [products["MUG"].pk])
+        services.mark_changed(other_org.pk, None)
+    assert services.organizations_with_changes() == {org.pk, other_org.pk}
+
+    with transaction.atomic():
+        services.take_all_changes(org)
+
+    assert services.organizations_with_changes() == {other_org.pk}
 
 
 # --- availability -------------------------------------------------------------------------------------
