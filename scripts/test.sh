@@ -77,6 +77,9 @@ pytest_args=()
 eval "pytest_args=(${PYTEST_ARGS:-})"
 if ((check)); then
     pytest_args=(-m "not system" "${pytest_args[@]}")
+    # The API fuzz's budget (tests/hardening/test_fuzz_api.py): `make test` runs its 25 examples per
+    # operation and mode, the quick loop 5 (FUZZ_EXAMPLES=25 make check runs the full budget here too).
+    export FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-5}"
     # One worker per core (at most 4: each takes a Redis db of its own, tests/conftest.py) with pytest-xdist.
     if .venv/bin/python -c 'import xdist' 2>/dev/null; then
         pytest_args=(-n auto --maxprocesses 4 "${pytest_args[@]}")

@@ -37,11 +37,19 @@ SYSTEM = (
 FIRST_WORKER_DB = 11
 
 
+# The fixtures' users' passwords: no test looks at how a password is hashed (tests/config/test_settings.py
+# checks the production settings in a process of their own), and Django's default PBKDF2 costs ~0.3 s of CPU
+# a hash — for each fixture user and each login, most of the suite's time.
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def pytest_configure(config):
     """
-    Under pytest-xdist (`make check` runs two workers), each worker gets a cache of its own: pytest-django
-    gives it a database of its own, but the Redis cache is shared, and the rate-limit tests clear it whole.
+    Passwords hashed cheaply (FAST_HASHERS). Under pytest-xdist (`make check` runs a worker per core), each
+    worker gets a cache of its own: pytest-django gives it a database of its own, but the Redis cache is
+    shared, and the rate-limit tests clear it whole.
     """
+    override_settings(PASSWORD_HASHERS=FAST_HASHERS).enable()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … in a worker
     cache = settings.CACHES["default"]
     if not worker.startswith("gw") or not cache["BACKEND"].endswith("RedisCache"):
