@@ -2,7 +2,7 @@
 
 import pytest
 
-from integrations import services
+from integrations import configuration, lifecycle, workflows
 from integrations.choices import Workflow
 
 
@@ -23,26 +23,26 @@ def test_defaults_follow_connector_type(org, channel_connector, tpl_connector, m
 def test_switched_off_inbound_flow_is_refused(integration):
     integration.flow_orders_in = False
 
-    with pytest.raises(services.WorkflowDisabled) as refused:
-        services.require_workflow(integration, Workflow.ORDERS_IN)
+    with pytest.raises(workflows.WorkflowDisabled) as refused:
+        workflows.require_workflow(integration, Workflow.ORDERS_IN)
 
-    assert refused.value.code == "workflow_disabled"
-    services.require_workflow(integration, Workflow.FULFILLMENTS_OUT)  # still on: no error
+    assert refused.value.api_code == "workflow_disabled"
+    workflows.require_workflow(integration, Workflow.FULFILLMENTS_OUT)  # still on: no error
 
 
 def test_outbound_needs_the_switch_and_an_enabled_integration(integration):
-    assert services.may_send(integration, Workflow.FULFILLMENTS_OUT)
+    assert workflows.may_send(integration, Workflow.FULFILLMENTS_OUT)
 
     integration.flow_fulfillments_out = False
-    assert not services.may_send(integration, Workflow.FULFILLMENTS_OUT)
+    assert not workflows.may_send(integration, Workflow.FULFILLMENTS_OUT)
 
     integration.flow_fulfillments_out = True
-    services.disable(integration)
-    assert not services.may_send(integration, Workflow.FULFILLMENTS_OUT)
+    lifecycle.disable(integration)
+    assert not workflows.may_send(integration, Workflow.FULFILLMENTS_OUT)
 
 
 def test_create_with_explicit_workflows(org, channel_connector):
-    integration = services.create_integration(
+    integration = configuration.create_integration(
         org, channel_connector, "Quiet shop", workflows={"orders_in": False, "products_in": True}
     )
 
