@@ -149,7 +149,9 @@ def test_no_column_of_ours_holds_a_plaintext_secret(strict, integration, api_cli
 
 
 def test_public_and_exported_settings_leave_the_secret_out(strict):
-    assert connector_settings.public_settings(strict) == {k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"}
+    assert connector_settings.public_settings(strict) == {
+        k: v for k, v in GOOD_SETTINGS.items() if k != "api_token"
+    }
     assert TOKEN not in json.dumps(transfer.export_configuration(strict))
 
 
@@ -160,7 +162,10 @@ def test_a_secret_written_straight_into_settings_is_moved_on_save(strict):
 
     (settings,) = raw("integrations_integration", strict.pk, "settings::text")
     assert "tok-from-the-shell" not in settings
-    assert connector_settings.full_settings(Integration.objects.get(pk=strict.pk))["api_token"] == "tok-from-the-shell"
+    assert (
+        connector_settings.full_settings(Integration.objects.get(pk=strict.pk))["api_token"]
+        == "tok-from-the-shell"
+    )
 
 
 def test_same_secret_encrypts_differently_and_only_empty_lookups_are_allowed(strict, integration):
@@ -250,7 +255,9 @@ def test_a_webhook_secret_no_key_opens_fails_its_delivery_alone(
 ):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     integration = shop_key.key.integration
-    good, good_secret = subscriptions.subscribe(integration, receiver.url + "/", ["order.created"], shop_key.key)
+    good, good_secret = subscriptions.subscribe(
+        integration, receiver.url + "/", ["order.created"], shop_key.key
+    )
     bad, _ = subscriptions.subscribe(integration, receiver.url + "/bad", ["order.created"], shop_key.key)
     lost_key = Fernet(Fernet.generate_key())
     WebhookSubscription.objects.filter(pk=bad.pk).update(

@@ -1,7 +1,6 @@
 """The outbox: domain events → one delivery per subscription that may see them, rendered as the API answers it;
 the dispatch rung once per transaction and found by the sweep when the broker is down."""
 
-
 import pytest
 from django.db import connection, transaction
 from standardwebhooks.webhooks import Webhook
