@@ -135,8 +135,14 @@ class EngineSettingsAdmin(ConfigHistoryAdmin, ObjectActionsMixin, OrganizationSc
     # --- the list: a row for every organization in scope, and straight to it for a one-org user ------------
     def changelist_view(self, request, extra_context=None):
         orgs = Organization.objects.restrict(request.user, "view")
-        for org_id in orgs.filter(engine_settings__isnull=True).values_list("pk", flat=True):
-            engine_settings(org_id)  # the row, with every engine on, made on first visit
+        # The rows, with every engine on, made on first visit: one INSERT however many organizations.
+        EngineSettings.objects.bulk_create(
+            [
+                EngineSettings(organization_id=pk)
+                for pk in orgs.filter(engine_settings__isnull=True).values_list("pk", flat=True)
+            ],
+            ignore_conflicts=True,  # made by engine_settings() meanwhile
+        )
         if not request.user.is_superuser:
             org_ids = list(orgs.values_list("pk", flat=True)[:2])
             if len(org_ids) == 1:
