@@ -3,6 +3,7 @@ the systemd units run, compose.yaml builds this repository and migrates first.""
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -43,7 +44,11 @@ def test_the_containerfile_copies_files_that_exist_and_every_local_app():
     local = {
         entry.split(".")[0] for entry in settings.INSTALLED_APPS if (ROOT / entry.split(".")[0]).is_dir()
     }
-    needed = {*local, "templates", "static", "manage.py", "pyproject.toml", "uv.lock"}
+    # Every package the hub imports (the layers of pyproject's import contract), apps or not (core/).
+    packages = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+    )
+    needed = {*local, *packages, "templates", "static", "manage.py", "pyproject.toml", "uv.lock"}
 
     assert copied
     assert [path for path in copied if not (ROOT / path).exists()] == []
