@@ -14,11 +14,6 @@ ORDERS = "/api/v1/orders"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def channel(api_client, integration_key):
-    return api_client(integration_key)
-
-
 def release(client, order):
     return client.post(f"{ORDERS}/{order.pk}/release")
 
