@@ -7,7 +7,6 @@
 #   apt_install PKG...  apt-get install, running `apt-get update` once per script run
 #   ensure_uv        installs uv with pip when it is missing; sets the UV array
 #   uv_sync          `uv sync --locked` (all groups, so the shared .venv keeps its dev tools)
-#   free_port        prints a TCP port on 127.0.0.1 that nothing listens on right now
 #   is_running PID   true while PID exists and is not a zombie (an exited child not yet waited for)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,10 +67,6 @@ uv_sync() {
     ensure_uv
     say "uv sync --locked"
     (cd "$ROOT" && "${UV[@]}" sync --locked --quiet)
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 is_running() {
