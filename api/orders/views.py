@@ -145,9 +145,15 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         ShippingRequest.objects.select_related("order", "shipping_method", "fulfiller")
         .annotate(
             fulfiller_method_code=Subquery(
+                # One mapping at most (unique per integration and method), so no ordering: the model's
+                # default one joins the integration when the SQL is compiled, which mutates this query —
+                # shared by every request of a gthread worker — and two threads compiling it at once left
+                # the join out of one's FROM ("missing FROM-clause entry for table u1", seen under load).
                 ShippingMethodMapping.objects.filter(
                     integration=OuterRef("fulfiller"), method=OuterRef("shipping_method")
-                ).values("external_code")[:1]
+                )
+                .order_by()
+                .values("external_code")[:1]
             )
         )
         .prefetch_related(

@@ -289,3 +289,14 @@ def test_fulfillments_updated_since(tpl, routed):
         f["id"] for f in tpl.get(f"{FULFILLMENTS}?updated_since={shipped['updated_at']}").json()["results"]
     ] == [shipped["id"]]
     assert tpl.get(f"{FULFILLMENTS}?updated_since={later}").json()["results"] == []
+
+
+def test_the_method_code_subquery_of_the_shared_list_query_joins_nothing():
+    # The class-level queryset is shared by a gthread worker's threads; compiling a subquery whose ordering
+    # needs a join adds that join to the shared query object, and two threads doing it at once produced
+    # "missing FROM-clause entry for table u1". The mapping is unique per integration and method: no ordering.
+    from api.orders.views import ShippingRequestViewSet
+
+    sql = str(ShippingRequestViewSet.queryset.query)
+    subquery = sql.split('AS "fulfiller_method_code"')[0].rsplit("(SELECT", 1)[1]
+    assert "JOIN" not in subquery and "ORDER BY" not in subquery, subquery
