@@ -32,6 +32,10 @@ EXCEPTIONS = ROOT / "scripts" / "audit-exceptions.toml"
 # Our code: the apps, config, the examples connector authors copy, the benches and the scripts.
 BANDIT_TARGETS = [
     "config",
+    "core",
+    "api",
+    "console",
+    "harness",
     "organizations",
     "integrations",
     "tokens",

@@ -36,7 +36,7 @@ MAX_LINES = 500
 
 def tracked_python_files() -> list[Path]:
     """Every Python file of the project (the packages, tests, bench, examples, scripts)."""
-    folders = (*PACKAGES, "tests", "bench", "examples", "scripts")
+    folders = (*PACKAGES, "harness", "tests", "bench", "examples", "scripts")
     return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
 
 
