@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -69,6 +70,46 @@ def pytest_collection_modifyitems(config, items):
         path = item.path
         if item.get_closest_marker("browser") or any(path == p or p in path.parents for p in system):
             item.add_marker(pytest.mark.system)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """
+    A serialized_rollback test loads the database's first contents back, content types included, by primary
+    key. A transactional test without it ends with a flush that re-creates the content types under new ids,
+    and loading the first ones beside them breaks their unique names ("duplicate key ... (admin, logentry)")
+    — whether it happens depends on which test ran before on this process, which pytest-xdist changes. So
+    before such a test loads, the content types a flush re-created (the names the first contents hold under
+    another id) go, with their permissions; the load puts the first ones back.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if fixturedef.argname == "_django_db_helper" and marker and marker.kwargs.get("serialized_rollback"):
+        request.getfixturevalue("django_db_setup")
+        with request.getfixturevalue("django_db_blocker").unblock():
+            _drop_recreated_content_types()
+    return (yield)
+
+
+def _drop_recreated_content_types() -> None:
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+
+    contents = getattr(connection, "_test_serialized_contents", None)
+    if not contents:
+        return
+    first = {
+        (row["fields"]["app_label"], row["fields"]["model"]): row["pk"]
+        for row in json.loads(contents)
+        if row["model"] == "contenttypes.contenttype"
+    }
+    recreated = [
+        pk
+        for pk, app_label, model in ContentType.objects.values_list("pk", "app_label", "model")
+        if first.get((app_label, model), pk) != pk
+    ]
+    if recreated:
+        ContentType.objects.filter(pk__in=recreated).delete()
+        ContentType.objects.clear_cache()
 
 
 @pytest.fixture(autouse=True)
