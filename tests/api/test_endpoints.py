@@ -297,10 +297,7 @@ def test_error_report_from_not_configured_is_409(
 
 
 def add_events(integration, count, *, at=None):
-    events = [
-        audit.record_event(integration, EventKind.CONFIG_CHANGED, f"event {i}")
-        for i in range(count)
-    ]
+    events = [audit.record_event(integration, EventKind.CONFIG_CHANGED, f"event {i}") for i in range(count)]
     if at is not None:
         IntegrationEvent.objects.filter(pk__in=[e.pk for e in events]).update(created_at=at)
     return events

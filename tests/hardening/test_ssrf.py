@@ -192,7 +192,9 @@ def test_subscribing_a_webhook_to_a_public_target_is_accepted(shop, target):
 @pytest.mark.parametrize("target", REFUSED)
 def test_a_manifest_integration_with_a_non_global_base_url_is_not_saved(org, manifest_connector, target):
     with pytest.raises(ValidationError) as refused:
-        configuration.create_integration(org, manifest_connector, "Storefront", settings=manifest_settings(target))
+        configuration.create_integration(
+            org, manifest_connector, "Storefront", settings=manifest_settings(target)
+        )
 
     assert list(refused.value.message_dict) == ["base_url"]
     assert not Integration.objects.exists()

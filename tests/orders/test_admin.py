@@ -70,9 +70,7 @@ def shipped_order(ready_order, warehouse, products, warehouse_integration):
 @pytest.fixture
 def globex(other_org, other_integration, tpl_connector):
     """Globex's own routed and shipped order, its 3PL, location and shipping method."""
-    tpl = lifecycle.handshake(
-        configuration.create_integration(other_org, tpl_connector, "Globex 3PL")
-    )
+    tpl = lifecycle.handshake(configuration.create_integration(other_org, tpl_connector, "Globex 3PL"))
     product = Product.objects.create(organization=other_org, sku="WIDGET", name="Globex widget")
     location = Location.objects.create(organization=other_org, name="Globex DC", managed_by=tpl)
     InventoryLevel.objects.create(product=product, location=location, on_hand=5)
