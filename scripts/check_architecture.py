@@ -14,22 +14,15 @@ Prints each finding with its place and exits 1 when there is any; exits 0 quietl
 
 import ast
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = (
-    "core",
-    "organizations",
-    "integrations",
-    "tokens",
-    "inventory",
-    "orders",
-    "automations",
-    "api",
-    "console",
-    "config",
+# The hub's packages: those the import contract (pyproject.toml) layers.
+PACKAGES = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 )
 MAX_LINES = 500
 

@@ -10,32 +10,15 @@ from automations.choices import ExceptionStatus
 from automations.engine_settings import engine_settings
 from automations.engines import routing
 from automations.models import EngineStatus, SyncException
-from core.sync_exceptions import ExceptionKind
 from inventory import allocation
 from inventory.models import InventoryLevel, Product
 from orders import services as order_services
 from orders.choices import OrderStatus
 from orders.models import Order, ShippingRequest
 from orders.services import UNROUTABLE_REASON
+from tests.automations.routing_helpers import committed, routed_to, unroutable_exception
 
 pytestmark = pytest.mark.django_db
-
-
-def routed_to(order) -> dict[str, dict[str, int]]:
-    """{location name: {sku: quantity}} of the order's shipping requests."""
-    result: dict[str, dict[str, int]] = {}
-    for request in ShippingRequest.objects.filter(order=order).prefetch_related("lines__product"):
-        for line in request.lines.all():
-            result.setdefault(request.location.name, {})[line.product.sku] = line.quantity
-    return result
-
-
-def committed(location, product) -> int:
-    return InventoryLevel.objects.get(location=location, product=product).committed
-
-
-def unroutable_exception(order):
-    return SyncException.objects.get(kind=ExceptionKind.UNROUTABLE_ORDER, entity_id=str(order.pk))
 
 
 # --- unroutable orders and their retries ----------------------------------------------------------------

@@ -3,6 +3,7 @@ command lines (parsed without a database) and systemd units."""
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 from django.core.management import CommandError, get_commands, load_command_class
@@ -15,17 +16,9 @@ CONTAINERFILE = OPS / "container" / "Containerfile"
 GUNICORN_CONFIG = ROOT / "config" / "gunicorn.py"
 COMPOSE = OPS / "container" / "compose.yaml"
 ENV_EXAMPLE = SYSTEMD / "switchyard.env.example"
-PACKAGES = (
-    "core",
-    "organizations",
-    "integrations",
-    "tokens",
-    "inventory",
-    "orders",
-    "automations",
-    "api",
-    "console",
-    "config",
+# The hub's packages: those the import contract (pyproject.toml) layers.
+PACKAGES = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 )
 
 
