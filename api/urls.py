@@ -17,6 +17,7 @@ register_converter(IdConverter, "id")
 router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("events", integration_views.EventViewSet, basename="event")
 router.register("webhooks", integration_views.WebhookViewSet, basename="webhook")
+router.register("webhook-deliveries", integration_views.WebhookDeliveryViewSet, basename="webhook-delivery")
 router.register("exceptions", automation_views.SyncExceptionViewSet, basename="exception")
 router.register("products", inventory_views.ProductViewSet, basename="product")
 router.register("locations", inventory_views.LocationViewSet, basename="location")
@@ -31,6 +32,11 @@ urlpatterns = [
     path("integration/error", integration_views.ReportErrorView.as_view(), name="integration-error"),
     path("inventory", inventory_views.InventoryView.as_view(), name="inventory"),
     path("availability", inventory_views.AvailabilityView.as_view(), name="availability"),
+    path(
+        "webhooks/<id:pk>/deliveries",
+        integration_views.SubscriptionDeliveryViewSet.as_view({"get": "list"}),
+        name="webhook-deliveries",
+    ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script as a file, so the docs' CSP needs no inline script.

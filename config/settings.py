@@ -324,6 +324,10 @@ REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 WEBHOOK_RESPONSE_EXCERPT = env.int("WEBHOOK_RESPONSE_EXCERPT", default=1000)
 # Webhook subscriptions one integration may hold (#14): each event fans out once per subscription.
 WEBHOOK_MAX_SUBSCRIPTIONS = env.int("WEBHOOK_MAX_SUBSCRIPTIONS", default=20)
+# Hours a rotated-out signing secret keeps signing beside the new one, unless the rotation asks otherwise
+# (POST /api/v1/webhooks/{id}/rotate-secret, `overlap_hours`), and the most a rotation may ask for.
+WEBHOOK_SECRET_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24)
+WEBHOOK_SECRET_OVERLAP_MAX_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_MAX_HOURS", default=168)
 # --- Engines (automations/engines/): they react on commit; their beat sweeps are the safety net.
 # Orders (per organization and category) one sweep handles; the next beat run takes the rest.
 ENGINE_SWEEP_BATCH = env.int("ENGINE_SWEEP_BATCH", default=500)
@@ -401,4 +405,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Several lists have a `status`: each choice set keeps the name of its lifecycle.
+    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "integrations.choices.DeliveryStatus"},
 }

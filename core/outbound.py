@@ -7,6 +7,7 @@ deliveries and manifest calls both go through `post_signed`; neither touches the
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -98,13 +99,15 @@ def post_signed(
     extra_headers: dict | None = None,
     read_limit: int | None = None,
     want_json: bool = False,
+    also_signed_with: Sequence[str] = (),
 ) -> Outcome:
     """
-    POST `body` signed with Standard Webhooks headers. Any 2xx is success, except (when `want_json`) an
-    answer whose JSON has an "error" field (the Linnworks convention). Never raises for network trouble.
+    POST `body` signed with Standard Webhooks headers (by `secret`, and by each of `also_signed_with` beside
+    it). Any 2xx is success, except (when `want_json`) an answer whose JSON has an "error" field (the
+    Linnworks convention). Never raises for network trouble.
     """
     limit = read_limit if read_limit is not None else settings.WEBHOOK_RESPONSE_EXCERPT
-    headers = signing.headers(secret, msg_id, int(time.time()), body)
+    headers = signing.headers(secret, msg_id, int(time.time()), body, also=also_signed_with)
     sent_headers = {**headers, **(extra_headers or {})}
     # What the attempt log shows: never the bearer token a manifest call carries.
     shown = {k: ("…" if k.lower() == "authorization" else v) for k, v in sent_headers.items()}

@@ -12,7 +12,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -80,13 +80,20 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return _webhook(secret).sign(msg_id, when, body.decode("utf-8"))
 
 
-def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers that go with a signed body."""
+def headers(
+    secret: str, msg_id: str, timestamp: int, body: bytes, *, also: Sequence[str] = ()
+) -> dict[str, str]:
+    """
+    The headers that go with a signed body. Each secret of `also` (a rotated-out one, during its overlap) adds
+    its signature after the first, space-separated as Standard Webhooks allows: a receiver holding either
+    secret finds its match.
+    """
+    signatures = [sign(key, msg_id, timestamp, body) for key in (secret, *also)]
     return {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp)),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(signatures),
     }
 
 

@@ -1,8 +1,8 @@
 """
 Housekeeping of the integrations app: what is deleted once it has served, in one place for the daily beat task
 (integrations.tasks.prune_deliveries_task) — succeeded deliveries and their attempts, dispatched outbox rows,
-and the request log (one IntegrationEvent per API request). Failed and dead deliveries, and every other kind of
-event on the audit trail, are kept.
+the request log (one IntegrationEvent per API request), and signing secrets whose rotation overlap ended. Failed
+and dead deliveries, and every other kind of event on the audit trail, are kept.
 """
 
 from datetime import timedelta
@@ -15,7 +15,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from .choices import DeliveryStatus, EventKind, EventType
-from .models import IntegrationEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
+from .models import IntegrationEvent, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 
 def _prunable_outbox(cutoff):
@@ -59,7 +59,14 @@ def prune(now=None, batch: int = 5000) -> dict[str, int]:
         WebhookDelivery.objects.filter(outbox_event_id__in=ids).update(outbox_event=None)
         deleted["outbox_events"] += OutboxEvent.objects.filter(pk__in=ids)._raw_delete(connection.alias)
     deleted["request_log"] = prune_request_log(now, batch=batch)
+    deleted["previous_secrets"] = drop_previous_secrets(now)
     return deleted
+
+
+def drop_previous_secrets(now=None) -> int:
+    """Forget the rotated-out signing secrets whose overlap has ended (they already sign nothing)."""
+    ended = WebhookSubscription.objects.filter(previous_secret_until__lte=now or timezone.now())
+    return ended.update(previous_secret="", previous_secret_until=None)
 
 
 def prune_request_log(now=None, batch: int = 5000) -> int:

@@ -292,6 +292,13 @@ class WebhookSubscription(models.Model):
     # Encrypted, not hashed like API keys: deliveries are signed with it (HMAC), so the hub must read it back.
     # Never shown after creation, logged or exported.
     secret = EncryptedTextField(help_text="The whsec_… signing secret; shown once, on creation.")
+    # A rotation (POST /webhooks/{id}/rotate-secret) keeps the secret it replaced signing beside the new one
+    # until `previous_secret_until`, so a receiver can switch over without refusing a delivery; then it is
+    # dropped (integrations.housekeeping). Encrypted like `secret`, never shown.
+    previous_secret = EncryptedTextField(blank=True, help_text="The secret before the last rotation.")
+    previous_secret_until = models.DateTimeField(
+        null=True, blank=True, help_text="Until when deliveries are also signed with the previous secret."
+    )
     active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
@@ -302,7 +309,16 @@ class WebhookSubscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # The secret never reaches the history tables; the rest excluded is delivery state.
-    history = ConfigHistory(excluded_fields=["secret", "last_sequence", "failing_since", "updated_at"])
+    history = ConfigHistory(
+        excluded_fields=[
+            "secret",
+            "previous_secret",
+            "previous_secret_until",
+            "last_sequence",
+            "failing_since",
+            "updated_at",
+        ]
+    )
 
     objects = restricted(organization="integration__organization", member_access="integration")
 
@@ -322,7 +338,10 @@ class WebhookDelivery(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_deliveries")
-    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed with its creation time below (a subscription's deliveries list), not alone.
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     outbox_event = models.ForeignKey(
         OutboxEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
     )
@@ -366,6 +385,8 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(status__in=["pending", "failed"]),
             ),
             models.Index(fields=["integration", "status", "-created_at"], name="delivery_integration_idx"),
+            # GET /webhooks/{id}/deliveries, newest first; also serves the subscription's cascade.
+            models.Index(fields=["subscription", "-created_at"], name="delivery_subscription_idx"),
             models.Index(fields=["organization", "-created_at"], name="delivery_org_recent_idx"),
             models.Index(fields=["status", "updated_at"], name="delivery_status_age_idx"),
         ]

@@ -1,7 +1,18 @@
+import json
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from rest_framework import serializers
 
 from integrations import connector_settings
-from integrations.models import Integration, IntegrationEvent, WebhookSubscription
+from integrations.choices import OWED
+from integrations.models import (
+    Integration,
+    IntegrationEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from inventory.models import SkuMapping
 from orders.models import ShippingMethodMapping
 
@@ -91,3 +102,92 @@ class WebhookInputSerializer(serializers.Serializer):
     events = serializers.ListField(
         child=serializers.CharField(max_length=60), allow_empty=False, max_length=20
     )
+
+
+class RotatedSecretSerializer(WebhookCreatedSerializer):
+    """A rotation's answer: the new secret, shown this once, and until when the previous one also signs."""
+
+    previous_secret_valid_until = serializers.DateTimeField(
+        source="previous_secret_until",
+        read_only=True,
+        allow_null=True,
+        help_text="Until then every delivery carries a signature by the previous secret too; null: none.",
+    )
+
+    class Meta(WebhookCreatedSerializer.Meta):
+        fields = [*WebhookCreatedSerializer.Meta.fields, "previous_secret_valid_until"]
+
+
+class RotateSecretInputSerializer(serializers.Serializer):
+    overlap_hours = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Hours the previous secret keeps signing beside the new one (default "
+        "WEBHOOK_SECRET_OVERLAP_HOURS, 24; at most WEBHOOK_SECRET_OVERLAP_MAX_HOURS, 168). 0: it stops now.",
+    )
+
+    def validate_overlap_hours(self, value):
+        if value > settings.WEBHOOK_SECRET_OVERLAP_MAX_HOURS:
+            raise serializers.ValidationError(
+                f"At most {settings.WEBHOOK_SECRET_OVERLAP_MAX_HOURS} hours.", code="max_value"
+            )
+        return value
+
+    def overlap(self) -> timedelta:
+        hours = self.validated_data.get("overlap_hours", settings.WEBHOOK_SECRET_OVERLAP_HOURS)
+        return timedelta(hours=hours)
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    """One HTTP attempt of a delivery and how the receiver answered it."""
+
+    class Meta:
+        model = WebhookAttempt
+        fields = ["number", "started_at", "status_code", "duration_ms", "succeeded", "error"]
+        read_only_fields = fields
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    """A webhook delivery: one event owed to one subscription, its outcome so far and every attempt."""
+
+    id = serializers.CharField(read_only=True)
+    webhook = serializers.CharField(source="subscription_id", read_only=True)
+    next_attempt_at = serializers.SerializerMethodField()
+    attempts = DeliveryAttemptSerializer(source="attempt_log", many=True, read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "webhook",
+            "event_id",
+            "event_type",
+            "sequence",
+            "status",
+            "created_at",
+            "succeeded_at",
+            "next_attempt_at",
+            "last_attempt_at",
+            "last_status_code",
+            "last_duration_ms",
+            "last_error",
+            "attempts",
+        ]
+        read_only_fields = fields
+
+    def get_next_attempt_at(self, obj) -> datetime | None:
+        """When it is tried next; null once it succeeded or is dead."""
+        return obj.next_attempt_at if obj.status in OWED else None
+
+
+class DeliveryDetailSerializer(DeliverySerializer):
+    """One delivery with the event body it sends (the same bytes on every attempt and replay)."""
+
+    payload = serializers.SerializerMethodField()
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [*DeliverySerializer.Meta.fields, "payload"]
+
+    def get_payload(self, obj) -> dict:
+        """The signed body, decoded: {id, type, created_at, sequence, data}."""
+        return json.loads(obj.body)

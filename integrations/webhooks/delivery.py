@@ -28,7 +28,7 @@ from ..lifecycle import note_outbound
 from ..models import Integration, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from .doorbells import ring
 from .outbox import OUTBOX_BATCH, dispatch_outbox
-from .subscriptions import switch_off
+from .subscriptions import previous_secrets, switch_off
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,11 @@ def _send(delivery: WebhookDelivery) -> outbound.Outcome:
     subscription = delivery.subscription
     try:
         return outbound.post_signed(
-            subscription.url, subscription.secret, delivery.event_id, delivery.body.encode("utf-8")
+            subscription.url,
+            subscription.secret,
+            delivery.event_id,
+            delivery.body.encode("utf-8"),
+            also_signed_with=previous_secrets(subscription),  # a rotation's overlap: both sign
         )
     except Exception as exc:  # a bad row (say, an unusable secret) fails alone, not its whole batch
         logger.exception("Delivery %s could not be sent", delivery.pk)

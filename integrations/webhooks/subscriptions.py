@@ -1,8 +1,11 @@
 """
 Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and unsubscribe, the grant each
-event type needs, the guard that keeps targets off loopback and private networks (core.targets), and switching
-a subscription off (a receiver gone or failing for days) and back on.
+event type needs, the guard that keeps targets off loopback and private networks (core.targets), switching
+a subscription off (a receiver gone or failing for days) and back on, and rotating its signing secret with
+an overlap during which both secrets sign.
 """
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -182,3 +185,57 @@ def switch_off(subscription: WebhookSubscription, reason: str, *, delivery=None,
             data={"webhook": str(subscription.pk), "url": subscription.url, "reason": reason}
             | ({"event_id": delivery.event_id} if delivery else {}),
         )
+
+
+def check_active(subscription: WebhookSubscription) -> None:
+    """SubscriptionConflict for a switched-off subscription: nothing queued for it would go out."""
+    if not subscription.active:
+        raise SubscriptionConflict(
+            f"This subscription is switched off ({subscription.disabled_reason or 'no reason recorded'}): "
+            "nothing is sent to it until an administrator switches it back on.",
+            {"active": False},
+        )
+
+
+@transaction.atomic
+def rotate_secret(subscription: WebhookSubscription, overlap: timedelta, *, actor=None) -> str:
+    """
+    Give the subscription a new signing secret and return it (shown this once). The secret it replaces keeps
+    signing deliveries beside the new one for `overlap` (zero: it stops at once); a secret rotated out
+    earlier whose overlap had not ended stops now, so at most two ever sign.
+    """
+    now = timezone.now()
+    locked = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
+    secret, keep = new_secret(), overlap > timedelta(0)
+    locked.previous_secret = locked.secret if keep else ""
+    locked.previous_secret_until = now + overlap if keep else None
+    locked.secret = secret
+    # Only fields the history leaves out: a rotation is told on the trail below, never with a secret.
+    locked.save(update_fields=["secret", "previous_secret", "previous_secret_until", "updated_at"])
+    until = locked.previous_secret_until
+    record_event(
+        locked.integration,
+        EventKind.CONFIG_CHANGED,
+        f"Webhook signing secret rotated for {locked.url}; "
+        + (
+            f"the previous one also signs until {until:%Y-%m-%d %H:%M} UTC."
+            if until
+            else "the previous one no longer signs."
+        ),
+        actor=actor,
+        data={
+            "webhook": str(locked.pk),
+            "url": locked.url,
+            "previous_until": until.isoformat() if until else None,
+        },
+    )
+    subscription.secret, subscription.previous_secret_until = secret, until
+    return secret
+
+
+def previous_secrets(subscription: WebhookSubscription, now=None) -> tuple[str, ...]:
+    """The rotated-out secret while its overlap lasts (deliveries are signed with it too), else nothing."""
+    until = subscription.previous_secret_until
+    if until is None or until <= (now or timezone.now()):
+        return ()
+    return (subscription.previous_secret,) if subscription.previous_secret else ()

@@ -353,7 +353,8 @@ def test_the_migration_encrypts_and_moves_existing_secrets_and_back():
         migrated = Integration.objects.get(pk=row.pk)
         assert connector_settings.full_settings(migrated) == GOOD_SETTINGS
         assert migrated.signing_secret == "whsec_b2xkLXNpZ25pbmc="
-        assert WebhookSubscription.objects.get(pk=hook.pk).secret == "whsec_b2xkLWhvb2s="
+        # only(): the model has columns later migrations add (the rotation's previous secret)
+        assert WebhookSubscription.objects.only("secret").get(pk=hook.pk).secret == "whsec_b2xkLWhvb2s="
 
         # backwards: plaintext again, the secret back in settings
         executor = MigrationExecutor(connection)
