@@ -122,6 +122,8 @@ class EventType(models.TextChoices):
     SHIPPING_REQUEST_CREATED = "shipping_request.created"
     SHIPPING_REQUEST_CANCELED = "shipping_request.canceled"
     FULFILLMENT_CREATED = "fulfillment.created"
+    FULFILLMENT_UPDATED = "fulfillment.updated"
+    FULFILLMENT_CANCELED = "fulfillment.canceled"
     INVENTORY_UPDATED = "inventory.updated"
     PRODUCT_CREATED = "product.created"
     PRODUCT_UPDATED = "product.updated"

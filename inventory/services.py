@@ -391,6 +391,20 @@ def ship_stock(location_id, quantities: dict[int, int]):
     mark_changed(_org_of(location_id), quantities)
 
 
+def unship_stock(location_id, quantities: dict[int, int]):
+    """
+    A shipment voided (fulfillment canceled): the reverse of ship_stock — the units are back on hand and, the
+    shipping request owing them again, reserved for it again. What a channel may sell does not change.
+    """
+    for product_id in sorted(quantities):
+        qty = quantities[product_id]
+        _level_for_update(product_id, location_id)
+        InventoryLevel.objects.filter(product_id=product_id, location_id=location_id).update(
+            committed=F("committed") + qty, on_hand=F("on_hand") + qty, updated_at=timezone.now()
+        )
+    mark_changed(_org_of(location_id), quantities)
+
+
 # --- the organization-wide buffer (engine settings) -----------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from integrations.choices import EventType
 from integrations.webhooks import outbox
 from inventory import services as inventory
 
-from .choices import OrderStatus, ShippingRequestStatus
+from .choices import FulfillmentStatus, OrderStatus, ShippingRequestStatus
 from .models import Fulfillment, Order, ShippingRequestLine
 from .state import OPEN_REQUEST, OrderConflict, emit_order, locked, move
 
@@ -19,7 +19,8 @@ def cancel_order(order: Order, *, reason="") -> Order:
         order = locked(order)
         if order.status == OrderStatus.CANCELED:
             return order
-        if Fulfillment.objects.filter(order=order).exists() or order.status in (
+        shipped = Fulfillment.objects.filter(order=order).exclude(status=FulfillmentStatus.CANCELED)
+        if shipped.exists() or order.status in (
             OrderStatus.PARTIALLY_FULFILLED,
             OrderStatus.FULFILLED,
         ):

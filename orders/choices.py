@@ -33,8 +33,9 @@ ORDER_TRANSITIONS = {
         OrderStatus.CANCELED,
         OrderStatus.ON_HOLD,  # its requests were canceled before anything shipped: held to be routed again
     },
-    OrderStatus.PARTIALLY_FULFILLED: {OrderStatus.FULFILLED},
-    OrderStatus.FULFILLED: set(),
+    # Back, when a fulfillment is canceled (orders/corrections.py): to what still stands shipped.
+    OrderStatus.PARTIALLY_FULFILLED: {OrderStatus.FULFILLED, OrderStatus.SENT_TO_FULFILLMENT},
+    OrderStatus.FULFILLED: {OrderStatus.PARTIALLY_FULFILLED, OrderStatus.SENT_TO_FULFILLMENT},
     OrderStatus.CANCELED: set(),
 }
 
@@ -62,4 +63,17 @@ REQUEST_BADGE = {
     ShippingRequestStatus.PARTIALLY_FULFILLED: "amber",
     ShippingRequestStatus.FULFILLED: "green",
     ShippingRequestStatus.CANCELED: "black",
+}
+
+
+class FulfillmentStatus(models.TextChoices):
+    """A shipment stands (shipped) or was voided by its 3PL (canceled: its stock put back)."""
+
+    SHIPPED = "shipped", _("Shipped")
+    CANCELED = "canceled", _("Canceled")
+
+
+FULFILLMENT_BADGE = {
+    FulfillmentStatus.SHIPPED: "green",
+    FulfillmentStatus.CANCELED: "black",
 }

@@ -107,38 +107,59 @@ def _create_fulfillment(request, data, *, integration, user):
         )
         request.save(update_fields=["status", "updated_at"])
         order = locked(request.order)
-        _follow_fulfillment(order)
-        outbox.emit(
-            order.organization_id,
-            EventType.FULFILLMENT_CREATED,
-            "fulfillment",
-            fulfillment.pk,
-            {
-                "id": str(fulfillment.pk),
-                "order": str(order.pk),
-                "shipping_request": str(request.pk),
-                "carrier": fulfillment.carrier,
-                "tracking_number": fulfillment.tracking_number,
-                "tracking_url": fulfillment.tracking_url,
-                "shipped_at": fulfillment.shipped_at.isoformat()
-                if hasattr(fulfillment.shipped_at, "isoformat")
-                else str(fulfillment.shipped_at),
-            },
-            integration=order.source,
-        )
+        follow_requests(order)
+        emit_fulfillment(fulfillment, EventType.FULFILLMENT_CREATED, order)
     return fulfillment, True
 
 
-def _follow_fulfillment(order):
-    """The order's status follows its requests: fulfilled when every line shipped, else partially."""
+def fulfillment_payload(fulfillment) -> dict:
+    """What the outbox row of a fulfillment's event records (the webhook body is the API's rendering)."""
+
+    def moment(value):
+        return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+    return {
+        "id": str(fulfillment.pk),
+        "order": str(fulfillment.order_id),
+        "shipping_request": str(fulfillment.shipping_request_id),
+        "status": fulfillment.status,
+        "carrier": fulfillment.carrier,
+        "tracking_number": fulfillment.tracking_number,
+        "tracking_url": fulfillment.tracking_url,
+        "shipped_at": moment(fulfillment.shipped_at),
+        "canceled_at": moment(fulfillment.canceled_at),
+    }
+
+
+def emit_fulfillment(fulfillment, event_type, order, **extra):
+    """A fulfillment's event, recorded in the caller's transaction; told to the order's channel."""
+    outbox.emit(
+        order.organization_id,
+        event_type,
+        "fulfillment",
+        fulfillment.pk,
+        {**fulfillment_payload(fulfillment), **extra},
+        integration=order.source,
+    )
+
+
+def follow_requests(order):
+    """
+    The order's status follows its requests (the caller holds its lock): fulfilled when every line shipped,
+    partially while some did, sent to fulfillment when nothing stands shipped (its fulfillments canceled).
+    """
     ordered = {line.pk: line.quantity for line in order.lines.all()}
     shipped = defaultdict(int)
     for rl in ShippingRequestLine.objects.filter(request__order=order).exclude(
         request__status=ShippingRequestStatus.CANCELED
     ):
         shipped[rl.order_line_id] += rl.fulfilled_quantity
-    everything = all(shipped[pk] >= qty for pk, qty in ordered.items())
-    target = OrderStatus.FULFILLED if everything else OrderStatus.PARTIALLY_FULFILLED
+    if all(shipped[pk] >= qty for pk, qty in ordered.items()):
+        target = OrderStatus.FULFILLED
+    elif any(shipped.values()):
+        target = OrderStatus.PARTIALLY_FULFILLED
+    else:
+        target = OrderStatus.SENT_TO_FULFILLMENT
     if order.status != target:
         move(order, target)
     emit_order(order, EventType.ORDER_UPDATED)

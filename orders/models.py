@@ -8,7 +8,7 @@ from inventory.models import Location, Product
 from organizations.models import Organization
 from organizations.scoping import restricted
 
-from .choices import OrderStatus, PaymentStatus, ShippingRequestStatus
+from .choices import FulfillmentStatus, OrderStatus, PaymentStatus, ShippingRequestStatus
 
 MONEY = {"max_digits": 14, "decimal_places": 2, "default": 0}
 
@@ -245,6 +245,13 @@ class Fulfillment(models.Model):
     tracking_number = models.CharField(max_length=200, blank=True, db_index=True)
     tracking_url = models.URLField(max_length=500, blank=True)
     shipped_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=20,
+        choices=FulfillmentStatus.choices,
+        default=FulfillmentStatus.SHIPPED,
+        help_text="Canceled: voided by the integration that posted it; its stock was put back.",
+    )
+    canceled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -260,6 +267,11 @@ class Fulfillment(models.Model):
                 fields=["integration", "external_id"],
                 condition=~Q(external_id=""),
                 name="fulfillment_unique_external_id_per_integration",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=FulfillmentStatus.CANCELED, canceled_at__isnull=False)
+                | (~Q(status=FulfillmentStatus.CANCELED) & Q(canceled_at__isnull=True)),
+                name="fulfillment_canceled_at_iff_canceled",
             ),
         ]
 

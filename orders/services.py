@@ -8,11 +8,13 @@ lives in the module named after its job:
 * shipping.py — shipping requests (stock committed) and their acknowledgement
 * fulfillments.py — shipments recorded against a request, the order following them
 * cancellation.py — cancelling an order
+* corrections.py — a fulfillment's tracking corrected, or the fulfillment canceled (its stock put back)
 
 Every change writes its outbox event in the same transaction.
 """
 
 from .cancellation import cancel_order
+from .corrections import TRACKING_FIELDS, cancel_fulfillment, update_fulfillment
 from .fulfillments import create_fulfillment
 from .holds import (
     UNMAPPED_METHOD,
@@ -44,11 +46,13 @@ __all__ = [
     "MAPPING_REASON",
     "OPEN_REQUEST",
     "REASON_SEPARATOR",
+    "TRACKING_FIELDS",
     "UNMAPPED_METHOD",
     "UNROUTABLE_REASON",
     "OrderConflict",
     "acknowledge",
     "add_tags",
+    "cancel_fulfillment",
     "cancel_order",
     "create_fulfillment",
     "create_shipping_request",
@@ -62,4 +66,5 @@ __all__ = [
     "order_payload",
     "release",
     "set_routing_location",
+    "update_fulfillment",
 ]

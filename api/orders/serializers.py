@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from api.fields import IdField, StrictIntegerField
 from inventory import services as inventory_services
-from orders.choices import OrderStatus, PaymentStatus, ShippingRequestStatus
+from orders.choices import FulfillmentStatus, OrderStatus, PaymentStatus, ShippingRequestStatus
 from orders.models import Fulfillment, Order, OrderLine, ShippingRequest
 
 MAX_LINES = 500  # lines in one order or fulfillment body
@@ -139,13 +139,19 @@ def tracking_url_field():
     return serializers.URLField(read_only=True, allow_blank=True)
 
 
+@extend_schema_field({"type": "string", "enum": FulfillmentStatus.values}, component_name="FulfillmentStatus")
+class FulfillmentStatusField(serializers.CharField):
+    """`shipped`, or `canceled` once its 3PL voided it (its stock put back)."""
+
+
 class FulfillmentBriefSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     tracking_url = tracking_url_field()
+    status = FulfillmentStatusField(read_only=True)
 
     class Meta:
         model = Fulfillment
-        fields = ["id", "carrier", "tracking_number", "tracking_url", "shipped_at"]
+        fields = ["id", "status", "carrier", "tracking_number", "tracking_url", "shipped_at"]
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -324,6 +330,30 @@ class FulfillmentInputSerializer(serializers.Serializer):
     shipped_at = serializers.DateTimeField(required=False, help_text="Default: now.")
 
 
+class ClosedSerializer(serializers.Serializer):
+    """A body that names only its own fields: any other is refused (400), so a typo never goes unnoticed."""
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict) and (unknown := set(self.initial_data) - set(self.fields)):
+            allowed = ", ".join(self.fields) or "none"
+            raise serializers.ValidationError(
+                {name: [f"Unknown field (allowed: {allowed})."] for name in unknown}
+            )
+        return attrs
+
+
+class FulfillmentUpdateSerializer(ClosedSerializer):
+    """PATCH /fulfillments/{id}: the carrier and tracking, corrected; any other field is refused."""
+
+    carrier = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    tracking_number = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    tracking_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+
+
+class FulfillmentCancelSerializer(ClosedSerializer):
+    """POST /fulfillments/{id}/cancel takes no field: an empty body or none."""
+
+
 class FulfillmentLineSerializer(serializers.Serializer):
     sku = serializers.CharField(
         help_text="In the caller's terms: the channel's SKU for its own orders, a 3PL's mapped SKU, else the hub SKU."
@@ -343,6 +373,7 @@ class FulfillmentSerializer(serializers.ModelSerializer):
     shipping_request = serializers.CharField(source="shipping_request_id", read_only=True)
     order = serializers.CharField(source="order_id", read_only=True)
     tracking_url = tracking_url_field()
+    status = FulfillmentStatusField(read_only=True)
     lines = serializers.SerializerMethodField()
 
     class Meta:
@@ -352,11 +383,13 @@ class FulfillmentSerializer(serializers.ModelSerializer):
             "shipping_request",
             "order",
             "external_id",
+            "status",
             "carrier",
             "tracking_number",
             "tracking_url",
             "lines",
             "shipped_at",
+            "canceled_at",
             "created_at",
             "updated_at",
         ]

@@ -13,12 +13,15 @@ from api.errors import ApiError
 from api.orders.filters import FulfillmentFilter, OrderFilter, ShippingRequestFilter
 from api.orders.serializers import (
     CancelSerializer,
+    FulfillmentCancelSerializer,
     FulfillmentInputSerializer,
     FulfillmentSerializer,
+    FulfillmentUpdateSerializer,
     OrderInputSerializer,
     OrderSerializer,
     ShippingRequestSerializer,
 )
+from api.schema import ErrorSerializer
 from integrations import workflows
 from integrations.choices import Workflow
 from inventory import services as inventory_services
@@ -218,10 +221,68 @@ class FulfillmentViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
     serializer_class = FulfillmentSerializer
     filterset_class = FulfillmentFilter
     upsert_body = FulfillmentInputSerializer
-    grants = {"list": "fulfillments:read", "retrieve": "fulfillments:read", "create": "fulfillments:write"}
+    grants = {
+        "list": "fulfillments:read",
+        "retrieve": "fulfillments:read",
+        "create": "fulfillments:write",
+        "partial_update": "fulfillments:write",
+        "cancel": "fulfillments:write",
+    }
 
     def integration_scope(self, integration):
         return Q(integration=integration) | Q(order__source=integration)
+
+    def correctable(self, request):
+        """
+        The fulfillment, if this key may correct it: only the integration that posted it (its flow on), or an
+        org key. The channel reads its orders' fulfillments but cannot change them: 404, as for another's.
+        """
+        fulfillment = self.get_object()
+        integration = request.auth.scope.integration
+        if integration is not None:
+            if fulfillment.integration_id != integration.pk:
+                raise ApiError("not_found", "No such fulfillment for this key.")
+            workflows.require_workflow(integration, Workflow.FULFILLMENTS_IN)
+        return fulfillment
+
+    @extend_schema(
+        summary="Correct a fulfillment's carrier and tracking",
+        description="Sets `carrier`, `tracking_number` and `tracking_url` (those sent); any other field is a "
+        "400 `validation_error` naming it, and changes nothing. Emits `fulfillment.updated` when something "
+        "changed (the same values again change nothing). 409 `conflict` for a canceled fulfillment. Only "
+        "the integration that sent it (its fulfillments-in flow on) or an org key may: any other is 404.",
+        request=FulfillmentUpdateSerializer,
+        responses={
+            200: FulfillmentSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="conflict: the fulfillment is canceled"),
+        },
+        parameters=[OPAQUE_ID],
+    )
+    def partial_update(self, request, pk=None):
+        fulfillment = self.correctable(request)
+        body = FulfillmentUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.update_fulfillment(fulfillment, body.validated_data)
+        return self.answer(fulfillment)
+
+    @extend_schema(
+        summary="Cancel (void) a fulfillment",
+        description="Its units go back on hand at the location and are reserved again for the shipping "
+        "request, which owes them again; the request's and the order's status are recomputed (e.g. "
+        "`fulfilled` → `partially_fulfilled`) and `fulfillment.canceled` is sent. No body. 409 `conflict` "
+        "when it is already canceled (nothing is put back twice; send an `Idempotency-Key` to have a retry "
+        "answered as the first call was). Only the integration that sent it or an org key may: any other "
+        "is 404.",
+        request=None,
+        responses=FulfillmentSerializer,
+        parameters=[OPAQUE_ID],
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        fulfillment = self.correctable(request)
+        FulfillmentCancelSerializer(data=request.data).is_valid(raise_exception=True)
+        services.cancel_fulfillment(fulfillment)
+        return self.answer(fulfillment)
 
     def writer(self, request):
         return inbound_sender(request, "Fulfillments", Workflow.FULFILLMENTS_IN)

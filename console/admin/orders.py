@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from console.admin.history import ConfigHistoryAdmin
 from integrations.models import OutboxEvent
 from orders import services
-from orders.choices import ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
+from orders.choices import FULFILLMENT_BADGE, ORDER_BADGE, ORDER_TRANSITIONS, REQUEST_BADGE, OrderStatus
 from orders.models import (
     Fulfillment,
     FulfillmentLine,
@@ -116,9 +116,16 @@ class ShippingRequestInline(PartInline):
         return _lines_summary(obj.lines.all())
 
 
+@admin.display(description="status", ordering="status")
+def fulfillment_status(obj):
+    """Shipped, or canceled by its 3PL (its stock put back)."""
+    return badge(FULFILLMENT_BADGE, obj.status, obj.get_status_display())
+
+
 class FulfillmentInline(PartInline):
     model = Fulfillment
     fields = [
+        fulfillment_status,
         "carrier",
         "tracking",
         "shipped_at",
@@ -417,6 +424,7 @@ class FulfillmentAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organization
 
     list_display = [
         "tracking_display",
+        fulfillment_status,
         "carrier",
         "order",
         "from_location",
@@ -425,7 +433,7 @@ class FulfillmentAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organization
         "organization",
     ]
     list_display_links = ["tracking_display"]
-    list_filter = ["integration", "shipping_request__fulfiller", "shipping_request__status"]
+    list_filter = ["status", "integration", "shipping_request__fulfiller", "shipping_request__status"]
     list_select_related = ["order", "integration", "shipping_request__location", "organization"]
     search_fields = ["order__number", "order__external_id", "tracking_number", "external_id"]
     search_help_text = "Order number, external id, tracking number or fulfillment id."
@@ -439,6 +447,8 @@ class FulfillmentAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organization
         "tracking_number",
         "tracking_url",
         "shipped_at",
+        fulfillment_status,
+        "canceled_at",
         "created_by",
         "created_at",
     ]

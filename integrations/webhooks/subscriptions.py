@@ -31,6 +31,8 @@ _GRANTS_BY_TYPE: dict[EventType, str | None] = {
     EventType.SHIPPING_REQUEST_CREATED: "shipping_requests:read",
     EventType.SHIPPING_REQUEST_CANCELED: "shipping_requests:read",
     EventType.FULFILLMENT_CREATED: "fulfillments:read",
+    EventType.FULFILLMENT_UPDATED: "fulfillments:read",
+    EventType.FULFILLMENT_CANCELED: "fulfillments:read",
     EventType.INVENTORY_UPDATED: "inventory:read",
     EventType.PRODUCT_CREATED: "products:read",
     EventType.PRODUCT_UPDATED: "products:read",

@@ -143,5 +143,9 @@ ENTRIES: dict[str, Tenancy] = {
     "api:shipping-request-detail": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
     "api:shipping-request-acknowledge": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
     "api:fulfillment-list": Tenancy(**FULFILLMENTS, body=fulfillment_body, names_a=True),
-    "api:fulfillment-detail": Tenancy(**FULFILLMENTS, obj=lambda w: w.fulfillment),
+    # PATCH corrects the tracking; cancel voids the shipment (its stock put back): never by an outsider.
+    "api:fulfillment-detail": Tenancy(
+        **FULFILLMENTS, obj=lambda w: w.fulfillment, body=lambda w: {"tracking_number": "OUTSIDER"}
+    ),
+    "api:fulfillment-cancel": Tenancy(**FULFILLMENTS, obj=lambda w: w.fulfillment),
 }

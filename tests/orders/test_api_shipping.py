@@ -125,11 +125,13 @@ def test_fulfillments_move_the_order_to_partially_then_fully_fulfilled(
         "shipping_request": str(request.pk),
         "order": str(order.pk),
         "external_id": "SHIP-1",
+        "status": "shipped",
         "carrier": "UPS",
         "tracking_number": "1Z999",
         "tracking_url": "https://track.example.test/1Z999",
         "lines": [{"sku": "TSHIRT-S", "quantity": 2}],
         "shipped_at": "2025-05-01T12:00:00Z",
+        "canceled_at": None,
         "created_at": body["created_at"],
         "updated_at": body["updated_at"],
     }

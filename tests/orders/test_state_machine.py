@@ -22,8 +22,9 @@ EXPECTED = {
     S.READY: {S.ON_HOLD, S.SENT_TO_FULFILLMENT, S.CANCELED},
     # Back to on_hold only when its requests were canceled before anything shipped (to be routed again).
     S.SENT_TO_FULFILLMENT: {S.PARTIALLY_FULFILLED, S.FULFILLED, S.CANCELED, S.ON_HOLD},
-    S.PARTIALLY_FULFILLED: {S.FULFILLED},
-    S.FULFILLED: set(),
+    # Back when a fulfillment is canceled (issue 16, corrections): to what still stands shipped.
+    S.PARTIALLY_FULFILLED: {S.FULFILLED, S.SENT_TO_FULFILLMENT},
+    S.FULFILLED: {S.PARTIALLY_FULFILLED, S.SENT_TO_FULFILLMENT},
     S.CANCELED: set(),
 }
 PAIRS = list(itertools.product(S, S))
