@@ -146,3 +146,35 @@ def test_the_previous_secret_is_forgotten_once_its_overlap_ended(shop, hook, int
     assert (gone.secret, gone.previous_secret, gone.previous_secret_until) == (ended["secret"], "", None)
     kept = WebhookSubscription.objects.get(pk=running["id"])
     assert kept.previous_secret == running["secret"] and kept.previous_secret_until > timezone.now()
+
+
+def test_the_sample_connectors_endpoint_takes_deliveries_with_either_secret_during_the_overlap(shop):
+    # Given the sample connectors' webhook endpoint (examples/_connector.py), subscribed with the old secret
+    received = []
+    endpoint = _connector.WebhookEndpoint(received.append)
+    server = _connector.JsonServer("127.0.0.1:0", {("POST", "/webhooks"): endpoint}).start()
+    try:
+        created = shop.post(
+            "/api/v1/webhooks", {"url": server.url + "/webhooks", "events": ["order.created"]}, format="json"
+        ).json()
+        old = endpoint.secret = created["secret"]
+        new = shop.post(f"/api/v1/webhooks/{created['id']}/rotate-secret").json()["secret"]
+
+        # When one test event reaches it still holding the old secret, and one after it switched to the new
+        outcomes = []
+        for secret in (old, new):
+            endpoint.secret = secret
+            outcomes.append(send_test(shop, created["id"])["id"])
+        # and one after the overlap, to an endpoint that never switched
+        WebhookSubscription.objects.filter(pk=created["id"]).update(
+            previous_secret_until=timezone.now() - timedelta(seconds=1)
+        )
+        endpoint.secret = old
+        outcomes.append(send_test(shop, created["id"])["id"])
+    finally:
+        server.stop()
+
+    # Then both were taken during the overlap; after it, the old secret's endpoint refused (401)
+    answered = [WebhookDelivery.objects.get(pk=pk).last_status_code for pk in outcomes]
+    assert answered == [200, 200, 401]
+    assert [event["type"] for event in received] == [TEST_EVENT_TYPE, TEST_EVENT_TYPE]
