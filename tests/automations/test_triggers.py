@@ -194,3 +194,50 @@ def test_a_trigger_nobody_handles_or_with_other_facts_fails_where_it_is_fired(or
         triggers.fire(triggers.ORDER_READY, organization_id=org.pk)
     with triggers.handled_by(triggers.ORDER_READY, None), pytest.raises(Exception, match="order_ready"):
         triggers.fire(triggers.ORDER_READY, organization_id=org.pk, order_id=1)
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Every task message as the broker would get it: (task, args, queue, options), in publishing order."""
+    from celery.app.task import Task
+
+    sent = []
+
+    def record(self, args=None, kwargs=None, **options):
+        queue = self.app.amqp.router.route(dict(options), self.name, args, kwargs)["queue"].name
+        extra = {k: v for k, v in options.items() if k != "retry"}
+        sent.append((self.name.rsplit(".", 1)[-1], tuple(args or ()), queue, extra))
+
+    monkeypatch.setattr(Task, "apply_async", record)
+    cache.clear()  # no doorbell left rung by an earlier test
+    yield sent
+    cache.clear()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_order_reaches_the_engines_in_the_order_and_queues_it_did_before_the_triggers(
+    integration, order_body, stock, standard_method, published
+):
+    # (transactional: each commit runs its callbacks, as in gunicorn and on a worker.) The flow of the signal
+    # receivers before core/triggers.py, measured the same in bench/engines.py: nothing delayed, the engines'
+    # tasks on the default queue, the outbox's doorbell on the deliveries queue.
+    order, _ = orders.ingest_order(integration, order_body)
+    assert published == [
+        ("dispatch_outbox_task", (), "deliveries", {}),
+        ("process_order_task", (order.pk, True), "celery", {}),
+    ]
+
+    published.clear()
+    cache.clear()  # the dispatch task answered its doorbell
+    tasks.process_order_task(order.pk, True)
+    # routed in the hold task itself (no route_order_task); its commitments ring the inventory engine once
+    assert published == [
+        ("dispatch_outbox_task", (), "deliveries", {}),
+        ("inventory_changes_task", (order.organization_id,), "celery", {}),
+    ]
+
+    published.clear()
+    cache.clear()
+    tasks.inventory_changes_task(order.organization_id)
+    # the figures' events ring the outbox; the run drained every change, so it does not enqueue itself again
+    assert published == [("dispatch_outbox_task", (), "deliveries", {})]
