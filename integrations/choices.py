@@ -127,6 +127,7 @@ class EventType(models.TextChoices):
     INVENTORY_UPDATED = "inventory.updated"
     PRODUCT_CREATED = "product.created"
     PRODUCT_UPDATED = "product.updated"
+    PRODUCT_DELETED = "product.deleted"  # archived (DELETE /products/{id}): kept, sold nowhere
     INTEGRATION_STATUS_CHANGED = "integration.status_changed"
 
 

@@ -3,7 +3,7 @@ What a sales channel may sell of each product: its figures. Per location the cha
 committed (+ incoming when the channel sells incoming stock), never below 0; one buffer applies to each
 location's stock, the one `inventory.buffers.PRECEDENCE` ranks first: a location's own buffer comes off that
 location's stock, a buffer without a location (product, channel or org-wide) once off the sum of the locations
-it wins for. Never below 0; a discontinued (inactive) product sells nothing.
+it wins for. Never below 0; a discontinued (inactive) or archived product sells nothing.
 
 On PostgreSQL one statement computes them, generated here from the precedence table: `availability()` (the
 API's GET /availability) reads it for a page of products, and the inventory engine (inventory.sync) wraps the
@@ -162,10 +162,10 @@ sums AS (
 ),
 figures AS (
     SELECT channel_id, product_id,
-           CASE WHEN NOT active THEN 0  -- a discontinued product sells nothing, whatever its stock
+           CASE WHEN NOT active THEN 0  -- a discontinued or archived product sells nothing, whatever its stock
                 ELSE (located + GREATEST(pooled - {_held_back("pooled", "pool_q", "pool_pct")}, 0))::integer
            END AS available
-      FROM (SELECT ch.channel_id, p.id AS product_id, p.active,
+      FROM (SELECT ch.channel_id, p.id AS product_id, p.active AND p.archived_at IS NULL AS active,
                    COALESCE(s.located, 0) AS located, COALESCE(s.pooled, 0) AS pooled,
                    {_winning("q", located=False)} AS pool_q,
                    {_winning("pct", located=False)} AS pool_pct
@@ -297,8 +297,10 @@ def availability_in_python(channel, product_ids=None, *, include_incoming=None) 
     result = dict.fromkeys(
         product_ids if product_ids is not None else products.values_list("pk", flat=True), 0
     )
-    # A discontinued (inactive) product sells nothing whatever its stock.
-    selling = products.filter(pk__in=set(located) | set(pooled), active=True).values_list("pk", flat=True)
+    # A discontinued (inactive) or archived product sells nothing whatever its stock.
+    selling = products.filter(
+        pk__in=set(located) | set(pooled), active=True, archived_at__isnull=True
+    ).values_list("pk", flat=True)
     for pid in selling:
         buffer = pick_buffer(buffers, location_id=None, product_id=pid, channel_id=channel.pk)
         pool = pooled.get(pid, 0)

@@ -29,6 +29,11 @@ class Product(models.Model):
         max_digits=10, decimal_places=3, null=True, blank=True, help_text="Kilograms."
     )
     active = models.BooleanField(default=True)
+    archived_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Archived (deleted through the API): kept with its SKU and history, sold nowhere.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 

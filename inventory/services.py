@@ -270,14 +270,18 @@ def _differs(current, new) -> bool:
 def set_stock(location: Location, items, *, integration=None) -> tuple[int, list[dict]]:
     """
     Absolute on-hand counts at one location (POST /inventory): known SKUs applied in one transaction with a
-    bounded number of queries; unknown ones reported and raised as one exception. Returns (updated, errors).
+    bounded number of queries; unknown ones reported and raised as one exception; archived products' counts
+    refused and reported (inventory/archive.py). Returns (updated, errors).
     """
     organization = location.organization
     counts: dict[str, int] = {}
     for item in items:
         counts[item["sku"]] = item["on_hand"]
     products = resolve_skus(organization, integration, counts)
-    unknown = sorted(set(counts) - set(products))
+    archived = sorted(sku for sku, product in products.items() if product.archived_at is not None)
+    for sku in archived:
+        del products[sku]
+    unknown = sorted(set(counts) - set(products) - set(archived))
     wanted = {products[sku].pk: on_hand for sku, on_hand in counts.items() if sku in products}
     with transaction.atomic():
         # Lock what exists in a fixed order (product id) so concurrent pushes and commitments never deadlock.
@@ -338,7 +342,8 @@ def set_stock(location: Location, items, *, integration=None) -> tuple[int, list
                 entity_id=location.pk,
                 data={"skus": unknown[:1000]},
             )
-    return len(wanted), [{"sku": sku, "code": "unknown_sku"} for sku in unknown]
+    errors = [{"sku": sku, "code": "unknown_sku"} for sku in unknown]
+    return len(wanted), errors + [{"sku": sku, "code": "archived_sku"} for sku in archived]
 
 
 def _level_for_update(product_id, location_id):

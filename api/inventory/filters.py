@@ -12,10 +12,23 @@ from inventory.skus import normalize_sku
 class ProductFilter(UpdatedSinceFilterSet):
     sku = django_filters.CharFilter(method="filter_sku", help_text="The hub SKU, exactly.")
     active = StrictBooleanFilter()
+    include_archived = StrictBooleanFilter(
+        method="filter_archived", help_text="true: archived products are listed too (left out by default)."
+    )
 
     class Meta:
         model = Product
-        fields = ["sku", "active"]
+        fields = ["sku", "active", "include_archived"]
+
+    def filter_queryset(self, queryset):
+        # Archived products are left out of the list unless asked for; not the viewset's queryset, through
+        # which GET /products/{id} and product.deleted's body still read them.
+        if not self.form.cleaned_data.get("include_archived"):
+            queryset = queryset.filter(archived_at__isnull=True)
+        return super().filter_queryset(queryset)
+
+    def filter_archived(self, queryset, name, value):
+        return queryset  # applied (or not) in filter_queryset: an absent parameter must hide them too
 
     def filter_sku(self, queryset, name, value):
         # As sent, or in its normal form (inventory/skus.py), as every SKU lookup reads it.

@@ -25,10 +25,15 @@ class ProductSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Kilograms.",
     )
+    archived_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When it was archived (DELETE): it then sells nowhere; null while it is in the catalog.",
+    )
 
     class Meta:
         model = Product
-        fields = ["id", "sku", "name", "barcode", "price", "weight", "active", "updated_at"]
+        fields = ["id", "sku", "name", "barcode", "price", "weight", "active", "archived_at", "updated_at"]
         read_only_fields = ["updated_at"]
 
     def validate_sku(self, value):
@@ -81,7 +86,10 @@ class StockPushSerializer(serializers.Serializer):
 
 class StockErrorSerializer(serializers.Serializer):
     sku = serializers.CharField()
-    code = serializers.ChoiceField(choices=["unknown_sku"])
+    code = serializers.ChoiceField(
+        choices=["unknown_sku", "archived_sku"],
+        help_text="unknown_sku: no such product; archived_sku: the product is archived, its count is refused.",
+    )
 
 
 class StockPushResultSerializer(serializers.Serializer):

@@ -29,9 +29,10 @@ from api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from api.schema import ErrorSerializer
 from integrations import workflows
 from integrations.choices import ConnectorType, Workflow
-from inventory import figures, services
+from inventory import archive, figures, services
 from inventory.models import InventoryLevel, Location, Product
 from inventory.skus import normalize_sku
+from orders.locations import deactivate_location
 
 # API.md's limits: part of the contract, not tunables.
 MAX_BULK_PRODUCTS = 1000
@@ -111,11 +112,17 @@ class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
         "retrieve": "products:read",
         "create": "products:write",
         "partial_update": "products:write",
+        "destroy": "products:write",
         "bulk": "products:write",
     }
 
     def integration_scope(self, integration):
         return Q()  # the whole catalog of the key's organization
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset  # by id an archived product stays readable, and archiving it again is a 409
+        return super().filter_queryset(queryset)  # ProductFilter leaves archived products out unless asked
 
     def writer(self, request):
         return require_inbound(request, Workflow.PRODUCTS_IN), key_organization(request)
@@ -137,6 +144,21 @@ class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
             product.organization, [{**body.validated_data, "sku": product.sku}], integration=integration
         )
         return Response(ProductSerializer(product).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: ProductSerializer, 409: OpenApiResponse(ErrorSerializer, description="conflict")},
+        parameters=[OPAQUE_ID],
+        description=(
+            "Archives the product: its SKU and history are kept and it stays readable by id, but it sells "
+            "nowhere (availability 0 on every channel), stock pushes for it are refused and lists leave it "
+            "out unless `include_archived=true`; product.deleted is sent. Archiving it again is 409 conflict."
+        ),
+    )
+    def destroy(self, request, pk=None):
+        product = self.get_object()  # first: another tenant's product is a 404 whatever the switches say
+        integration = require_inbound(request, Workflow.PRODUCTS_IN)
+        return Response(ProductSerializer(archive.archive_product(product, integration=integration)).data)
 
     @extend_schema(
         request=BulkProductsSerializer,
@@ -176,7 +198,12 @@ class LocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
     queryset = Location.objects.all()
     serializer_class = LocationSerializer
     filterset_class = LocationFilter
-    grants = {"list": "locations:read", "retrieve": "locations:read", "create": "locations:write"}
+    grants = {
+        "list": "locations:read",
+        "retrieve": "locations:read",
+        "create": "locations:write",
+        "destroy": "locations:write",
+    }
 
     def integration_scope(self, integration):
         return Q(managed_by=integration)
@@ -196,6 +223,20 @@ class LocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
                 details={"name": ["The organization already has a location with this name."]},
             ) from None
         return Response(LocationSerializer(location).data, status=201)
+
+    @extend_schema(
+        request=None,
+        responses={200: LocationSerializer, 409: OpenApiResponse(ErrorSerializer, description="conflict")},
+        parameters=[OPAQUE_ID],
+        description=(
+            "Deactivates the location (`active: false`): its stock no longer counts towards what channels may "
+            "sell and orders are no longer routed there; its stock levels are kept. 409 conflict when it is "
+            "inactive already, or while shipping requests there are open (`details.shipping_requests`)."
+        ),
+    )
+    def destroy(self, request, pk=None):
+        location = self.get_object()  # another tenant's, or another integration's, location is a 404
+        return Response(LocationSerializer(deactivate_location(location)).data)
 
 
 # --- stock --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from core.sync_exceptions import ExceptionKind
-from inventory import allocation
+from inventory import allocation, archive
 from inventory.models import Location
 from orders import services as order_services
 from orders.choices import OrderStatus
@@ -205,6 +205,10 @@ def route(order, settings) -> RouteResult:
         # Unmapped orders are held for mapping; routing them would ship the wrong thing or nothing.
         return RouteResult(False, reason="the order has no lines or unmapped lines")
     card = choose_card(order, lines, settings)
+    if archived := archive.archived_skus(line.product_id for line in lines):
+        # Sold nowhere: held until a person restores the product (its figures' recompute retries the order).
+        reason = f"{', '.join(archived)} archived"
+        return RouteResult(False, reason=reason, held=_unroutable(order, card, reason, retry=retry))
     candidates = {loc.pk for loc in card.locations}
     if order.routing_location_id:
         candidates.add(order.routing_location_id)

@@ -13,7 +13,7 @@ from import_export.formats import base_formats
 from import_export.tmp_storages import TempFolderStorage
 
 from console.admin.history import ConfigHistoryAdmin
-from inventory import services
+from inventory import archive, services
 from inventory.models import (
     ChannelInventory,
     ChannelLocation,
@@ -23,12 +23,19 @@ from inventory.models import (
     Product,
     SkuMapping,
 )
+from orders.locations import LocationConflict, deactivate_location, reactivate_location
 from organizations.models import Organization
 
 from ..display import badge
 from ..forms.common import same_organization_form
 from ..forms.inventory import OrganizationConfirmImportForm, OrganizationImportForm, sign_upload
-from .mixins import OrganizationColumnMixin, OrganizationScopedAdmin, ReadOnlyAdminMixin
+from .mixins import (
+    ObjectActionsMixin,
+    OrganizationColumnMixin,
+    OrganizationScopedAdmin,
+    ReadOnlyAdminMixin,
+    object_action,
+)
 from .resources import ProductResource, StockResource
 
 # --- CSV import/export bound to one organization ----------------------------------------------------------
@@ -130,13 +137,33 @@ class RecomputesAvailability:
 # --- catalog --------------------------------------------------------------------------------------------
 
 
-@admin.register(Product)
-class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, OrganizationScopedAdmin):
-    """The catalog; CSV import/export by SKU. Saves go through the product upsert (outbox events)."""
+class ArchivedFilter(admin.SimpleListFilter):
+    title = "archived"
+    parameter_name = "archived"
 
+    def lookups(self, request, model_admin):
+        return [("no", "In the catalog"), ("yes", "Archived")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(archived_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Product)
+class ProductAdmin(
+    OrganizationImportExportMixin, OrganizationColumnMixin, ObjectActionsMixin, OrganizationScopedAdmin
+):
+    """
+    The catalog; CSV import/export by SKU. Saves go through the product upsert (outbox events); archiving
+    and restoring through inventory.archive (buttons on the page, and bulk actions).
+    """
+
+    change_form_template = "admin/inventory/product/change_form.html"
+    actions = ["archive_product_selected", "restore_product_selected"]
     resource_classes = [ProductResource]
-    list_display = ["sku", "name", "price", "active", "updated_at", "organization"]
-    list_filter = ["active"]
+    list_display = ["sku", "name", "price", "active", "archived_badge", "updated_at", "organization"]
+    list_filter = ["active", ArchivedFilter]
     list_select_related = ["organization"]
     search_fields = ["sku", "name", "barcode"]
     fields = [
@@ -147,12 +174,13 @@ class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, Organ
         "price",
         "weight",
         "active",
+        "archived_at",
         "created_at",
         "updated_at",
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        fixed = ["created_at", "updated_at"]
+        fixed = ["archived_at", "created_at", "updated_at"]
         # The SKU is the product's identity (order lines and mappings name it); it does not move orgs either.
         return [*fixed, "organization", "sku"] if obj is not None else fixed
 
@@ -160,6 +188,29 @@ class ProductAdmin(OrganizationImportExportMixin, OrganizationColumnMixin, Organ
         item = {"sku": obj.sku, **{f: getattr(obj, f) for f in services.PRODUCT_FIELDS}}
         _, _, [product] = services.upsert_products(obj.organization, [item])
         obj.pk = product.pk
+
+    @admin.display(description="archived", ordering="archived_at")
+    def archived_badge(self, obj):
+        if obj.archived_at is None:
+            return ""
+        return badge({"archived": "grey"}, "archived", "Archived")
+
+    def action_label(self, obj):
+        return f"Product {obj.sku}"
+
+    @object_action(
+        "archive", refused=(archive.AlreadyArchived,), bulk="Archive selected", done=("Archived", "product")
+    )
+    def archive_product(self, request, product):
+        archive.archive_product(product)
+        return f"Archived product {product.sku}: it sells nowhere until it is restored."
+
+    @object_action(
+        "restore", refused=(archive.AlreadyArchived,), bulk="Restore selected", done=("Restored", "product")
+    )
+    def restore_product(self, request, product):
+        archive.restore_product(product)
+        return f"Restored product {product.sku}: it sells again."
 
 
 @admin.register(SkuMapping)
@@ -176,7 +227,16 @@ class SkuMappingAdmin(ConfigHistoryAdmin, OrganizationScopedAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(RecomputesAvailability, OrganizationColumnMixin, OrganizationScopedAdmin):
+class LocationAdmin(
+    RecomputesAvailability, OrganizationColumnMixin, ObjectActionsMixin, OrganizationScopedAdmin
+):
+    """
+    Where stock sits. A location is switched off and on with the buttons (orders.locations: not while
+    shipping requests there are open), not by editing `active`.
+    """
+
+    change_form_template = "admin/inventory/location/change_form.html"
+    actions = ["deactivate_selected", "reactivate_selected"]
     form = same_organization_form("organization", "managed_by")
     list_display = [
         "name",
@@ -196,9 +256,35 @@ class LocationAdmin(RecomputesAvailability, OrganizationColumnMixin, Organizatio
         # A new location holds no stock yet; an existing one counts (or stops counting) when a flag moves.
         return change and bool({"active", "sells"} & set(form.changed_data))
 
+    def get_readonly_fields(self, request, obj=None):
+        return ["active"] if obj is not None else []
+
     @admin.display(description="active", ordering="active")
     def active_badge(self, obj):
         return badge({True: "green", False: "grey"}, obj.active, "Active" if obj.active else "Inactive")
+
+    def action_label(self, obj):
+        return f"Location {obj}"
+
+    @object_action(
+        "deactivate",
+        refused=(LocationConflict,),
+        bulk="Deactivate selected",
+        done=("Deactivated", "location"),
+    )
+    def deactivate(self, request, location):
+        deactivate_location(location)
+        return f"Deactivated {location}: its stock no longer counts for channels and routing skips it."
+
+    @object_action(
+        "reactivate",
+        refused=(LocationConflict,),
+        bulk="Reactivate selected",
+        done=("Reactivated", "location"),
+    )
+    def reactivate(self, request, location):
+        reactivate_location(location)
+        return f"Reactivated {location}."
 
 
 @admin.register(InventoryLevel)
@@ -239,8 +325,8 @@ class InventoryLevelAdmin(OrganizationImportExportMixin, OrganizationScopedAdmin
 
     def save_model(self, request, obj, form, change):
         _, errors = services.set_stock(obj.location, [{"sku": obj.product.sku, "on_hand": obj.on_hand}])
-        if errors:  # cannot happen for a product of the location's organization; say so if it does
-            self.message_user(request, f"Unknown SKU {obj.product.sku}.", messages.ERROR)
+        if errors:  # an archived product's count is refused (an unknown SKU cannot happen here)
+            self.message_user(request, f"{obj.product.sku}: refused ({errors[0]['code']}).", messages.ERROR)
         if obj.pk is None:
             obj.pk = InventoryLevel.objects.get(product=obj.product, location=obj.location).pk
 

@@ -183,6 +183,10 @@ class StockResource(OrganizationBoundResource):
             result.import_type = RowResult.IMPORT_TYPE_SKIP
             result.diff = [f"{sku} (unknown SKU)", name, on_hand]  # autoescaped by the template
             return result
+        if product.archived_at is not None:  # set_stock refuses an archived product's count
+            result.import_type = RowResult.IMPORT_TYPE_SKIP
+            result.diff = [f"{sku} (archived: refused)", name, on_hand]
+            return result
         level = self.levels.get((product.pk, location.pk))
         before = level or InventoryLevel(product=product, location=location)
         after = copy(before)

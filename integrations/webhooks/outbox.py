@@ -154,6 +154,7 @@ FLOW_OF_EVENT: dict[str, Workflow | None] = {
     EventType.INVENTORY_UPDATED: None,
     EventType.PRODUCT_CREATED: Workflow.PRODUCTS_OUT,
     EventType.PRODUCT_UPDATED: Workflow.PRODUCTS_OUT,
+    EventType.PRODUCT_DELETED: Workflow.PRODUCTS_OUT,
     EventType.INTEGRATION_STATUS_CHANGED: None,
 }
 

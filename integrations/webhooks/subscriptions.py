@@ -36,6 +36,7 @@ _GRANTS_BY_TYPE: dict[EventType, str | None] = {
     EventType.INVENTORY_UPDATED: "inventory:read",
     EventType.PRODUCT_CREATED: "products:read",
     EventType.PRODUCT_UPDATED: "products:read",
+    EventType.PRODUCT_DELETED: "products:read",
     EventType.INTEGRATION_STATUS_CHANGED: None,
 }
 EVENT_GRANTS: dict[str, str | None] = {event.value: grant for event, grant in _GRANTS_BY_TYPE.items()}

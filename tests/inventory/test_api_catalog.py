@@ -28,6 +28,7 @@ def test_integration_key_lists_the_whole_org_catalog(channel_client, products, g
         "price": "8.00",
         "weight": None,
         "active": True,
+        "archived_at": None,
         "updated_at": mug["updated_at"],
     }
     assert mug["updated_at"].endswith("Z")
