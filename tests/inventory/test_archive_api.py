@@ -4,14 +4,18 @@ for, product.deleted recorded, stock pushes for it refused per row; DELETE /loca
 Refusals (409, 404, 403) change nothing.
 """
 
+import json
+
 from automations.models import SyncException
 from core.sync_exceptions import ExceptionKind
-from integrations.models import OutboxEvent
+from integrations.models import OutboxEvent, WebhookDelivery
 from integrations.webhooks import outbox
 from inventory.models import InventoryLevel, Location
 from orders import services as order_services
 from tests.api.helpers import assert_error
+from tests.fixtures.deliveries import make_subscription
 from tests.inventory.helpers import switch
+from tokens import issuing as key_services
 from tokens.choices import KeyKind
 
 
@@ -198,3 +202,52 @@ def test_deactivating_needs_locations_write(api_client, issue_key, org, org_admi
     assert_error(response, 403, "missing_grant")
     warehouse.refresh_from_db()
     assert warehouse.active
+
+
+# --- what subscribers and channels are told ----------------------------------------------------------
+
+
+def test_product_deleted_reaches_a_subscriber_with_the_archived_product(erp_client, integration, products):
+    key_services.issue_key(kind=KeyKind.INTEGRATION, name="Shop key", integration=integration)
+    make_subscription(integration, events=["product.deleted"])
+
+    erp_client.delete(f"/api/v1/products/{products['MUG'].pk}")
+    while outbox.dispatch_outbox()[0]:
+        pass
+
+    (delivery,) = WebhookDelivery.objects.filter(integration=integration)
+    body = json.loads(delivery.body)
+    assert body["type"] == "product.deleted"
+    assert (body["data"]["sku"], body["data"]["archived_at"] is not None) == ("MUG", True)
+
+
+def test_subscribing_to_product_deleted_needs_products_read(api_client, issue_key, integration):
+    key = issue_key(
+        kind=KeyKind.INTEGRATION, name="Hooks only", integration=integration, grants=["webhooks:write"]
+    )
+
+    response = api_client(key).post(
+        "/api/v1/webhooks",
+        {"url": "https://shop.example.test/hooks", "events": ["product.deleted"]},
+        format="json",
+    )
+
+    assert_error(response, 403, "missing_grant")
+    assert response.json()["error"]["details"] == {"required": ["products:read"]}
+
+
+def test_the_channel_reads_an_archived_product_as_zero_available(channel_client, erp_client, stock, products):
+    erp_client.delete(f"/api/v1/products/{products['MUG'].pk}")
+
+    rows = channel_client.get("/api/v1/availability").json()["results"]
+
+    assert {row["sku"]: row["available"] for row in rows} == {"MUG": 0, "TSHIRT-M": 10, "TSHIRT-S": 10}
+
+
+def test_upserting_an_archived_sku_updates_it_but_keeps_it_archived(erp_client, products):
+    erp_client.delete(f"/api/v1/products/{products['MUG'].pk}")
+
+    again = erp_client.post("/api/v1/products", {"sku": "MUG", "name": "Mug, blue"}, format="json")
+
+    assert again.status_code == 200, again.content
+    assert again.json()["name"] == "Mug, blue" and again.json()["archived_at"] is not None
