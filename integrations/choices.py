@@ -121,6 +121,7 @@ class EventType(models.TextChoices):
     ORDER_CANCELED = "order.canceled"
     SHIPPING_REQUEST_CREATED = "shipping_request.created"
     SHIPPING_REQUEST_CANCELED = "shipping_request.canceled"
+    SHIPPING_REQUEST_REJECTED = "shipping_request.rejected"
     FULFILLMENT_CREATED = "fulfillment.created"
     FULFILLMENT_UPDATED = "fulfillment.updated"
     FULFILLMENT_CANCELED = "fulfillment.canceled"

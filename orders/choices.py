@@ -32,6 +32,7 @@ ORDER_TRANSITIONS = {
         OrderStatus.FULFILLED,
         OrderStatus.CANCELED,
         OrderStatus.ON_HOLD,  # its requests were canceled before anything shipped: held to be routed again
+        OrderStatus.READY,  # its only open request was rejected by the 3PL: routed again without that location
     },
     # Back, when a fulfillment is canceled (orders/corrections.py): to what still stands shipped.
     OrderStatus.PARTIALLY_FULFILLED: {OrderStatus.FULFILLED, OrderStatus.SENT_TO_FULFILLMENT},
@@ -55,7 +56,11 @@ class ShippingRequestStatus(models.TextChoices):
     PARTIALLY_FULFILLED = "partially_fulfilled", _("Partially fulfilled")
     FULFILLED = "fulfilled", _("Fulfilled")
     CANCELED = "canceled", _("Canceled")
+    REJECTED = "rejected", _("Rejected")  # refused by its 3PL (with a reason): its stock released
 
+
+# The longest reason a 3PL may give for rejecting a shipping request (characters).
+REJECTION_REASON_MAX = 500
 
 REQUEST_BADGE = {
     ShippingRequestStatus.PENDING: "grey",
@@ -63,6 +68,7 @@ REQUEST_BADGE = {
     ShippingRequestStatus.PARTIALLY_FULFILLED: "amber",
     ShippingRequestStatus.FULFILLED: "green",
     ShippingRequestStatus.CANCELED: "black",
+    ShippingRequestStatus.REJECTED: "red",
 }
 
 

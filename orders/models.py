@@ -8,7 +8,13 @@ from inventory.models import Location, Product
 from organizations.models import Organization
 from organizations.scoping import restricted
 
-from .choices import FulfillmentStatus, OrderStatus, PaymentStatus, ShippingRequestStatus
+from .choices import (
+    REJECTION_REASON_MAX,
+    FulfillmentStatus,
+    OrderStatus,
+    PaymentStatus,
+    ShippingRequestStatus,
+)
 
 MONEY = {"max_digits": 14, "decimal_places": 2, "default": 0}
 
@@ -186,6 +192,10 @@ class ShippingRequest(models.Model):
         ShippingMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.CharField(
+        max_length=REJECTION_REASON_MAX, blank=True, help_text="Why its 3PL refused it (status rejected)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -194,7 +204,13 @@ class ShippingRequest(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["order", "location"], name="shippingrequest_unique_location")
+            # A rejected request stays (what the 3PL refused, and why): routing never uses that location again.
+            models.UniqueConstraint(fields=["order", "location"], name="shippingrequest_unique_location"),
+            models.CheckConstraint(
+                condition=Q(status=ShippingRequestStatus.REJECTED, rejected_at__isnull=False)
+                | (~Q(status=ShippingRequestStatus.REJECTED) & Q(rejected_at__isnull=True)),
+                name="shippingrequest_rejected_at_iff_rejected",
+            ),
         ]
         indexes = [models.Index(fields=["fulfiller", "status", "-created_at"], name="shipreq_fulfiller_idx")]
 

@@ -8,6 +8,7 @@ lives in the module named after its job:
 * shipping.py — shipping requests (stock committed) and their acknowledgement
 * fulfillments.py — shipments recorded against a request, the order following them
 * cancellation.py — cancelling an order
+* rejection.py — a 3PL rejecting a shipping request (stock released, the order routed again)
 * corrections.py — a fulfillment's tracking corrected, or the fulfillment canceled (its stock put back)
 
 Every change writes its outbox event in the same transaction.
@@ -28,6 +29,7 @@ from .holds import (
     set_routing_location,
 )
 from .ingest import HEADER_FIELDS, ingest_order
+from .rejection import reject
 from .shipping import acknowledge, create_shipping_request
 from .state import (
     EDITABLE,
@@ -64,6 +66,7 @@ __all__ = [
     "mark_rules_applied",
     "move",
     "order_payload",
+    "reject",
     "release",
     "set_routing_location",
     "update_fulfillment",

@@ -29,10 +29,11 @@ def create_shipping_request(order: Order, location, lines=None) -> ShippingReque
             raise OrderConflict(f"Order {order} is {order.get_status_display().lower()}, not ready to ship.")
         if location.organization_id != order.organization_id or not location.ships or not location.active:
             raise ValidationError(f"{location} cannot ship this order.")
-        # What other (not canceled) requests already cover is not routed twice: that would commit it twice.
+        # What other (not canceled or rejected) requests already cover is not routed twice: that would commit
+        # it twice.
         routed = defaultdict(int)
         for rl in ShippingRequestLine.objects.filter(request__order=order).exclude(
-            request__status=ShippingRequestStatus.CANCELED
+            request__status__in=(ShippingRequestStatus.CANCELED, ShippingRequestStatus.REJECTED)
         ):
             routed[rl.order_line_id] += rl.quantity
         if lines is None:

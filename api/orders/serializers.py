@@ -14,7 +14,13 @@ from rest_framework import serializers
 
 from api.fields import IdField, StrictIntegerField
 from inventory import services as inventory_services
-from orders.choices import FulfillmentStatus, OrderStatus, PaymentStatus, ShippingRequestStatus
+from orders.choices import (
+    REJECTION_REASON_MAX,
+    FulfillmentStatus,
+    OrderStatus,
+    PaymentStatus,
+    ShippingRequestStatus,
+)
 from orders.models import Fulfillment, Order, OrderLine, ShippingRequest
 
 MAX_LINES = 500  # lines in one order or fulfillment body
@@ -265,11 +271,14 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
             "lines",
             "status",
             "acknowledged_at",
+            "rejected_at",
+            "rejection_reason",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
         list_serializer_class = ShippingRequestListSerializer
+        extra_kwargs = {"rejection_reason": {"help_text": "Why its 3PL rejected it; empty unless rejected."}}
 
     def load_external_skus(self, requests):
         """One look-up per fulfiller in the page (one for a 3PL's own key), kept in the context."""
@@ -303,6 +312,12 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
             }
             for line in obj.lines.all()
         ]
+
+
+class RejectSerializer(serializers.Serializer):
+    """POST /shipping-requests/{id}/reject: why the 3PL cannot take it (required, shown to the organization)."""
+
+    reason = serializers.CharField(max_length=REJECTION_REASON_MAX)
 
 
 # --- fulfillments -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from api.orders.serializers import (
     FulfillmentUpdateSerializer,
     OrderInputSerializer,
     OrderSerializer,
+    RejectSerializer,
     ShippingRequestSerializer,
 )
 from api.schema import ErrorSerializer
@@ -169,6 +170,7 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         "list": "shipping_requests:read",
         "retrieve": "shipping_requests:read",
         "acknowledge": "shipping_requests:write",
+        "reject": "shipping_requests:write",
     }
 
     def integration_scope(self, integration):
@@ -185,6 +187,32 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
     def acknowledge(self, request, pk=None):
         shipping_request = self.get_object()
         services.acknowledge(shipping_request)
+        return self.answer(shipping_request)
+
+    @extend_schema(
+        summary="Reject a shipping request",
+        description="The 3PL cannot take it: a pending or acknowledged request becomes `rejected` with the "
+        "`reason` (required, up to 500 characters), its committed stock is released and "
+        "`shipping_request.rejected` is sent. The order is routed again without this location (held as "
+        "unroutable, with an exception, when no other location can ship it); when other requests of the "
+        "order stand, an exception asks a person to route what this one carried. 409 `conflict` when the "
+        "request is rejected, (partially) fulfilled or canceled, changing nothing; send an `Idempotency-Key` "
+        "to have a retry answered as the first call was. A request routed to another integration: 404.",
+        request=RejectSerializer,
+        responses={
+            200: ShippingRequestSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, description="conflict: the request can no longer be rejected"
+            ),
+        },
+        parameters=[OPAQUE_ID],
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        shipping_request = self.get_object()
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.reject(shipping_request, body.validated_data["reason"])
         return self.answer(shipping_request)
 
 

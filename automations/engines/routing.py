@@ -11,7 +11,7 @@ on a schedule and as soon as stock of its products moves.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.conf import settings as django_settings
@@ -24,7 +24,7 @@ from core.sync_exceptions import ExceptionKind
 from inventory import allocation, archive
 from inventory.models import Location
 from orders import services as order_services
-from orders.choices import OrderStatus
+from orders.choices import OrderStatus, ShippingRequestStatus
 from orders.models import Order, OrderLine, ShippingRequest
 from orders.services import UNROUTABLE_REASON
 
@@ -160,12 +160,17 @@ def _split(locations, lines, stock) -> Plan | None:
     return None
 
 
-def make_plan(order, lines, card, stock, strategy) -> Plan | None:
-    """Where each line ships from (routing_location first, then the card), or None when nothing covers it."""
+def make_plan(order, lines, card, stock, strategy, *, refused=()) -> Plan | None:
+    """
+    Where each line ships from (routing_location first, then the card), or None when nothing covers it.
+    `refused`: ids of locations that rejected the order's request (the card is given without them).
+    """
     demand = _demand(lines)
     everything = [(line, line.quantity) for line in lines]
     preferred = order.routing_location
-    usable = preferred is not None and _usable(preferred, order.organization_id)
+    usable = (
+        preferred is not None and preferred.pk not in refused and _usable(preferred, order.organization_id)
+    )
     if usable and _ships_all(preferred, demand, stock):
         return [(preferred, everything)]
     single = _single(card.locations, demand, stock, strategy)
@@ -209,14 +214,17 @@ def route(order, settings) -> RouteResult:
         # Sold nowhere: held until a person restores the product (its figures' recompute retries the order).
         reason = f"{', '.join(archived)} archived"
         return RouteResult(False, reason=reason, held=_unroutable(order, card, reason, retry=retry))
+    # A location that rejected the order's request is never asked again (one request per order and location).
+    refused = _refused(order)
+    card = replace(card, locations=tuple(loc for loc in card.locations if loc.pk not in refused))
     candidates = {loc.pk for loc in card.locations}
-    if order.routing_location_id:
+    if order.routing_location_id and order.routing_location_id not in refused:
         candidates.add(order.routing_location_id)
     stock: dict = {}
     contended = False
     for _ in range(ATTEMPTS):
         stock = allocation.routable_stock(order.organization_id, order.source_id, _demand(lines), candidates)
-        plan = make_plan(order, lines, card, stock, settings.routing_strategy)
+        plan = make_plan(order, lines, card, stock, settings.routing_strategy, refused=refused)
         if plan is None:
             contended = False
             break
@@ -229,8 +237,16 @@ def route(order, settings) -> RouteResult:
             return RouteResult(False, reason="the order changed while it was being routed")
         return RouteResult(True, requests)
     reason = _why(card, lines, stock, contended=contended)
+    if refused:
+        reason += f"; {', '.join(sorted(refused.values()))} rejected its shipping request"
     held = _unroutable(order, card, reason, retry=retry)
     return RouteResult(False, reason=reason, held=held)
+
+
+def _refused(order) -> dict[int, str]:
+    """{location id: name} of the locations whose 3PL rejected a shipping request of the order."""
+    rejected = ShippingRequest.objects.filter(order=order, status=ShippingRequestStatus.REJECTED)
+    return dict(rejected.values_list("location_id", "location__name"))
 
 
 def _lines_of(lines) -> list[tuple[int, int, int]]:

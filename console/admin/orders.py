@@ -80,6 +80,14 @@ class OrderLineInline(PartInline):
         return super().get_queryset(request).select_related("product")
 
 
+def request_status(request):
+    """The request's badge; a rejected one's with its 3PL's reason beside it."""
+    shown = badge(REQUEST_BADGE, request.status, request.get_status_display())
+    if request.rejection_reason:  # given only when rejected
+        return format_html("{} {}", shown, request.rejection_reason)
+    return shown
+
+
 class ShippingRequestInline(PartInline):
     model = ShippingRequest
     fields = [
@@ -109,7 +117,7 @@ class ShippingRequestInline(PartInline):
 
     @admin.display(description="status")
     def status_badge(self, obj):
-        return badge(REQUEST_BADGE, obj.status, obj.get_status_display())
+        return request_status(obj)
 
     @admin.display(description="lines")
     def lines_summary(self, obj):
@@ -398,6 +406,8 @@ class ShippingRequestAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organiza
         "fulfiller",
         "shipping_method",
         "acknowledged_at",
+        "rejected_at",
+        "rejection_reason",
         "created_at",
         "updated_at",
     ]
@@ -406,7 +416,7 @@ class ShippingRequestAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organiza
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        return badge(REQUEST_BADGE, obj.status, obj.get_status_display())
+        return request_status(obj)
 
 
 class FulfillmentLineInline(PartInline):

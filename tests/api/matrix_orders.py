@@ -142,6 +142,10 @@ ENTRIES: dict[str, Tenancy] = {
     "api:shipping-request-list": Tenancy(**REQUESTS),
     "api:shipping-request-detail": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
     "api:shipping-request-acknowledge": Tenancy(**REQUESTS, obj=lambda w: w.shipping_request),
+    # Rejecting releases the request's stock and routes the order again: never by an outsider.
+    "api:shipping-request-reject": Tenancy(
+        **REQUESTS, obj=lambda w: w.shipping_request, body=lambda w: {"reason": "outsider"}
+    ),
     "api:fulfillment-list": Tenancy(**FULFILLMENTS, body=fulfillment_body, names_a=True),
     # PATCH corrects the tracking; cancel voids the shipment (its stock put back): never by an outsider.
     "api:fulfillment-detail": Tenancy(

@@ -48,6 +48,8 @@ def test_a_3pl_reads_its_requests_in_its_own_codes(tpl, warehouse_integration, r
         ],
         "status": "pending",
         "acknowledged_at": None,
+        "rejected_at": None,
+        "rejection_reason": "",
         "created_at": detail["created_at"],
         "updated_at": detail["updated_at"],
     }

@@ -20,8 +20,9 @@ EXPECTED = {
     S.NEW: {S.ON_HOLD, S.READY, S.CANCELED},
     S.ON_HOLD: {S.READY, S.CANCELED},
     S.READY: {S.ON_HOLD, S.SENT_TO_FULFILLMENT, S.CANCELED},
-    # Back to on_hold only when its requests were canceled before anything shipped (to be routed again).
-    S.SENT_TO_FULFILLMENT: {S.PARTIALLY_FULFILLED, S.FULFILLED, S.CANCELED, S.ON_HOLD},
+    # Back to on_hold only when its requests were canceled before anything shipped (to be routed again);
+    # back to ready when its 3PL rejected its only request (issue 16: routed again without that location).
+    S.SENT_TO_FULFILLMENT: {S.PARTIALLY_FULFILLED, S.FULFILLED, S.CANCELED, S.ON_HOLD, S.READY},
     # Back when a fulfillment is canceled (issue 16, corrections): to what still stands shipped.
     S.PARTIALLY_FULFILLED: {S.FULFILLED, S.SENT_TO_FULFILLMENT},
     S.FULFILLED: {S.PARTIALLY_FULFILLED, S.SENT_TO_FULFILLMENT},
