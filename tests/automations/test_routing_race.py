@@ -64,7 +64,7 @@ def routing_workers():
     """
     WORKERS threads, each keeping its own database connection from one round to the next as a Celery worker
     process does from one task to the next; the connections are closed at the end. With a new connection for
-    each of the 500 routings, PostgreSQL spent 18 s of CPU on this file instead of 8 (and the suite 60 s
+    each of the 500 routings, PostgreSQL spent 18 s of CPU on this file instead of 8 (60 s in all
     instead of 43).
     """
     pool = ThreadPoolExecutor(max_workers=WORKERS)
