@@ -78,7 +78,7 @@ export VAR_DIR="$test_tmp/var"
 # folder outside the tree instead, so that each run, and each pytest-xdist worker, does not rewrite it again.
 if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
     unset PYTHONDONTWRITEBYTECODE
-    export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/pycache}"
+    export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$HOME/.cache/switchyard/pycache}"
 fi
 
 pytest_args=()
