@@ -141,7 +141,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
         "create": "webhooks:write",
         "destroy": "webhooks:write",
         "test": "webhooks:write",
-        "rotate_secret": "webhooks:write",
+        "rotate_secret": "webhooks:write",  # noqa: RUF100, S105 - a grant's name, not a password
     }
 
     def integration_scope(self, integration):
