@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from rest_framework import serializers
 
+from api.fields import StrictIntegerField
 from integrations import connector_settings
 from integrations.choices import OWED
 from integrations.models import (
@@ -119,7 +120,7 @@ class RotatedSecretSerializer(WebhookCreatedSerializer):
 
 
 class RotateSecretInputSerializer(serializers.Serializer):
-    overlap_hours = serializers.IntegerField(
+    overlap_hours = StrictIntegerField(
         required=False,
         min_value=0,
         help_text="Hours the previous secret keeps signing beside the new one (default "

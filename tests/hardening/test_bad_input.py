@@ -17,6 +17,7 @@ from django.apps import apps
 from django.db.models import Max
 
 from integrations.models import Integration, IntegrationEvent
+from inventory.models import Location
 from orders import services as order_services
 from tests.api.helpers import WRITE_METHODS, api_routes, assert_error
 from tokens import grants
@@ -37,6 +38,10 @@ class Scene:
     product: object
     warehouse: object
     webhook_id: str
+    fulfillment: object  # of the first order's MUG: its TSHIRT-S are left for the POST below
+    rejectable: object  # a third order's shipping request, untouched by the other writes
+    spare_location: object  # the 3PL's, with no open shipping request
+    delivery_id: str  # a test event's delivery to the channel's webhook
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,25 @@ WRITES: dict[str, Write] = {
     "api:webhook-list": Write(
         "POST", "channel", lambda s: {"url": "http://127.0.0.1:9/hook", "events": ["order.created"]}, "url"
     ),
+    "api:fulfillment-detail": Write(
+        "PATCH", "tpl", lambda s: {"carrier": "DHL"}, "carrier", lambda s: s.fulfillment
+    ),
+    "api:shipping-request-reject": Write(
+        "POST", "tpl", lambda s: {"reason": "no room"}, "reason", lambda s: s.rejectable
+    ),
 }
-# Routes whose views read no body: only the size limit applies to them.
+# Routes whose views read no body, or no text (rotate-secret's one field is a number, read strictly:
+# tests/hardening/test_bad_numbers.py): only the size limit applies to them.
 BODYLESS: dict[str, tuple[str, str, Callable | None]] = {
     "api:integration-connect": ("POST", "channel", None),
     "api:order-release": ("POST", "channel", lambda s: s.order),
     "api:shipping-request-acknowledge": ("POST", "tpl", lambda s: s.shipping_request),
     "api:webhook-detail": ("DELETE", "channel", lambda s: s.webhook_id),
+    "api:webhook-test": ("POST", "channel", lambda s: s.webhook_id),
+    "api:webhook-rotate-secret": ("POST", "channel", lambda s: s.webhook_id),
+    "api:webhook-delivery-replay": ("POST", "channel", lambda s: s.delivery_id),
+    "api:fulfillment-cancel": ("POST", "tpl", lambda s: s.fulfillment),
+    "api:location-detail": ("DELETE", "tpl", lambda s: s.spare_location),
 }
 ROUTES = {route.name: route for route in api_routes()}
 LISTS = sorted(r.name for r in ROUTES.values() if "GET" in r.methods and not r.params and r.name != "api:me")
@@ -132,6 +149,16 @@ def scene(
     order = order_services.make_ready(order)
     shipping_request = order_services.create_shipping_request(order, warehouse)
     cancelable, _ = order_services.ingest_order(integration, {**order_body, "external_id": "1002"})
+    third, _ = order_services.ingest_order(integration, {**order_body, "external_id": "1003"})
+    rejectable = order_services.create_shipping_request(order_services.make_ready(third), warehouse)
+    fulfillment, _ = order_services.create_fulfillment(
+        shipping_request,
+        {"external_id": "F-MUG", "carrier": "UPS", "lines": [(products["MUG"].pk, 1)]},
+        integration=warehouse_integration,
+    )
+    spare = Location.objects.create(
+        organization=warehouse.organization, name="Spare", kind="3pl", managed_by=warehouse_integration
+    )
 
     def key(target):
         return key_services.issue_key(
@@ -143,6 +170,8 @@ def scene(
         "/api/v1/webhooks", {"url": "http://127.0.0.1:9/existing", "events": ["order.created"]}, format="json"
     )
     assert hook.status_code == 201, hook.content
+    test_event = api_client(channel_key).post(f"/api/v1/webhooks/{hook.json()['id']}/test")
+    assert test_event.status_code == 202, test_event.content
     # The first use of a key writes its last_used_at: done here, before any snapshot.
     assert api_client(tpl_key).get("/api/v1/me").status_code == 200
     return Scene(
@@ -154,6 +183,10 @@ def scene(
         products["MUG"],
         warehouse,
         hook.json()["id"],
+        fulfillment,
+        rejectable,
+        spare,
+        test_event.json()["id"],
     )
 
 

@@ -95,6 +95,7 @@ class Scene:
     tpl: object
     shipping_request: object
     warehouse: object
+    webhook: str  # the id of one of the channel's webhook subscriptions
 
 
 @pytest.fixture
@@ -112,7 +113,12 @@ def scene(
         )
         return api_client(issued)
 
-    return Scene(client(integration), client(warehouse_integration), shipping_request, warehouse)
+    channel = client(integration)
+    hook = channel.post(
+        "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["order.created"]}, format="json"
+    )
+    assert hook.status_code == 201, hook.content
+    return Scene(channel, client(warehouse_integration), shipping_request, warehouse, hook.json()["id"])
 
 
 PATH_ROUTES = [route for route in api_routes() if route.params]
@@ -212,6 +218,12 @@ BODIES = {
     "/api/v1/fulfillments": ("tpl", _fulfillment),
     "/api/v1/inventory": ("tpl", _stock),
     "/api/v1/locations": ("tpl", _location),
+    "/api/v1/webhooks/{id}/rotate-secret": ("channel", lambda s: {"overlap_hours": 1}),
+}
+# The object each path's {id} names in these tests.
+PATH_IDS = {
+    "/api/v1/webhooks/{id}/deliveries": lambda s: s.webhook,
+    "/api/v1/webhooks/{id}/rotate-secret": lambda s: s.webhook,
 }
 # Lists only one kind of key reads.
 QUERY_KEY = {"/api/v1/shipping-requests": "tpl", "/api/v1/inventory": "tpl"}
@@ -225,6 +237,7 @@ def test_every_id_and_number_of_the_schema_is_covered():
     assert ("POST", "/api/v1/orders", "body", "lines.quantity", "number") in FIELDS
     for method, path, where, *_ in FIELDS:
         assert (where == "query" and method == "GET") or (method == "POST" and path in BODIES), path
+        assert "{id}" not in path or path in PATH_IDS, path
 
 
 def _put(body, dotted, value):
@@ -237,9 +250,10 @@ def _put(body, dotted, value):
 
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: " ".join(f))
 def test_a_bad_id_or_number_in_a_query_or_body_is_400_naming_it(scene, field):
-    _, path, where, name, what = field
+    _, template, where, name, what = field
+    path = template.replace("{id}", str(PATH_IDS[template](scene))) if "{id}" in template else template
     if where == "query":
-        client = getattr(scene, QUERY_KEY.get(path, "channel"))
+        client = getattr(scene, QUERY_KEY.get(template, "channel"))
         assert client.get(path).status_code == 200
         for value in BAD:
             response = client.get(path, {name: value})
@@ -248,7 +262,7 @@ def test_a_bad_id_or_number_in_a_query_or_body_is_400_naming_it(scene, field):
                 continue
             assert name in assert_error(response, 400, "validation_error"), value
         return
-    who, make = BODIES[path]
+    who, make = BODIES[template]
     client = getattr(scene, who)
     for value in [*BAD, *BAD_NUMBERS, *([0] if what == "id" else [])]:
         body = make(scene)
