@@ -120,6 +120,7 @@ class EventType(models.TextChoices):
     ORDER_UPDATED = "order.updated"
     ORDER_CANCELED = "order.canceled"
     SHIPPING_REQUEST_CREATED = "shipping_request.created"
+    SHIPPING_REQUEST_UPDATED = "shipping_request.updated"  # address, contact or method changed after routing
     SHIPPING_REQUEST_CANCELED = "shipping_request.canceled"
     SHIPPING_REQUEST_REJECTED = "shipping_request.rejected"
     FULFILLMENT_CREATED = "fulfillment.created"

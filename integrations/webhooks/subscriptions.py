@@ -29,6 +29,7 @@ _GRANTS_BY_TYPE: dict[EventType, str | None] = {
     EventType.ORDER_UPDATED: "orders:read",
     EventType.ORDER_CANCELED: "orders:read",
     EventType.SHIPPING_REQUEST_CREATED: "shipping_requests:read",
+    EventType.SHIPPING_REQUEST_UPDATED: "shipping_requests:read",
     EventType.SHIPPING_REQUEST_CANCELED: "shipping_requests:read",
     EventType.SHIPPING_REQUEST_REJECTED: "shipping_requests:read",
     EventType.FULFILLMENT_CREATED: "fulfillments:read",
