@@ -140,8 +140,14 @@ def verify(
 # --- body ------------------------------------------------------------------------------------------------
 
 
-def payload(event_id: str, event_type: str, created_at: Any, sequence: int, data: Any) -> bytes:
-    """The delivery body as the exact bytes that are signed and sent: compact JSON, UTF-8."""
+def payload(
+    event_id: str, event_type: str, created_at: Any, sequence: int, data: Any, *, changes: Any = None
+) -> bytes:
+    """
+    The delivery body as the exact bytes that are signed and sent: compact JSON, UTF-8. `changes` (the
+    fields an update changed, e.g. of shipping_request.updated) is a top-level field beside `data`, which
+    stays the object as GET renders it; left out when None.
+    """
     envelope = {
         "id": event_id,
         "type": event_type,
@@ -149,6 +155,8 @@ def payload(event_id: str, event_type: str, created_at: Any, sequence: int, data
         "sequence": sequence,
         "data": data,
     }
+    if changes is not None:
+        envelope["changes"] = changes
     return json.dumps(
         envelope, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")

@@ -263,6 +263,12 @@ class OutboxEvent(models.Model):
     object_type = models.CharField(max_length=40)
     object_id = models.CharField(max_length=40)
     payload = models.JSONField(default=dict)
+    changes = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='What changed (e.g. ["shipping_address.line1"]), sent as the envelope\'s `changes`; empty '
+        "for events that carry none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
 

@@ -34,8 +34,11 @@ OUTBOX_BATCH = 500  # outbox rows turned into deliveries per transaction
 # --- recording events ------------------------------------------------------------------------------------
 
 
-def emit(organization, event_type, obj_type, obj_id, payload, *, integration=None):
-    """Record a domain event in the current transaction (the outbox); delivered after the commit."""
+def emit(organization, event_type, obj_type, obj_id, payload, *, integration=None, changes=None):
+    """
+    Record a domain event in the current transaction (the outbox); delivered after the commit. `changes`
+    (a list of field names) goes out as the envelope's `changes` beside `data`.
+    """
     schedule_dispatch()
     return OutboxEvent.objects.create(
         organization_id=organization if isinstance(organization, int) else organization.pk,
@@ -44,6 +47,7 @@ def emit(organization, event_type, obj_type, obj_id, payload, *, integration=Non
         object_type=obj_type,
         object_id=str(obj_id),
         payload=payload,
+        changes=changes,
     )
 
 
@@ -262,7 +266,9 @@ def _deliveries_for(events: list[OutboxEvent]) -> list[WebhookDelivery]:
     deliveries = []
     for event, subscription, data in visible:
         sequence = sequences[subscription.pk].pop(0)
-        body = signing.payload(event_ids[event.pk], event.type, event.created_at, sequence, data)
+        body = signing.payload(
+            event_ids[event.pk], event.type, event.created_at, sequence, data, changes=event.changes
+        )
         deliveries.append(
             WebhookDelivery(
                 organization_id=event.organization_id,
