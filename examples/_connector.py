@@ -193,6 +193,9 @@ class HubClient:
     def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         return self.request("POST", path, json_body=body or {}, idempotency_key=idempotency_key, **kwargs)
 
+    def patch(self, path: str, body: Any, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, json_body=body, **kwargs)
+
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
 

@@ -4,18 +4,24 @@ A sample 3PL for Switchyard: reports its stock, ships what the hub routes to it.
 
     python examples/sample_3pl.py --hub http://127.0.0.1:8000 --key sy_… \\
         [--listen 127.0.0.1:0] [--public-url URL] [--location-name NAME] [--stock SKU=N[,…]]… \\
-        [--carrier UPS] [--poll-interval 60]
+        [--carrier UPS] [--poll-interval 60] [--refuse-sku SKU[,…]] [--relabel]
 
 1. `GET /api/v1/me`, then the handshake `POST /api/v1/integration/connect`.
 2. Finds its location among `GET /api/v1/locations` (a key sees those it manages) or creates it with
    `POST /api/v1/locations`, then sets its on-hand counts there with `POST /api/v1/inventory`.
-3. Serves `POST /webhooks` on --listen and subscribes it to shipping_request.created/.canceled with
+3. Serves `POST /webhooks` on --listen and subscribes it to the events of EVENTS with
    `POST /api/v1/webhooks`; every delivery's Standard Webhooks signature is verified (bad → 401) and a
    repeated webhook-id is not handled twice.
 4. For each shipping request (from a webhook, or the fallback poll of
    `GET /api/v1/shipping-requests?status=pending` every --poll-interval seconds; 0: off):
-   `GET /api/v1/shipping-requests/{id}`, `POST …/{id}/acknowledge`, then `POST /api/v1/fulfillments` with
-   the carrier, a tracking number and the lines still to ship.
+   `GET /api/v1/shipping-requests/{id}`; one naming a --refuse-sku is refused with
+   `POST …/{id}/reject` and a reason (the hub routes the order elsewhere); the others get
+   `POST …/{id}/acknowledge`, then `POST /api/v1/fulfillments` with the carrier, a tracking number and the
+   lines still to ship. With --relabel, each parcel's tracking number is then corrected with
+   `PATCH /api/v1/fulfillments/{id}`, as when a carrier replaces a label.
+5. fulfillment.canceled (a parcel voided, e.g. by the org admin): its units are owed again, so the request
+   is shipped again in a new parcel. fulfillment.updated is logged. product.deleted: the SKU is left out of
+   its stock pushes from then on (the hub would refuse its count as `archived_sku`).
 
 Each step is one JSON line on stdout. SIGTERM or Ctrl-C: deletes its subscription and exits 0.
 """
@@ -41,7 +47,13 @@ from _connector import (
     utc_now_iso,
 )
 
-EVENTS = ["shipping_request.created", "shipping_request.canceled"]
+EVENTS = [
+    "shipping_request.created",
+    "shipping_request.canceled",
+    "fulfillment.updated",
+    "fulfillment.canceled",
+    "product.deleted",
+]
 OPEN = ("pending", "acknowledged", "partially_fulfilled")
 
 
@@ -65,6 +77,9 @@ class Warehouse:
         self.work: queue.Queue = queue.Queue()
         self.queued: set[str] = set()  # queued or handled: the webhook and the poll may both name one
         self.canceled: set[str] = set()
+        self.voided: dict[str, int] = {}  # shipping request → its parcels voided so far
+        self.archived: set[str] = set()  # SKUs deleted from the catalog: no longer pushed
+        self.refuse = {sku for spec in args.refuse_sku for sku in spec.split(",") if sku}
         self.lock = threading.Lock()
 
     def ensure_location(self) -> dict:
@@ -85,6 +100,8 @@ class Warehouse:
         return self.location
 
     def push_stock(self, items: list[dict]) -> dict:
+        with self.lock:
+            items = [item for item in items if item["sku"] not in self.archived]
         result = self.client.post("/inventory", {"location": self.location["id"], "items": items})
         log("stock_pushed", location=self.location["id"], updated=result["updated"], errors=result["errors"])
         return result
@@ -92,13 +109,30 @@ class Warehouse:
     # --- shipping requests in ----------------------------------------------------------------------------
 
     def on_event(self, event: dict) -> None:
-        request_id = str((event.get("data") or {}).get("id"))
+        data = event.get("data") or {}
+        request_id = str(data.get("id"))
         if event.get("type") == "shipping_request.created":
             self.enqueue(request_id, via="webhook")
         elif event.get("type") == "shipping_request.canceled":
             with self.lock:
                 self.canceled.add(request_id)
             log("shipping_request_canceled", shipping_request=request_id)
+        elif event.get("type") == "fulfillment.canceled":
+            # A voided parcel: its units are owed again and still on the shelf, so they go out again.
+            request_id = str(data.get("shipping_request"))
+            with self.lock:
+                self.voided[request_id] = self.voided.get(request_id, 0) + 1
+                self.queued.discard(request_id)
+            log("fulfillment_voided", fulfillment=data.get("id"), shipping_request=request_id)
+            self.enqueue(request_id, via="void")
+        elif event.get("type") == "fulfillment.updated":
+            log(
+                "fulfillment_updated", fulfillment=data.get("id"), tracking_number=data.get("tracking_number")
+            )
+        elif event.get("type") == "product.deleted":
+            with self.lock:
+                self.archived.add(data.get("sku"))
+            log("product_archived", sku=data.get("sku"))
 
     def enqueue(self, request_id: str, *, via: str) -> None:
         with self.lock:
@@ -143,6 +177,17 @@ class Warehouse:
         if canceled or request["status"] not in OPEN:
             log("skipped", shipping_request=request_id, status=request["status"])
             return
+        refused = sorted({line["sku"] for line in request["lines"]} & self.refuse)
+        if refused and request["status"] in ("pending", "acknowledged"):
+            # Refused with a reason the org admin reads; the hub releases the stock and routes elsewhere.
+            reason = f"Cannot ship {', '.join(refused)} from {self.location['name']}: stock damaged"
+            request = self.client.post(
+                f"/shipping-requests/{request_id}/reject",
+                {"reason": reason},
+                idempotency_key=f"reject-{request_id}",
+            )
+            log("rejected", shipping_request=request_id, status=request["status"], reason=reason)
+            return
         if request["status"] == "pending":
             request = self.client.post(
                 f"/shipping-requests/{request_id}/acknowledge", idempotency_key=f"ack-{request_id}"
@@ -159,18 +204,22 @@ class Warehouse:
         lines = [line for line in lines if line["quantity"] > 0]
         if not lines:
             return
-        tracking = f"1ZSAMPLE{request_id:0>10}"
+        with self.lock:
+            voided = self.voided.get(request_id, 0)
+        # The 3PL's own parcel id: sent again (a retry, a restart), the hub returns the first fulfillment.
+        # A parcel shipped again after a void is a new parcel, with an id of its own.
+        parcel = f"{self.args.fulfillment_prefix}{request_id}" + (f"-{voided + 1}" if voided else "")
+        tracking = f"1ZSAMPLE{request_id:0>10}" + (f"V{voided}" if voided else "")
         body = {
             "shipping_request": request_id,
-            # The 3PL's own id: sent again (a retry, a restart), the hub returns the first fulfillment.
-            "external_id": f"{self.args.fulfillment_prefix}{request_id}",
+            "external_id": parcel,
             "carrier": self.args.carrier,
             "tracking_number": tracking,
             "tracking_url": f"https://tracking.example.com/{tracking}",
             "lines": lines,
             "shipped_at": utc_now_iso(),
         }
-        fulfillment = self.client.post("/fulfillments", body, idempotency_key=f"ship-{request_id}")
+        fulfillment = self.client.post("/fulfillments", body, idempotency_key=f"ship-{parcel}")
         log(
             "shipped",
             shipping_request=request_id,
@@ -181,6 +230,17 @@ class Warehouse:
             lines=fulfillment["lines"],
             via=via,
         )
+        if self.args.relabel:
+            self.relabel(fulfillment)
+
+    def relabel(self, fulfillment: dict) -> None:
+        """The carrier replaced the parcel's label: correct its tracking (the channel gets fulfillment.updated)."""
+        tracking = fulfillment["tracking_number"] + "R"
+        fixed = self.client.patch(
+            f"/fulfillments/{fulfillment['id']}",
+            {"tracking_number": tracking, "tracking_url": f"https://tracking.example.com/{tracking}"},
+        )
+        log("relabeled", fulfillment=fixed["id"], tracking_number=fixed["tracking_number"])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -197,6 +257,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fulfillment-prefix", default="S3PL-", help="Prefix of its fulfillment ids")
     parser.add_argument("--ship-delay", type=float, default=0.0, help="Seconds between ack and shipment")
     parser.add_argument("--no-ship", action="store_true", help="Acknowledge requests but never ship")
+    parser.add_argument(
+        "--refuse-sku",
+        action="append",
+        default=[],
+        metavar="SKU[,…]",
+        help="SKUs it cannot ship (damaged stock): a request naming one is rejected with a reason",
+    )
+    parser.add_argument(
+        "--relabel", action="store_true", help="Correct each parcel's tracking number after shipping it"
+    )
     parser.add_argument(
         "--poll-interval",
         type=float,

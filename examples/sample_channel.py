@@ -7,12 +7,14 @@ A sample sales channel for Switchyard: pushes orders, learns of shipments by sig
 
 1. `GET /api/v1/me`, then the handshake `POST /api/v1/integration/connect` (connecting → connected).
 2. Serves `POST /webhooks` (and `GET /orders`, its own store) on --listen, and subscribes that URL with
-   `POST /api/v1/webhooks` to order.updated and fulfillment.created; the answer's secret verifies every
-   delivery (Standard Webhooks: bad signature → 401; a repeated webhook-id → 200, not handled twice).
+   `POST /api/v1/webhooks` to the events of EVENTS; the answer's secret verifies every delivery
+   (Standard Webhooks: bad signature → 401; a repeated webhook-id → 200, not handled twice).
 3. Pushes each --push-order with `POST /api/v1/orders` and an Idempotency-Key.
 4. On fulfillment.created, confirms it with `GET /api/v1/fulfillments?updated_since=` and marks its order
-   dispatched in its in-memory store. A poll of that list every --poll-interval seconds (0: off) catches
-   what a lost webhook missed.
+   dispatched in its in-memory store. On fulfillment.updated it shows the corrected carrier and tracking;
+   on fulfillment.canceled (a voided parcel) it takes that dispatch back. A poll of that list every
+   --poll-interval seconds (0: off) catches what a lost webhook missed, corrections included.
+5. On product.deleted, delists the SKU: it is no longer offered in the shop (the hub holds an order naming it).
 
 Each step is one JSON line on stdout. SIGTERM or Ctrl-C: deletes its subscription and exits 0.
 """
@@ -40,7 +42,13 @@ from _connector import (
     subscribe_endpoint,
 )
 
-EVENTS = ["order.updated", "fulfillment.created"]
+EVENTS = [
+    "order.updated",
+    "fulfillment.created",
+    "fulfillment.updated",
+    "fulfillment.canceled",
+    "product.deleted",
+]
 CONFIRM_MARGIN = timedelta(minutes=5)  # how far before the event a confirming list starts
 
 
@@ -63,6 +71,7 @@ class Channel:
         self.orders: dict[str, dict] = {}  # external_id → {"id", "number", "status", "dispatched", ...}
         self.by_hub_id: dict[str, str] = {}
         self.fulfillments_seen: set[str] = set()
+        self.delisted: set[str] = set()  # SKUs deleted from the hub's catalog: no longer sold
         self.lock = threading.Lock()
         self.work: queue.Queue = queue.Queue()
         self.counter = 0
@@ -119,19 +128,26 @@ class Channel:
                 if external_id:
                     self.orders[external_id]["status"] = data.get("status")
             log("order_status", order=data.get("id"), external_id=external_id, status=data.get("status"))
-        elif event.get("type") == "fulfillment.created":
-            self.work.put((data, event.get("created_at")))
+        elif event.get("type") in ("fulfillment.created", "fulfillment.updated", "fulfillment.canceled"):
+            self.work.put((event["type"], data, event.get("created_at")))
+        elif event.get("type") == "product.deleted":
+            with self.lock:
+                self.delisted.add(data.get("sku"))
+            log("product_delisted", sku=data.get("sku"))
 
     def run_worker(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                data, created_at = self.work.get(timeout=0.5)
+                kind, data, created_at = self.work.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
-                self.fulfillment_webhook(data, created_at)
+                if kind == "fulfillment.created":
+                    self.fulfillment_webhook(data, created_at)
+                else:  # fulfillment.updated or .canceled: data is the fulfillment after the change
+                    self.apply_correction(data, via="webhook")
             except Exception as exc:  # a sample: log it; the poll (if on) catches the fulfillment later
-                log("error", where="fulfillment.created", fulfillment=data.get("id"), error=repr(exc))
+                log("error", where=kind, fulfillment=data.get("id"), error=repr(exc))
 
     def fulfillment_webhook(self, data: dict, created_at: str | None) -> None:
         fulfillment = dict(data)
@@ -181,7 +197,8 @@ class Channel:
     def mark_dispatched(self, fulfillment: dict, *, via: str, confirmed: bool) -> None:
         fulfillment_id = str(fulfillment["id"])
         hub_order_id = str(fulfillment["order"])
-        external_id = self.external_id_of(hub_order_id)
+        voided = fulfillment.get("status") == "canceled"  # voided before we got to it: nothing shipped
+        external_id = None if voided else self.external_id_of(hub_order_id)
         with self.lock:
             if fulfillment_id in self.fulfillments_seen:
                 return
@@ -199,7 +216,8 @@ class Channel:
                     }
                 )
         if order is None:
-            log("fulfillment_ignored", fulfillment=fulfillment_id, order=hub_order_id, reason="unknown order")
+            reason = "voided" if voided else "unknown order"
+            log("fulfillment_ignored", fulfillment=fulfillment_id, order=hub_order_id, reason=reason)
             return
         log(
             "order_dispatched",
@@ -213,20 +231,56 @@ class Channel:
             confirmed=confirmed,
         )
 
+    def apply_correction(self, fulfillment: dict, *, via: str) -> None:
+        """A fulfillment we marked changed: new carrier or tracking, or voided (status canceled)."""
+        fulfillment_id = str(fulfillment["id"])
+        with self.lock:
+            external_id = self.by_hub_id.get(str(fulfillment["order"]))
+            order = self.orders.get(external_id) if external_id else None
+            shown = [f for f in order["fulfillments"] if f["id"] == fulfillment_id] if order else []
+            if not shown:
+                return  # not marked yet: fulfillment.created (or the poll) brings it as it now stands
+            [shown] = shown
+            if fulfillment.get("status") == "canceled":
+                order["fulfillments"].remove(shown)
+                order["dispatched"] = bool(order["fulfillments"])
+                what = "dispatch_withdrawn"
+            elif (shown["carrier"], shown["tracking_number"]) != (
+                fulfillment.get("carrier"),
+                fulfillment.get("tracking_number"),
+            ):
+                shown.update(
+                    carrier=fulfillment.get("carrier"), tracking_number=fulfillment.get("tracking_number")
+                )
+                what = "tracking_updated"
+            else:
+                return  # nothing new (a repeat, or a poll that sees it again)
+        log(
+            what,
+            external_id=external_id,
+            order=fulfillment["order"],
+            fulfillment=fulfillment_id,
+            carrier=fulfillment.get("carrier"),
+            tracking_number=fulfillment.get("tracking_number"),
+            via=via,
+        )
+
     def poll_fulfillments(self, since: datetime) -> None:
-        """The fallback: shipments of our orders the webhooks did not bring (yet)."""
+        """The fallback: shipments and corrections of our orders the webhooks did not bring (yet)."""
         count = 0
         for item in self.client.paginate("/fulfillments", updated_since=since.isoformat(), limit=100):
             count += 1
             with self.lock:
-                skip = item["id"] in self.fulfillments_seen or item["order"] not in self.by_hub_id
-            if not skip:  # new, and of an order this run pushed
+                ours, seen = item["order"] in self.by_hub_id, item["id"] in self.fulfillments_seen
+            if ours and not seen:  # new, and of an order this run pushed
                 self.mark_dispatched(item, via="poll", confirmed=True)
+            elif ours:
+                self.apply_correction(item, via="poll")
         log("polled", resource="fulfillments", since=since.isoformat(), seen=count)
 
     def store(self, request) -> Reply:
         with self.lock:
-            return Reply(200, {"orders": self.orders})
+            return Reply(200, {"orders": self.orders, "delisted": sorted(self.delisted)})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
