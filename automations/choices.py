@@ -31,6 +31,7 @@ EXCEPTION_CATEGORIES = {
     "integration": ("Integration errors", [ExceptionKind.INTEGRATION_ERROR]),
     "connector": ("Reported by connectors", [ExceptionKind.CONNECTOR_REPORTED]),
     "rules": ("Raised by automation rules", [ExceptionKind.RULE_RAISED]),
+    "changes": ("Orders changed after the 3PL acknowledged", [ExceptionKind.CHANGED_AFTER_ACKNOWLEDGED]),
 }
 CATEGORY_OF_KIND = {kind: category for category, (_, kinds) in EXCEPTION_CATEGORIES.items() for kind in kinds}
 

@@ -29,6 +29,7 @@ class ExceptionKind(models.TextChoices):
     INTEGRATION_ERROR = "integration_error", _("Integration error")
     CONNECTOR_REPORTED = "connector_reported", _("Reported by the connector")
     RULE_RAISED = "rule_raised", _("Raised by an automation rule")
+    CHANGED_AFTER_ACKNOWLEDGED = "changed_after_acknowledged", _("Changed after the 3PL acknowledged")
 
 
 class ExceptionKeeper(Protocol):

@@ -15,6 +15,7 @@ from integrations.choices import EventType
 from integrations.workflows import require_workflow
 from inventory import services as inventory
 
+from . import changes
 from .choices import OrderStatus
 from .models import Order, OrderLine, ShippingMethod, ShippingMethodMapping
 from .state import (
@@ -197,18 +198,20 @@ def _line_key(line):
 
 
 def _update_order(order, integration, data) -> Order:
+    before = changes.tracked(order)
     _apply_header(order, data)
     new_lines = _map_lines(integration, data["lines"])
     current = list(order.lines.all())
     lines_changed = [_line_key(line) for line in current] != [_line_key(line) for line in new_lines]
     # A push that leaves the shipping method out keeps the one stored.
     code = data["shipping_method"] or "" if "shipping_method" in data else order.shipping_method_code
-    if (lines_changed or code != order.shipping_method_code) and order.status not in EDITABLE:
+    if lines_changed and order.status not in EDITABLE:
         raise OrderConflict(
-            f"Order {order} is {order.get_status_display().lower()}: its lines and shipping method can no longer change."
+            f"Order {order} is {order.get_status_display().lower()}: its lines can no longer change."
         )
-    if order.status in EDITABLE:
-        # Mapped again on every push: a SKU or method mapping added since the last one releases the order.
+    # Mapped again on every push while editable: a SKU or method mapping added since the last one releases it.
+    method_changed = code != order.shipping_method_code
+    if order.status in EDITABLE or method_changed:
         order.shipping_method_code = code
         order.shipping_method = _map_method(integration, code)
     lines = current
@@ -226,8 +229,14 @@ def _update_order(order, integration, data) -> Order:
                 remapped.append(line)
         OrderLine.objects.bulk_update(remapped, ["product", "sku"])
     _totals(order, lines, data)
+    named = changes.changed(before, changes.tracked(order)) + (["lines"] if lines_changed else [])
+    # A routed order's new address, contact or method goes to its open shipping requests (refused, changing
+    # nothing, when it has none left or the new method is not mapped).
+    carried = changes.carried(named) if order.status not in EDITABLE else []
+    requests = changes.check_carried(order, carried, order.shipping_method) if carried else []
     order.save()
     if order.status in EDITABLE:
         _check_mappings(order, integration, lines, created=False)
-    emit_order(order, EventType.ORDER_UPDATED)
+    changes.update_requests(order, requests, order.shipping_method)
+    emit_order(order, EventType.ORDER_UPDATED, changes=named)
     return order

@@ -191,6 +191,16 @@ class ShippingRequest(models.Model):
     shipping_method = models.ForeignKey(
         ShippingMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Where and to whom it ships: the order's, copied when routed and again on every change while the request
+    # is open (orders/changes.py); a fulfilled, canceled or rejected request keeps what it had.
+    shipping_address = models.JSONField(
+        default=dict, blank=True, help_text="The order's shipping address while the request is open."
+    )
+    customer = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The order's contact (name, email, phone) while the request is open.",
+    )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     rejected_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.CharField(

@@ -54,6 +54,8 @@ def create_shipping_request(order: Order, location, lines=None) -> ShippingReque
             location=location,
             fulfiller=location.managed_by,
             shipping_method=order.shipping_method,
+            shipping_address=order.shipping_address,
+            customer=order.customer,
         )
         ShippingRequestLine.objects.bulk_create(
             [

@@ -54,9 +54,15 @@ def order_payload(order) -> dict:
     }
 
 
-def emit_order(order, event_type):
+def emit_order(order, event_type, *, changes=None):
     outbox.emit(
-        order.organization_id, event_type, "order", order.pk, order_payload(order), integration=order.source
+        order.organization_id,
+        event_type,
+        "order",
+        order.pk,
+        order_payload(order),
+        integration=order.source,
+        changes=changes,
     )
 
 

@@ -228,12 +228,16 @@ class OrderSerializer(serializers.ModelSerializer):
 # --- shipping requests --------------------------------------------------------------------------------
 
 
-class ShippingRequestOrderSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(read_only=True)
+class ShippingRequestOrderSerializer(serializers.Serializer):
+    """
+    The order as its request carries it (rendered from the request): where and to whom it ships, updated
+    while the request is open (`shipping_request.updated`), kept as shipped once it is closed.
+    """
 
-    class Meta:
-        model = Order
-        fields = ["id", "number", "shipping_address"]
+    id = serializers.CharField(source="order_id", read_only=True)
+    number = serializers.CharField(source="order.number", read_only=True)
+    shipping_address = serializers.JSONField(read_only=True)
+    customer = serializers.JSONField(read_only=True, help_text="The contact: name, email, phone as sent.")
 
 
 class ShippingRequestLineSerializer(serializers.Serializer):
@@ -253,7 +257,7 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
     """A request as its 3PL reads it: in the 3PL's own shipping-method code and SKUs where mapped."""
 
     id = serializers.CharField(read_only=True)
-    order = ShippingRequestOrderSerializer(read_only=True)
+    order = ShippingRequestOrderSerializer(source="*", read_only=True)
     location = serializers.CharField(source="location_id", read_only=True)
     shipping_method = serializers.SerializerMethodField(
         help_text="The fulfiller's code for the method where mapped, else the hub's code."

@@ -39,7 +39,12 @@ def test_a_3pl_reads_its_requests_in_its_own_codes(tpl, warehouse_integration, r
     assert listed == [detail]
     assert detail == {
         "id": str(request.pk),
-        "order": {"id": str(order.pk), "number": "#1001", "shipping_address": order.shipping_address},
+        "order": {
+            "id": str(order.pk),
+            "number": "#1001",
+            "shipping_address": order.shipping_address,
+            "customer": order.customer,
+        },
         "location": str(request.location_id),
         "shipping_method": "GROUND",
         "lines": [
