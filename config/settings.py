@@ -318,6 +318,9 @@ WEBHOOK_DELIVERY_LEASE = env.int("WEBHOOK_DELIVERY_LEASE", default=180)
 WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 # Succeeded deliveries (and dispatched outbox rows) are pruned after this many days.
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=14)
+# Events as each integration was told of them (the catch-up feed, GET /api/v1/webhook-events) are kept this
+# many days, then pruned daily; at least 7 (issue 16): a connector down for a week still recovers.
+WEBHOOK_EVENT_RETENTION_DAYS = max(7, env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30))
 # The request log (one integration event per API request) is pruned after this many days, daily.
 REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 # Characters of a response body kept on the delivery and its attempt.

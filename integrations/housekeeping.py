@@ -1,8 +1,9 @@
 """
 Housekeeping of the integrations app: what is deleted once it has served, in one place for the daily beat task
 (integrations.tasks.prune_deliveries_task) — succeeded deliveries and their attempts, dispatched outbox rows,
-the request log (one IntegrationEvent per API request), and signing secrets whose rotation overlap ended. Failed
-and dead deliveries, and every other kind of event on the audit trail, are kept.
+the request log (one IntegrationEvent per API request), the catch-up feed's events past their retention, and
+signing secrets whose rotation overlap ended. Failed and dead deliveries, every other kind of event on the audit
+trail, and the sequence counters (a number must never be given twice), are kept.
 """
 
 from datetime import timedelta
@@ -15,7 +16,15 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from .choices import DeliveryStatus, EventKind, EventType
-from .models import IntegrationEvent, OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from .models import (
+    IntegrationEvent,
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from .webhooks.feed import retention_cutoff
 
 
 def _prunable_outbox(cutoff):
@@ -57,10 +66,23 @@ def prune(now=None, batch: int = 5000) -> dict[str, int]:
         if not ids:
             break
         WebhookDelivery.objects.filter(outbox_event_id__in=ids).update(outbox_event=None)
+        WebhookEvent.objects.filter(outbox_event_id__in=ids).update(outbox_event=None)
         deleted["outbox_events"] += OutboxEvent.objects.filter(pk__in=ids)._raw_delete(connection.alias)
+    deleted["webhook_events"] = prune_webhook_events(now, batch=batch)
     deleted["request_log"] = prune_request_log(now, batch=batch)
     deleted["previous_secrets"] = drop_previous_secrets(now)
     return deleted
+
+
+def prune_webhook_events(now=None, batch: int = 5000) -> int:
+    """Delete the feed's events recorded before WEBHOOK_EVENT_RETENTION_DAYS (their deliveries keep their bodies)."""
+    old = WebhookEvent.objects.filter(created_at__lt=retention_cutoff(now))
+    deleted = 0
+    while True:
+        ids = list(old.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += WebhookEvent.objects.filter(pk__in=ids)._raw_delete(connection.alias)
 
 
 def drop_previous_secrets(now=None) -> int:

@@ -308,7 +308,8 @@ class WebhookSubscription(models.Model):
     active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
-    # The `sequence` of the last delivery made for it (API.md: increasing per subscription).
+    # No longer read: `sequence` is counted per integration and object (WebhookSequence, issue 16) and kept
+    # across subscriptions; left so older delivery rows and the admin's column still make sense.
     last_sequence = models.PositiveBigIntegerField(default=0)
     # When the current run of failed attempts began (None after a success): 5 days of it switch it off.
     failing_since = models.DateTimeField(null=True, blank=True)
@@ -334,6 +335,70 @@ class WebhookSubscription(models.Model):
 
     def __str__(self):
         return f"{self.url} ({', '.join(self.event_types)})"
+
+
+class WebhookEvent(models.Model):
+    """
+    One outbox event as one integration is told of it (issue 16): rendered as that integration's key would
+    have read the object with GET when the event's transaction committed, numbered, and kept for the
+    catch-up feed (GET /webhook-events) and as the exact body every delivery of it sends.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_events")
+    outbox_event = models.ForeignKey(
+        OutboxEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events"
+    )
+    event_id = models.CharField(max_length=40, unique=True, help_text="The webhook-id header (evt_…).")
+    type = models.CharField(max_length=60)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)
+    sequence = models.PositiveBigIntegerField(
+        help_text="Increasing per integration and object, in commit order."
+    )
+    # The body as signed and sent ({id, type, created_at, sequence, data}): deliveries copy these bytes.
+    body = models.TextField()
+    created_at = models.DateTimeField(help_text="The event time (when it was recorded).")
+    # The feed's order: PostgreSQL's id of the writing transaction (0 on SQLite, whose writers take turns).
+    # The feed shows only rows older than every transaction still running, so a row never appears behind one
+    # a reader has already passed (see integrations.webhooks.feed).
+    position = models.BigIntegerField(default=0)
+
+    objects = restricted(member_access="integration")
+
+    class Meta:
+        ordering = ["position", "pk"]
+        indexes = [
+            models.Index(fields=["integration", "position", "id"], name="webhook_event_feed_idx"),
+            models.Index(
+                fields=["integration", "object_type", "object_id", "sequence"],
+                name="webhook_event_object_idx",
+            ),
+            models.Index(fields=["organization", "position", "id"], name="webhook_event_org_feed_idx"),
+            models.Index(fields=["created_at"], name="webhook_event_age_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.object_type}:{self.object_id} #{self.sequence} → {self.integration_id}"
+
+
+class WebhookSequence(models.Model):
+    """The last `sequence` given to one object's events for one integration (issue 16: one counter per pair)."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+", db_index=False)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)
+    last = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "object_type", "object_id"], name="webhook_sequence_one_per_object"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.object_type}:{self.object_id} → {self.integration_id}: {self.last}"
 
 
 class WebhookDelivery(models.Model):

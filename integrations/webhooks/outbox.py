@@ -1,12 +1,16 @@
 """
 The outbox (API.md, "Webhook deliveries"): a change records its domain events in its own transaction (`emit`),
-and after the commit a task turns them into one WebhookDelivery per subscription that may see them — the
-subscription hears of the type, the workflow switch is on, a usable key of its integration holds the read
-grant — with the object rendered as the API answers it to that integration.
+and, in that same transaction, each event is rendered for every integration entitled to it — its workflow
+switch on, a usable key holding the read grant, the object in that key's scope — as the API answers it to that
+integration at that moment, numbered per integration and object (`sequences`), and stored as a WebhookEvent
+(issue 16: the body is the object as it was when the event committed, not when it was sent). After the commit
+a task fans each WebhookEvent out into one WebhookDelivery per active subscription of its integration that
+hears the type, copying the exact body, so retries and replays send the same bytes.
 
 Rows are claimed with SELECT … FOR UPDATE SKIP LOCKED, so any number of workers may dispatch at once.
 """
 
+import json
 import logging
 import secrets
 from collections import defaultdict
@@ -14,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -22,8 +26,10 @@ from django.utils import timezone
 from core import signing
 
 from ..choices import EventType, IntegrationStatus, Workflow
-from ..models import Integration, OutboxEvent, WebhookDelivery, WebhookSubscription
+from ..models import Integration, OutboxEvent, WebhookDelivery, WebhookEvent, WebhookSubscription
+from . import sequences
 from .doorbells import ring, schedule_dispatch
+from .feed import TransactionPosition
 from .subscriptions import EVENT_GRANTS
 
 logger = logging.getLogger(__name__)
@@ -36,11 +42,12 @@ OUTBOX_BATCH = 500  # outbox rows turned into deliveries per transaction
 
 def emit(organization, event_type, obj_type, obj_id, payload, *, integration=None, changes=None):
     """
-    Record a domain event in the current transaction (the outbox); delivered after the commit. `changes`
-    (a list of field names) goes out as the envelope's `changes` beside `data`.
+    Record a domain event in the current transaction (the outbox) with its rendering for each integration
+    entitled to it; delivered after the commit. Call it after the changes it announces. `changes` (a list of
+    field names) goes out as the envelope's `changes` beside `data`.
     """
     schedule_dispatch()
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         organization_id=organization if isinstance(organization, int) else organization.pk,
         integration=integration,
         type=EventType(event_type).value,
@@ -49,6 +56,8 @@ def emit(organization, event_type, obj_type, obj_id, payload, *, integration=Non
         payload=payload,
         changes=changes,
     )
+    record_snapshots([event])
+    return event
 
 
 def emit_many(organization, events, *, integration=None):
@@ -56,7 +65,7 @@ def emit_many(organization, events, *, integration=None):
     org_id = organization if isinstance(organization, int) else organization.pk
     if events:
         schedule_dispatch()
-    return OutboxEvent.objects.bulk_create(
+    created = OutboxEvent.objects.bulk_create(
         [
             OutboxEvent(
                 organization_id=org_id,
@@ -69,6 +78,8 @@ def emit_many(organization, events, *, integration=None):
             for event_type, obj_type, obj_id, payload in events
         ],
     )
+    record_snapshots(created)
+    return created
 
 
 def emit_rows(organization, event_type, obj_type, rows: QuerySet, *, integration, object_id, payload) -> int:
@@ -92,13 +103,33 @@ def emit_rows(organization, event_type, obj_type, rows: QuerySet, *, integration
     table = connection.ops.quote_name(OutboxEvent._meta.db_table)
     columns = "organization_id, integration_id, type, object_type, object_id, payload, created_at"
     values = "%s, s.outbox_integration, %s, %s, s.outbox_object_id, s.outbox_payload, %s"
-    insert = f"INSERT INTO {table} ({columns}) SELECT {values} FROM ({select}) AS s"  # noqa: S608 - the ORM's SQL
+    insert = (
+        f"INSERT INTO {table} ({columns}) SELECT {values} FROM ({select}) AS s "  # noqa: S608 - the ORM's SQL
+        "RETURNING id, integration_id, object_id, payload"
+    )
+    event_type, now = EventType(event_type).value, timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(insert, [org_id, EventType(event_type).value, obj_type, timezone.now(), *params])
-        count = cursor.rowcount
-    if count:
-        schedule_dispatch()
-    return count
+        cursor.execute(insert, [org_id, event_type, obj_type, now, *params])
+        returned = cursor.fetchall()
+    if not returned:
+        return 0
+    schedule_dispatch()
+    record_snapshots(
+        [
+            OutboxEvent(
+                pk=pk,
+                organization_id=org_id,
+                integration_id=integration_id,
+                type=event_type,
+                object_type=obj_type,
+                object_id=object_pk,
+                payload=json.loads(data) if isinstance(data, str) else data,
+                created_at=now,
+            )
+            for pk, integration_id, object_pk, data in sorted(returned)
+        ]
+    )
+    return len(returned)
 
 
 # --- what an integration is shown ------------------------------------------------------------------------
@@ -165,22 +196,107 @@ FLOW_OF_EVENT: dict[str, Workflow | None] = {
 }
 
 
-def _may_receive(event: OutboxEvent, subscription: WebhookSubscription, grants: dict[int, set[str]]) -> bool:
-    integration = subscription.integration
-    if event.type not in subscription.event_types or subscription.created_at > event.created_at:
-        return False  # a subscription hears of what happens after it was made
-    flow = FLOW_OF_EVENT.get(event.type)
+def _entitled(event_type: str, integration: Integration, grants: dict[int, set[str]]) -> bool:
+    """The integration may be told of this type of event: its flow's switch is on, a usable key has the grant."""
+    flow = FLOW_OF_EVENT.get(event_type)
     if flow is not None and not integration.workflow_enabled(flow):
         return False
-    grant = EVENT_GRANTS.get(event.type)
+    grant = EVENT_GRANTS.get(event_type)
     return grant is None or grant in grants.get(integration.pk, set())
 
 
-# --- outbox → deliveries ---------------------------------------------------------------------------------
+# --- event → one snapshot per entitled integration ---------------------------------------------------------
 
 
 def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
+
+
+def record_snapshots(events: list[OutboxEvent]) -> list[WebhookEvent]:
+    """
+    Render `events` for every integration entitled to them, in the recording transaction (what its GET would
+    answer once this transaction commits), number them and store one WebhookEvent per (event, integration).
+    One renderer call per object type and integration for the whole batch.
+    """
+    if not events:
+        return []
+    integrations = list(
+        Integration.objects.filter(organization_id__in={e.organization_id for e in events})
+        .exclude(status=IntegrationStatus.DISABLED)
+        .select_related("organization", "connector")
+        .order_by("pk")
+    )
+    if not integrations:
+        return []
+    by_org: dict[int, list[Integration]] = defaultdict(list)
+    for integration in integrations:
+        by_org[integration.organization_id].append(integration)
+    grants = _read_grants([i.pk for i in integrations])
+
+    pairs: list[tuple[OutboxEvent, Integration]] = []
+    wanted: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for event in events:
+        rendered_by_api = event.object_type in _renderers
+        for integration in by_org[event.organization_id]:
+            if not rendered_by_api and event.integration_id != integration.pk:
+                continue  # no API renders it (integration.status_changed): only the integration it concerns
+            if _entitled(event.type, integration, grants):
+                pairs.append((event, integration))
+                if rendered_by_api:
+                    wanted[(event.object_type, integration.pk)].add(event.object_id)
+    if not pairs:
+        return []
+
+    by_pk = {integration.pk: integration for integration in integrations}
+    rendered: dict[tuple[str, int], dict[str, Any]] = {}
+    for (object_type, integration_id), ids in wanted.items():
+        try:
+            rendered[(object_type, integration_id)] = render(object_type, by_pk[integration_id], sorted(ids))
+        except DatabaseError:
+            raise  # the transaction is broken: the change fails with its event, as it must
+        except Exception:
+            # A renderer's bug must not refuse the change it announces: what it cannot show is told to no
+            # one (who may see it is unknown), and the error is logged with its ids.
+            logger.exception(
+                "Rendering %s %s for integration %s failed", object_type, sorted(ids), integration_id
+            )
+            rendered[(object_type, integration_id)] = {}
+
+    visible = []
+    for event, integration in pairs:
+        if event.object_type not in _renderers:
+            visible.append((event, integration, event.payload))
+        elif (data := rendered[(event.object_type, integration.pk)].get(event.object_id)) is not None:
+            visible.append((event, integration, data))
+    if not visible:
+        return []
+
+    numbers = sequences.take([(i.pk, e.object_type, e.object_id) for e, i, _ in visible])
+    position = TransactionPosition()
+    snapshots = []
+    for event, integration, data in visible:
+        sequence = numbers[(integration.pk, event.object_type, event.object_id)].pop(0)
+        event_id = new_event_id()
+        body = signing.payload(event_id, event.type, event.created_at, sequence, data, changes=event.changes)
+        snapshots.append(
+            WebhookEvent(
+                organization_id=event.organization_id,
+                integration_id=integration.pk,
+                outbox_event_id=event.pk,
+                event_id=event_id,
+                type=event.type,
+                object_type=event.object_type,
+                object_id=event.object_id,
+                sequence=sequence,
+                body=body.decode("utf-8"),
+                created_at=event.created_at,
+                position=position,
+            )
+        )
+    return WebhookEvent.objects.bulk_create(snapshots)
+
+
+# --- outbox → deliveries ---------------------------------------------------------------------------------
 
 
 def dispatch_outbox(limit: int = OUTBOX_BATCH) -> tuple[int, int]:
@@ -189,22 +305,44 @@ def dispatch_outbox(limit: int = OUTBOX_BATCH) -> tuple[int, int]:
         events = list(
             OutboxEvent.objects.select_for_update(skip_locked=True)
             .filter(dispatched_at__isnull=True)
-            .order_by("pk")[:limit]
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
         )
         if not events:
             return 0, 0
         deliveries = _deliveries_for(events)
-        OutboxEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=timezone.now())
+        OutboxEvent.objects.filter(pk__in=events).update(dispatched_at=timezone.now())
         if deliveries:
             count = len(deliveries)
             transaction.on_commit(lambda: ring(count))
     return len(events), len(deliveries)
 
 
-def _deliveries_for(events: list[OutboxEvent]) -> list[WebhookDelivery]:
+def _deliveries_for(event_pks: list[int]) -> list[WebhookDelivery]:
+    """
+    Each recorded snapshot of these events, to each active subscription of its integration that hears the
+    type and existed when it happened — if the integration is still enabled and still entitled (a key revoked
+    or a switch turned off since stops what was not sent yet).
+    """
+    snapshots = list(
+        WebhookEvent.objects.filter(outbox_event_id__in=event_pks)
+        .order_by("pk")
+        .only(
+            "organization_id",
+            "integration_id",
+            "outbox_event_id",
+            "event_id",
+            "type",
+            "sequence",
+            "body",
+            "created_at",
+        )
+    )
+    if not snapshots:
+        return []
     subscriptions = list(
         WebhookSubscription.objects.filter(
-            active=True, integration__organization_id__in={e.organization_id for e in events}
+            active=True, integration_id__in={s.integration_id for s in snapshots}
         )
         .exclude(integration__status=IntegrationStatus.DISABLED)
         .select_related("integration")
@@ -212,93 +350,28 @@ def _deliveries_for(events: list[OutboxEvent]) -> list[WebhookDelivery]:
     )
     if not subscriptions:
         return []
-    by_org: dict[int, list[WebhookSubscription]] = defaultdict(list)
+    by_integration: dict[int, list[WebhookSubscription]] = defaultdict(list)
     for subscription in subscriptions:
-        by_org[subscription.integration.organization_id].append(subscription)
-    grants = _read_grants({s.integration_id for s in subscriptions})
-
-    pairs = [
-        (event, subscription)
-        for event in events
-        for subscription in by_org[event.organization_id]
-        if _may_receive(event, subscription, grants)
-    ]
-    if not pairs:
-        return []
-
-    # Render each object once per receiving integration (one query set per object type and integration).
-    wanted: dict[tuple[str, int], set[str]] = defaultdict(set)
-    integrations: dict[int, Integration] = {}
-    for event, subscription in pairs:
-        wanted[(event.object_type, subscription.integration_id)].add(event.object_id)
-        integrations[subscription.integration_id] = subscription.integration
-    rendered: dict[tuple[str, int], dict[str, Any]] = {}
-    for (object_type, integration_id), ids in wanted.items():
-        if object_type not in _renderers:
-            continue
-        try:
-            rendered[(object_type, integration_id)] = render(
-                object_type, integrations[integration_id], sorted(ids)
-            )
-        except Exception:
-            # One object that cannot be rendered must not stall the outbox behind it: what it cannot show
-            # is not delivered (who may see it is unknown), and the error is logged with its ids.
-            logger.exception(
-                "Rendering %s %s for integration %s failed", object_type, sorted(ids), integration_id
-            )
-            rendered[(object_type, integration_id)] = {}
-
-    visible = []
-    for event, subscription in pairs:
-        renderer_output = rendered.get((event.object_type, subscription.integration_id))
-        if renderer_output is None:
-            # No API renders it (integration.status_changed): only the integration it concerns is told.
-            if event.integration_id == subscription.integration_id:
-                visible.append((event, subscription, event.payload))
-        elif event.object_id in renderer_output:
-            visible.append((event, subscription, renderer_output[event.object_id]))
-    if not visible:
-        return []
-
-    sequences = take_sequences([s for _, s, _ in visible])
+        by_integration[subscription.integration_id].append(subscription)
+    grants = _read_grants(list(by_integration))
     now = timezone.now()
-    event_ids = {event.pk: new_event_id() for event, _, _ in visible}
-    deliveries = []
-    for event, subscription, data in visible:
-        sequence = sequences[subscription.pk].pop(0)
-        body = signing.payload(
-            event_ids[event.pk], event.type, event.created_at, sequence, data, changes=event.changes
+    deliveries = [
+        WebhookDelivery(
+            organization_id=snapshot.organization_id,
+            integration_id=snapshot.integration_id,
+            subscription=subscription,
+            outbox_event_id=snapshot.outbox_event_id,
+            event_id=snapshot.event_id,
+            event_type=snapshot.type,
+            sequence=snapshot.sequence,
+            body=snapshot.body,
+            next_attempt_at=now,
         )
-        deliveries.append(
-            WebhookDelivery(
-                organization_id=event.organization_id,
-                integration_id=subscription.integration_id,
-                subscription=subscription,
-                outbox_event=event,
-                event_id=event_ids[event.pk],
-                event_type=event.type,
-                sequence=sequence,
-                body=body.decode("utf-8"),
-                next_attempt_at=now,
-            )
-        )
+        for snapshot in snapshots
+        for subscription in by_integration[snapshot.integration_id]
+        # A subscription hears of what happens after it was made.
+        if snapshot.type in subscription.event_types
+        and subscription.created_at <= snapshot.created_at
+        and _entitled(snapshot.type, subscription.integration, grants)
+    ]
     return WebhookDelivery.objects.bulk_create(deliveries)
-
-
-def take_sequences(subscriptions: list[WebhookSubscription]) -> dict[int, list[int]]:
-    """The next `sequence` numbers for each subscription, in order (rows locked in id order: no deadlock)."""
-    needed: dict[int, int] = defaultdict(int)
-    for subscription in subscriptions:
-        needed[subscription.pk] += 1
-    locked = (
-        WebhookSubscription.objects.select_for_update()
-        .filter(pk__in=list(needed))
-        .order_by("pk")
-        .values_list("pk", "last_sequence")
-    )
-    taken, updates = {}, []
-    for pk, last in locked:
-        taken[pk] = list(range(last + 1, last + 1 + needed[pk]))
-        updates.append(WebhookSubscription(pk=pk, last_sequence=last + needed[pk]))
-    WebhookSubscription.objects.bulk_update(updates, ["last_sequence"])
-    return taken

@@ -12,8 +12,9 @@ from core import signing
 from ..audit import record_event
 from ..choices import TEST_EVENT_TYPE, DeliveryStatus, EventKind
 from ..models import Integration, WebhookDelivery, WebhookSubscription
+from . import sequences
 from .doorbells import ring
-from .outbox import new_event_id, take_sequences
+from .outbox import new_event_id
 
 
 def replay(deliveries, *, actor=None) -> int:
@@ -51,7 +52,9 @@ def replay(deliveries, *, actor=None) -> int:
 def send_test_event(subscription: WebhookSubscription, *, actor=None) -> WebhookDelivery:
     """A `webhook.test` delivery to one subscription, sent now through the normal path."""
     with transaction.atomic():
-        sequence = take_sequences([subscription])[subscription.pk][0]
+        # A test event is about its subscription: numbered on that object's own counter.
+        key = (subscription.integration_id, "webhook", str(subscription.pk))
+        sequence = sequences.take([key])[key][0]
         event_id, now = new_event_id(), timezone.now()
         data = {"message": "A test event from Switchyard.", "webhook": str(subscription.pk)}
         delivery = WebhookDelivery.objects.create(
