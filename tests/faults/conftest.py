@@ -37,7 +37,18 @@ PRODUCTS = [
 ]
 STOCK = {"F-TEE": 1000, "F-MUG": 1000}
 
-CHANNELS = ["Shop", "Restarted", "Healthy", "Failing", "Refused", "Hanging", "Bystander", "Stalled", "Routed"]
+CHANNELS = [
+    "Shop",
+    "Restarted",
+    "Healthy",
+    "Failing",
+    "Refused",
+    "Hanging",
+    "Bystander",
+    "Stalled",
+    "Routed",
+    "Changed",
+]
 INTEGRATIONS = [("Warehouse", "custom-3pl"), *((name, "custom-channel") for name in CHANNELS)]
 
 FAST_SWEEPS = f"""
