@@ -310,10 +310,11 @@ def test_the_update_path_costs_a_bounded_number_of_queries(
     services.acknowledge(request)
     channel.post(ORDERS, order_body, format="json")  # warm: the key's last use, the rate limit
 
-    with django_assert_max_num_queries(20) as unchanged:
+    with django_assert_max_num_queries(30) as unchanged:
         channel.post(ORDERS, order_body, format="json")
-    with django_assert_max_num_queries(30) as changed:
+    with django_assert_max_num_queries(42) as changed:
         channel.post(ORDERS, moved(order_body), format="json")
 
-    # the change costs the requests' lock and update, its event and the exception (17 → 26 when written)
-    assert len(changed.captured_queries) - len(unchanged.captured_queries) <= 10
+    # the change costs the requests' lock and update, its event rendered for the 3PL and the exception
+    # (25 → 36 queries when written)
+    assert len(changed.captured_queries) - len(unchanged.captured_queries) <= 14
