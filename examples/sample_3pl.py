@@ -15,13 +15,12 @@ A sample 3PL for Switchyard: reports its stock, ships what the hub routes to it.
 4. For each shipping request (from a webhook, or the fallback poll of
    `GET /api/v1/shipping-requests?status=pending` every --poll-interval seconds; 0: off):
    `GET /api/v1/shipping-requests/{id}`; one naming a --refuse-sku is refused with
-   `POST …/{id}/reject` and a reason (the hub routes the order elsewhere); the others get
+   `POST …/{id}/reject` and a reason (the hub routes the order elsewhere, or holds it); the others get
    `POST …/{id}/acknowledge`, then `POST /api/v1/fulfillments` with the carrier, a tracking number and the
    lines still to ship. With --relabel, each parcel's tracking number is then corrected with
    `PATCH /api/v1/fulfillments/{id}`, as when a carrier replaces a label.
-5. fulfillment.canceled (a parcel voided, e.g. by the org admin): its units are owed again, so the request
-   is shipped again in a new parcel. fulfillment.updated is logged. product.deleted: the SKU is left out of
-   its stock pushes from then on (the hub would refuse its count as `archived_sku`).
+5. product.deleted: the SKU is left out of its stock pushes from then on (the hub would refuse its count as
+   `archived_sku`).
 
 Each step is one JSON line on stdout. SIGTERM or Ctrl-C: deletes its subscription and exits 0.
 """
@@ -47,13 +46,7 @@ from _connector import (
     utc_now_iso,
 )
 
-EVENTS = [
-    "shipping_request.created",
-    "shipping_request.canceled",
-    "fulfillment.updated",
-    "fulfillment.canceled",
-    "product.deleted",
-]
+EVENTS = ["shipping_request.created", "shipping_request.canceled", "product.deleted"]
 OPEN = ("pending", "acknowledged", "partially_fulfilled")
 
 
@@ -77,7 +70,6 @@ class Warehouse:
         self.work: queue.Queue = queue.Queue()
         self.queued: set[str] = set()  # queued or handled: the webhook and the poll may both name one
         self.canceled: set[str] = set()
-        self.voided: dict[str, int] = {}  # shipping request → its parcels voided so far
         self.archived: set[str] = set()  # SKUs deleted from the catalog: no longer pushed
         self.refuse = {sku for spec in args.refuse_sku for sku in spec.split(",") if sku}
         self.lock = threading.Lock()
@@ -117,18 +109,6 @@ class Warehouse:
             with self.lock:
                 self.canceled.add(request_id)
             log("shipping_request_canceled", shipping_request=request_id)
-        elif event.get("type") == "fulfillment.canceled":
-            # A voided parcel: its units are owed again and still on the shelf, so they go out again.
-            request_id = str(data.get("shipping_request"))
-            with self.lock:
-                self.voided[request_id] = self.voided.get(request_id, 0) + 1
-                self.queued.discard(request_id)
-            log("fulfillment_voided", fulfillment=data.get("id"), shipping_request=request_id)
-            self.enqueue(request_id, via="void")
-        elif event.get("type") == "fulfillment.updated":
-            log(
-                "fulfillment_updated", fulfillment=data.get("id"), tracking_number=data.get("tracking_number")
-            )
         elif event.get("type") == "product.deleted":
             with self.lock:
                 self.archived.add(data.get("sku"))
@@ -177,6 +157,7 @@ class Warehouse:
         if canceled or request["status"] not in OPEN:
             log("skipped", shipping_request=request_id, status=request["status"])
             return
+        order = request["order"]["id"]
         refused = sorted({line["sku"] for line in request["lines"]} & self.refuse)
         if refused and request["status"] in ("pending", "acknowledged"):
             # Refused with a reason the org admin reads; the hub releases the stock and routes elsewhere.
@@ -186,7 +167,7 @@ class Warehouse:
                 {"reason": reason},
                 idempotency_key=f"reject-{request_id}",
             )
-            log("rejected", shipping_request=request_id, status=request["status"], reason=reason)
+            log("rejected", shipping_request=request_id, order=order, status=request["status"], reason=reason)
             return
         if request["status"] == "pending":
             request = self.client.post(
@@ -204,22 +185,18 @@ class Warehouse:
         lines = [line for line in lines if line["quantity"] > 0]
         if not lines:
             return
-        with self.lock:
-            voided = self.voided.get(request_id, 0)
-        # The 3PL's own parcel id: sent again (a retry, a restart), the hub returns the first fulfillment.
-        # A parcel shipped again after a void is a new parcel, with an id of its own.
-        parcel = f"{self.args.fulfillment_prefix}{request_id}" + (f"-{voided + 1}" if voided else "")
-        tracking = f"1ZSAMPLE{request_id:0>10}" + (f"V{voided}" if voided else "")
+        tracking = f"1ZSAMPLE{request_id:0>10}"
         body = {
             "shipping_request": request_id,
-            "external_id": parcel,
+            # The 3PL's own id: sent again (a retry, a restart), the hub returns the first fulfillment.
+            "external_id": f"{self.args.fulfillment_prefix}{request_id}",
             "carrier": self.args.carrier,
             "tracking_number": tracking,
             "tracking_url": f"https://tracking.example.com/{tracking}",
             "lines": lines,
             "shipped_at": utc_now_iso(),
         }
-        fulfillment = self.client.post("/fulfillments", body, idempotency_key=f"ship-{parcel}")
+        fulfillment = self.client.post("/fulfillments", body, idempotency_key=f"ship-{request_id}")
         log(
             "shipped",
             shipping_request=request_id,

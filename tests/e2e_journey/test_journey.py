@@ -3,10 +3,13 @@ The whole journey through real processes (conftest.py): a channel pushes an orde
 a 3PL on their own (hold engine, then routing engine, each on commit), the 3PL hears of it by signed webhook, acknowledges and ships, and the channel hears of the shipment
 by signed webhook and marks its order dispatched. Then the delivery engine's promises: a receiver that
 fails is retried with the same webhook-id on the Standard Webhooks schedule (or sooner with Retry-After),
-and a worker killed mid-delivery loses nothing and duplicates nothing.
+and a worker killed mid-delivery loses nothing and duplicates nothing. And the samples' refusals and corrections
+(#16): a rejected request holds its order, a corrected tracking number and a voided parcel reach the channel.
 """
 
 import time
+
+import httpx
 
 from .conftest import LEASE, Receiver
 
@@ -154,3 +157,71 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_nothing(hub, 
     assert [(d["event_id"], d["status"]) for d in deliveries] == [(in_flight.webhook_id, "succeeded")]
     assert deliveries[0]["attempts"] >= 2  # the killed attempt counted when it was claimed
     assert len(receiver.requests) == 2
+
+
+def test_the_samples_refuse_correct_void_and_delete_through_signed_webhooks(hub, connectors):
+    # given the sample 3PL, which cannot ship mugs and relabels each parcel, and the sample channel
+    tpl = connectors.start(
+        "sample_3pl.py",
+        "--key",
+        hub.keys["Warehouse"],
+        "--location-name",
+        "E2E 3PL",
+        "--stock",
+        "E2E-TEE=10,E2E-MUG=5",
+        "--refuse-sku",
+        "E2E-MUG",
+        "--relabel",
+        "--poll-interval",
+        "0",
+    )
+    tpl.wait_for("subscribed")
+    channel = connectors.start(
+        "sample_channel.py",
+        *("--key", hub.keys["Shop"], "--external-id-prefix", "FIX-", "--poll-interval", "0"),
+        *("--push-order", "E2E-TEE:1", "--push-order", "E2E-MUG:1"),
+    )
+    store = channel.wait_for("listening")["url"] + "/orders"
+    tee, mug = (channel.wait_for("order_pushed", external_id=f"FIX-{n}")["order"] for n in (1, 2))
+
+    # when the 3PL gets both: it rejects the mug's request with a reason, and the hub holds that order
+    rejected = tpl.wait_for("rejected", order=mug)
+    assert (rejected["status"], rejected["reason"]) == (
+        "rejected",
+        "Cannot ship E2E-MUG from E2E 3PL: stock damaged",
+    )
+    with hub.api("Shop") as api:
+        deadline = time.monotonic() + 30
+        while (held := api.get(f"/orders/{mug}").json())["status"] != "on_hold":
+            assert time.monotonic() < deadline, held
+            time.sleep(0.2)
+
+    # and ships the T-shirt and corrects its tracking: the channel shows the corrected one
+    first = tpl.wait_for("shipped", order=tee)
+    relabeled = tpl.wait_for("relabeled", fulfillment=first["fulfillment"])["tracking_number"]
+    assert relabeled == first["tracking_number"] + "R"
+    deadline = time.monotonic() + 30
+    while (shown := httpx.get(store, timeout=5).json()["orders"]["FIX-1"])["fulfillments"] != [
+        {"id": first["fulfillment"], "carrier": "UPS", "tracking_number": relabeled}
+    ]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+
+    # when the parcel is voided (it never left)
+    with hub.api("Warehouse") as api:
+        assert api.post(f"/fulfillments/{first['fulfillment']}/cancel").status_code == 200
+
+    # then the channel takes the dispatch back, and the order is to be shipped again
+    channel.wait_for("dispatch_withdrawn", fulfillment=first["fulfillment"], via="webhook")
+    assert httpx.get(store, timeout=5).json()["orders"]["FIX-1"]["dispatched"] is False
+    with hub.api("Shop") as api:
+        order = api.get(f"/orders/{tee}").json()
+    assert order["status"] == "sent_to_fulfillment"
+    assert [(f["id"], f["status"]) for f in order["fulfillments"]] == [(first["fulfillment"], "canceled")]
+
+    # and a product deleted from the catalog is delisted by the channel and left out of the 3PL's pushes
+    with hub.api("admin") as api:
+        gone = api.post("/products", json={"sku": "E2E-GONE", "name": "Gone", "price": "1.00"}).json()
+        assert api.delete(f"/products/{gone['id']}").status_code == 200
+    channel.wait_for("product_delisted", sku="E2E-GONE")
+    tpl.wait_for("product_archived", sku="E2E-GONE")

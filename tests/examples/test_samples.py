@@ -1,7 +1,7 @@
 """
 The sample 3PL's and channel's reactions (examples/sample_3pl.py, sample_channel.py), each against a stand-in
 for the hub's API on 127.0.0.1 that answers as API.md says and records what it was asked: refusing a
-request, correcting a tracking number, shipping a voided parcel again, following corrections and deletes.
+request, correcting a tracking number, following corrections and deletes.
 The samples against the real hub: tests/e2e_journey/.
 """
 
@@ -125,29 +125,6 @@ def test_the_3pl_corrects_the_tracking_number_of_a_relabeled_parcel(fake_hub, ca
         "fulfillment": "9",
         "tracking_number": "1ZSAMPLE0000000007R",
     }
-
-
-def test_the_3pl_ships_a_voided_parcel_again_as_a_new_parcel(fake_hub):
-    # given a request shipped once, whose parcel the org admin voided: it owes its lines again
-    hub = fake_hub(
-        {
-            ("GET", "/shipping-requests/7"): {**REQUEST, "status": "acknowledged"},
-            ("POST", "/fulfillments"): shipped,
-        }
-    )
-    tpl = warehouse(hub)
-    tpl.queued.add("7")  # handled before
-
-    # when fulfillment.canceled arrives
-    tpl.on_event({"type": "fulfillment.canceled", "data": {"id": "9", "shipping_request": "7"}})
-    request_id, via = tpl.work.get_nowait()
-    assert (request_id, via) == ("7", "void")
-    tpl.handle(request_id, via=via)
-
-    # then the lines go out again with a parcel id and tracking of their own
-    [(_, parcel)] = hub.asked("POST")
-    assert (parcel["external_id"], parcel["tracking_number"]) == ("S3PL-7-2", "1ZSAMPLE0000000007V1")
-    assert parcel["lines"] == [{"sku": "TEE", "quantity": 2}, {"sku": "MUG", "quantity": 1}]
 
 
 def test_the_3pl_leaves_a_deleted_product_out_of_its_stock_pushes(fake_hub, capsys):
