@@ -156,7 +156,10 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
         "409 `conflict` with `details.url` and `details.events`; an integration holds at most "
         "WEBHOOK_MAX_SUBSCRIPTIONS (20 by default), and one more is 409 `conflict` with `details.limit`. "
         "Only an integration key may subscribe: org and global keys "
-        'get 403 `missing_grant` with `details.key_kind = ["integration"]`.',
+        'get 403 `missing_grant` with `details.key_kind = ["integration"]`. Event types: '
+        + ", ".join(f"`{event}`" for event in subscriptions.EVENT_GRANTS)
+        + ". `shipping_request.updated`, and the `order.updated` of a re-posted order, carry a top-level "
+        "`changes` beside `data`: the order's fields that changed (e.g. `shipping_address.line1`).",
         request=WebhookInputSerializer,
         responses={201: WebhookCreatedSerializer},
     )

@@ -60,8 +60,11 @@ def inbound_sender(request, what: str, flow):
         summary="Push an order (upsert by external_id)",
         description="201 when created, 200 when this integration already sent that `external_id` (the order "
         "is updated, never duplicated). Unmapped SKUs or shipping method put it on hold and raise an "
-        "exception. 403 `workflow_disabled` while the integration's orders-in flow is off."
-        + INTEGRATION_KEYS_ONLY,
+        "exception. Once routed, a new `shipping_address`, `customer` or `shipping_method` is copied onto "
+        "the order's open shipping requests and their 3PLs get `shipping_request.updated` (with `changes`); "
+        "changed lines, an unmapped new method, or such a change once the order is fulfilled or canceled: "
+        "409 `conflict`, changing nothing. 403 `workflow_disabled` while the integration's orders-in flow is "
+        "off." + INTEGRATION_KEYS_ONLY,
         request=OrderInputSerializer,
         responses={
             201: OrderSerializer,
