@@ -4,6 +4,7 @@ lives in the module named after its job:
 
 * state.py — the state machine (move), the conflict every refused change raises, the order's payload
 * ingest.py — a channel's order upserted, mapped, held for mappings, the hold engine told
+* changes.py — what an upsert changed; a routed order's new address, contact or method to its open requests
 * holds.py — hold, release, new → ready, and the rules' other changes (tags, routing location)
 * shipping.py — shipping requests (stock committed) and their acknowledgement
 * fulfillments.py — shipments recorded against a request, the order following them
