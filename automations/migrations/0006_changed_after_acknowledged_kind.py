@@ -19,7 +19,7 @@ def notify_the_new_category(apps, schema_editor):
     """Organizations e-mailed of every category so far are e-mailed of the new one too."""
     EngineSettings = apps.get_model("automations", "EngineSettings")
     for settings in EngineSettings.objects.all():
-        if OLD_CATEGORIES <= set(settings.notify_categories or []):
+        if set(settings.notify_categories or []) >= OLD_CATEGORIES:
             settings.notify_categories = [*settings.notify_categories, "changes"]
             settings.save(update_fields=["notify_categories"])
 
