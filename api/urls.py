@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from api.automations import views as automation_views
 from api.errors import not_found_view
+from api.integrations import feed as integration_feed
 from api.integrations import views as integration_views
 from api.inventory import views as inventory_views
 from api.orders import views as order_views
@@ -18,6 +19,7 @@ router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("events", integration_views.EventViewSet, basename="event")
 router.register("webhooks", integration_views.WebhookViewSet, basename="webhook")
 router.register("webhook-deliveries", integration_views.WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("webhook-events", integration_feed.WebhookEventViewSet, basename="webhook-event")
 router.register("exceptions", automation_views.SyncExceptionViewSet, basename="exception")
 router.register("products", inventory_views.ProductViewSet, basename="product")
 router.register("locations", inventory_views.LocationViewSet, basename="location")

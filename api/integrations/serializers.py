@@ -192,3 +192,24 @@ class DeliveryDetailSerializer(DeliverySerializer):
     def get_payload(self, obj) -> dict:
         """The signed body, decoded: {id, type, created_at, sequence, data}."""
         return json.loads(obj.body)
+
+
+class WebhookEventSerializer(serializers.Serializer):
+    """One event of the catch-up feed: exactly the JSON object its deliveries POST (read from the stored body)."""
+
+    id = serializers.CharField(help_text="evt_…: the `webhook-id` of every delivery of this event.")
+    type = serializers.CharField(help_text="The event type, e.g. order.updated.")
+    created_at = serializers.DateTimeField(help_text="When the event happened (its transaction's time).")
+    sequence = serializers.IntegerField(
+        help_text="Increasing per integration and object in commit order: keep the highest seen per object "
+        "and ignore an event with a lower one."
+    )
+    data = serializers.JSONField(help_text="The object as this integration's GET answered it at that moment.")
+    changes = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Only on events that carry it (e.g. shipping_request.updated): the fields that changed.",
+    )
+
+    def to_representation(self, instance):
+        return json.loads(instance.body)

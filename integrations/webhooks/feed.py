@@ -31,19 +31,29 @@ class TransactionPosition(Func):
         return "pg_current_xact_id()::text::bigint", []
 
 
-def horizon() -> int | None:
-    """The oldest transaction id still running (PostgreSQL): rows of younger transactions wait. None on SQLite."""
+def horizon() -> tuple[int, int | None] | None:
+    """
+    (the oldest transaction id still running, this transaction's own id if it has one) on PostgreSQL; None
+    on SQLite.
+    """
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+            "pg_current_xact_id_if_assigned()::text::bigint"
+        )
+        return cursor.fetchone()
 
 
 def settled(queryset: QuerySet) -> QuerySet:
-    """Only the rows no still-running transaction could come to sort before."""
-    limit = horizon()
-    return queryset if limit is None else queryset.filter(position__lt=limit)
+    """Only the rows no still-running transaction could come to sort before (and, as ever, one's own writes)."""
+    limits = horizon()
+    if limits is None:
+        return queryset
+    oldest_running, own = limits
+    visible = Q(position__lt=oldest_running)
+    return queryset.filter(visible | Q(position=own) if own is not None else visible)
 
 
 def retention_cutoff(now=None):

@@ -6,13 +6,14 @@ Tenant A's channel and 3PL each subscribe with a canary URL (a leak of a row's c
 its id); Globex's channel subscribes too, so the other organization's lists are not vacuous. The outsiders'
 POST names a literal public address, so no DNS is consulted and the write really happens — for the
 outsider's own integration, never A's. Each subscription has a dead delivery with one attempt, whose body
-and error carry the canary, for the deliveries routes (list, one, replay).
+and error carry the canary, for the deliveries routes (list, one, replay), and a recorded event whose body
+carries it, for the catch-up feed (GET /webhook-events).
 """
 
 from django.utils import timezone
 
 from integrations.choices import DeliveryStatus
-from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from tests.api.test_tenant_matrix import Tenancy
 
 PUBLIC_TARGET = "https://93.184.216.34/hooks"  # a literal public IPv4 address: resolved without DNS
@@ -45,6 +46,17 @@ def build(world):
         WebhookAttempt.objects.create(
             delivery=delivery, number=1, url=url, error=f"{canary} refused", started_at=now
         )
+        WebhookEvent.objects.create(
+            organization_id=integration.organization_id,
+            integration=integration,
+            event_id=f"evt_feed_{canary}",
+            type="order.created",
+            object_type="order",
+            object_id="1",
+            sequence=1,
+            body=f'{{"id":"evt_feed_{canary}","type":"order.created","data":{{"note":"{canary}"}}}}',
+            created_at=now,
+        )
 
 
 def webhooks_of_a(w):
@@ -67,7 +79,18 @@ DELIVERIES = dict(
     obj=lambda w: deliveries_of_a(w).first(),
 )
 
+
+def events_of_a(w):
+    return WebhookEvent.objects.filter(integration__in=w.tenant_a)
+
+
 ENTRIES: dict[str, Tenancy] = {
+    # The catch-up feed: rows are known by their evt_… id (the JSON row's "id", the model's event_id).
+    "api:webhook-event-list": Tenancy(
+        tenant=events_of_a,
+        org=lambda w: WebhookEvent.objects.filter(organization=w.org_a),
+        key=lambda row: row["id"] if isinstance(row, dict) else row.event_id,
+    ),
     "api:webhook-list": Tenancy(
         **WEBHOOKS, body=lambda w: {"url": PUBLIC_TARGET, "events": ["order.created", "inventory.updated"]}
     ),
