@@ -405,6 +405,8 @@ class ShippingRequestAdmin(ReadOnlyAdminMixin, OrganizationColumnMixin, Organiza
         "location",
         "fulfiller",
         "shipping_method",
+        "shipping_address",  # its own copy: the order's while open, where it went once closed
+        "customer",
         "acknowledged_at",
         "rejected_at",
         "rejection_reason",

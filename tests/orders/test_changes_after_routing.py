@@ -8,6 +8,7 @@ is a 409 that changes nothing.
 import json
 
 import pytest
+from django.urls import reverse
 
 from automations.models import SyncException
 from core.signing import new_secret
@@ -318,3 +319,14 @@ def test_the_update_path_costs_a_bounded_number_of_queries(
     # the change costs the requests' lock and update, its event rendered for the 3PL and the exception
     # (25 → 36 queries when written)
     assert len(changed.captured_queries) - len(unchanged.captured_queries) <= 14
+
+
+def test_the_admin_shows_the_address_a_request_carries(
+    admin_client_for, org_admin, channel, order_body, routed
+):
+    _, request = routed
+    channel.post(ORDERS, moved(order_body), format="json")
+
+    page = admin_client_for(org_admin).get(reverse("admin:orders_shippingrequest_change", args=[request.pk]))
+
+    assert NEW_STREET in page.content.decode()
