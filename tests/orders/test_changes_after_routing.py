@@ -330,3 +330,14 @@ def test_the_admin_shows_the_address_a_request_carries(
     page = admin_client_for(org_admin).get(reverse("admin:orders_shippingrequest_change", args=[request.pk]))
 
     assert NEW_STREET in page.content.decode()
+
+
+def test_subscribing_to_updates_takes_the_shipping_requests_read_grant(channel, tpl, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    body = {"url": "http://127.0.0.1:9/hooks", "events": ["shipping_request.updated"]}
+
+    refused = channel.post("/api/v1/webhooks", body, format="json")  # a channel's key has no such grant
+    subscribed = tpl.post("/api/v1/webhooks", body, format="json")
+
+    assert assert_error(refused, 403, "missing_grant")["required"] == ["shipping_requests:read"]
+    assert (subscribed.status_code, subscribed.json()["events"]) == (201, ["shipping_request.updated"])
