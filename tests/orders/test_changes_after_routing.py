@@ -341,3 +341,12 @@ def test_subscribing_to_updates_takes_the_shipping_requests_read_grant(channel, 
 
     assert assert_error(refused, 403, "missing_grant")["required"] == ["shipping_requests:read"]
     assert (subscribed.status_code, subscribed.json()["events"]) == (201, ["shipping_request.updated"])
+
+
+def test_the_3pls_event_feed_has_the_update_with_its_changes(channel, tpl, order_body, routed):
+    _, request = routed
+
+    channel.post(ORDERS, moved(order_body), format="json")
+
+    feed = tpl.get("/api/v1/webhook-events", {"type": "shipping_request.updated"}).json()["results"]
+    assert [(e["data"]["id"], e["changes"]) for e in feed] == [(str(request.pk), ["shipping_address.line1"])]
