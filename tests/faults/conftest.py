@@ -48,6 +48,9 @@ CHANNELS = [
     "Stalled",
     "Routed",
     "Changed",
+    "Paused",
+    "Resubscriber",
+    "Recovering",
 ]
 INTEGRATIONS = [("Warehouse", "custom-3pl"), *((name, "custom-channel") for name in CHANNELS)]
 
