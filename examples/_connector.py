@@ -1,8 +1,8 @@
 """
 What the sample connectors share: Standard Webhooks verification, a bearer-key client for the hub's API
-(../shared/API.md), a threaded JSON HTTP server with a webhook endpoint, JSON-line logging and a
-SIGTERM-aware wait. The standard library, httpx and standardwebhooks only: no Django, so a connector author
-can copy this file.
+(../shared/API.md), a threaded JSON HTTP server, JSON-line logging and a SIGTERM-aware wait; events in (the
+webhook endpoint, the catch-up feed) are _inbox.py's. The standard library, httpx and standardwebhooks
+only: no Django, so a connector author can copy this file.
 
 The examples run as `python examples/<name>.py`, so this module is imported as plain `_connector`.
 """
@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -342,89 +341,6 @@ def _handler_for(server: JsonServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-# --- webhooks in ----------------------------------------------------------------------------------------
-
-
-class Deduplicator:
-    """The webhook-ids already handled (bounded); a retried delivery carries the same id (API.md)."""
-
-    def __init__(self, size: int = 10_000):
-        self.size = size
-        self._done: OrderedDict[str, None] = OrderedDict()
-        self._busy: set[str] = set()
-        self._lock = threading.Lock()
-
-    def begin(self, msg_id: str) -> str:
-        """Returns "new" (handle it, then call finish), "duplicate", or "busy" (being handled right now)."""
-        with self._lock:
-            if msg_id in self._done:
-                return "duplicate"
-            if msg_id in self._busy:
-                return "busy"
-            self._busy.add(msg_id)
-            return "new"
-
-    def finish(self, msg_id: str, *, handled: bool) -> None:
-        """Record the outcome; an id whose handling failed is forgotten, so its retry is handled again."""
-        with self._lock:
-            self._busy.discard(msg_id)
-            if handled:
-                self._done[msg_id] = None
-                while len(self._done) > self.size:
-                    self._done.popitem(last=False)
-
-
-class WebhookEndpoint:
-    """
-    A route for webhook deliveries: verify the signature (401 if bad), skip a webhook-id already handled
-    (200), hand the event to `on_event` (which must be quick: queue slow work), answer 200. Until `secret`
-    is known (it comes back from the subscription), deliveries get 503 and the hub retries them.
-    """
-
-    def __init__(self, on_event: Callable[[dict], None], *, secret: str | None = None, tolerance: int = 300):
-        self.on_event = on_event
-        self.secret = secret
-        self.tolerance = tolerance
-        self.seen = Deduplicator()
-
-    def __call__(self, request: Request) -> Reply:
-        msg_id = request.headers.get("webhook-id", "")
-        if not self.secret:
-            log("webhook", webhook_id=msg_id, verified=None, status=503, reason="no secret yet")
-            return Reply(503, {"error": "not ready"}, {"Retry-After": "5"})
-        try:
-            verify(self.secret, request.headers, request.body, tolerance=self.tolerance)
-        except WebhookVerificationError as exc:
-            log("webhook", webhook_id=msg_id, verified=False, status=401, reason=str(exc))
-            return Reply(401, {"error": "invalid signature"})
-        try:
-            event = request.json()
-        except ValueError:
-            log("webhook", webhook_id=msg_id, verified=True, status=400, reason="body is not JSON")
-            return Reply(400, {"error": "body is not JSON"})
-        fields = {
-            "type": event.get("type"),
-            "webhook_id": msg_id,
-            "sequence": event.get("sequence"),
-            "verified": True,
-        }
-        state = self.seen.begin(msg_id)
-        if state != "new":
-            # A retry of what was handled (or is being handled right now): acknowledge, do nothing twice.
-            status = 200 if state == "duplicate" else 409
-            log("webhook", **fields, duplicate=True, status=status)
-            return Reply(status, {"ok": state == "duplicate", "duplicate": True})
-        try:
-            self.on_event(event)
-        except Exception as exc:
-            self.seen.finish(msg_id, handled=False)
-            log("webhook", **fields, status=500, error=repr(exc))
-            return Reply(500, {"error": "handler failed"})
-        self.seen.finish(msg_id, handled=True)
-        log("webhook", **fields, data_id=(event.get("data") or {}).get("id"), status=200)
-        return Reply(200, {"ok": True})
-
-
 # --- running --------------------------------------------------------------------------------------------
 
 
@@ -456,17 +372,6 @@ def handshake(client: HubClient) -> None:
     log("me", integration=me.get("integration"), grants=me.get("grants"))
     status = client.post("/integration/connect")
     log("connected", status=status.get("status"))
-
-
-def subscribe_endpoint(
-    client: HubClient, server: JsonServer, endpoint: WebhookEndpoint, events, public_url: str | None
-) -> dict:
-    """Subscribe the server's /webhooks to `events`; the endpoint verifies with the secret shown once."""
-    url = public_base(server, public_url) + "/webhooks"
-    subscription = client.subscribe(url, list(events))
-    endpoint.secret = subscription["secret"]
-    log("subscribed", webhook=subscription["id"], url=url, events=subscription["events"])
-    return subscription
 
 
 def shut_down(client: HubClient, server, subscription, *, keep_subscription: bool) -> None:

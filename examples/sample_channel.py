@@ -3,18 +3,25 @@
 A sample sales channel for Switchyard: pushes orders, learns of shipments by signed webhook.
 
     python examples/sample_channel.py --hub http://127.0.0.1:8000 --key sy_… \\
-        [--listen 127.0.0.1:0] [--public-url URL] [--push-order SKU:QTY[:PRICE][,…]]… [--poll-interval 60]
+        [--listen 127.0.0.1:0] [--public-url URL] [--push-order SKU:QTY[:PRICE][,…]]… [--poll-interval 60] \\
+        [--state FILE]
 
 1. `GET /api/v1/me`, then the handshake `POST /api/v1/integration/connect` (connecting → connected).
 2. Serves `POST /webhooks` (and `GET /orders`, its own store) on --listen, and subscribes that URL with
    `POST /api/v1/webhooks` to the events of EVENTS; the answer's secret verifies every delivery
-   (Standard Webhooks: bad signature → 401; a repeated webhook-id → 200, not handled twice).
+   (Standard Webhooks: bad signature → 401; a repeated webhook-id → 200, not handled twice; an event whose
+   `sequence` is not above the last one applied for its object, a late retry, is dropped: _inbox.py).
 3. Pushes each --push-order with `POST /api/v1/orders` and an Idempotency-Key.
 4. On fulfillment.created, confirms it with `GET /api/v1/fulfillments?updated_since=` and marks its order
    dispatched in its in-memory store. On fulfillment.updated it shows the corrected carrier and tracking;
-   on fulfillment.canceled (a voided parcel) it takes that dispatch back. A poll of that list every
-   --poll-interval seconds (0: off) catches what a lost webhook missed, corrections included.
+   on fulfillment.canceled (a voided parcel) it takes that dispatch back. (A correction that arrives first
+   makes its fulfillment.created older news, dropped: the correction brings the fulfillment as it stands.)
+   A poll of that list every --poll-interval seconds (0: off) catches what a lost webhook missed.
 5. On product.deleted, delists the SKU: it is no longer offered in the shop (the hub holds an order naming it).
+6. Catch-up: after subscribing, and at each poll, it reads the event feed `GET /api/v1/webhook-events`
+   after the last event it read there, each event handed to the same handler as a delivery and acted on
+   once. With --state FILE that place, the event ids handled, the last sequence per object and the delisted
+   SKUs outlive a restart.
 
 Each step is one JSON line on stdout. SIGTERM or Ctrl-C: deletes its subscription and exits 0.
 """
@@ -33,14 +40,13 @@ from _connector import (
     HubError,
     JsonServer,
     Reply,
-    WebhookEndpoint,
     env_or,
     handshake,
     log,
     shut_down,
     stop_on_signals,
-    subscribe_endpoint,
 )
+from _inbox import Inbox, StateFile, WebhookEndpoint, subscribe_endpoint
 
 EVENTS = [
     "order.updated",
@@ -64,14 +70,16 @@ def parse_lines(spec: str, default_price: str) -> list[dict]:
 class Channel:
     """The shop's side: its orders (by external id) and what it knows of their shipment."""
 
-    def __init__(self, client: HubClient, args: argparse.Namespace):
+    def __init__(self, client: HubClient, args: argparse.Namespace, state: StateFile | None = None):
         self.client = client
         self.args = args
+        self.state = state or StateFile(None)
         self.prefix = args.external_id_prefix or f"SC{int(time.time())}-"
         self.orders: dict[str, dict] = {}  # external_id → {"id", "number", "status", "dispatched", ...}
         self.by_hub_id: dict[str, str] = {}
         self.fulfillments_seen: set[str] = set()
-        self.delisted: set[str] = set()  # SKUs deleted from the hub's catalog: no longer sold
+        # SKUs deleted from the hub's catalog: no longer sold (in the state file: product.deleted comes once)
+        self.delisted: set[str] = set(self.state.data.get("delisted", []))
         self.lock = threading.Lock()
         self.work: queue.Queue = queue.Queue()
         self.counter = 0
@@ -120,43 +128,57 @@ class Channel:
 
     # --- webhooks in (quick: the slow part runs on the worker thread) -----------------------------------
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: dict, via: str = "webhook") -> None:
+        """An event from the Inbox (a delivery or the feed), new and not older than what it applied."""
         data = event.get("data") or {}
         if event.get("type") == "order.updated":
             with self.lock:
                 external_id = self.by_hub_id.get(str(data.get("id")))
                 if external_id:
                     self.orders[external_id]["status"] = data.get("status")
-            log("order_status", order=data.get("id"), external_id=external_id, status=data.get("status"))
+            log(
+                "order_status",
+                order=data.get("id"),
+                external_id=external_id,
+                status=data.get("status"),
+                via=via,
+            )
         elif event.get("type") in ("fulfillment.created", "fulfillment.updated", "fulfillment.canceled"):
-            self.work.put((event["type"], data, event.get("created_at")))
+            self.work.put((event["type"], data, event.get("created_at"), via))
         elif event.get("type") == "product.deleted":
             with self.lock:
                 self.delisted.add(data.get("sku"))
-            log("product_delisted", sku=data.get("sku"))
+                self.state.data["delisted"] = sorted(self.delisted)  # saved by the Inbox, with the event
+            log("product_delisted", sku=data.get("sku"), via=via)
 
     def run_worker(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                kind, data, created_at = self.work.get(timeout=0.5)
+                kind, data, created_at, via = self.work.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
-                if kind == "fulfillment.created":
-                    self.fulfillment_webhook(data, created_at)
-                else:  # fulfillment.updated or .canceled: data is the fulfillment after the change
-                    self.apply_correction(data, via="webhook")
+                self.fulfillment_event(data, created_at, via=via)
             except Exception as exc:  # a sample: log it; the poll (if on) catches the fulfillment later
                 log("error", where=kind, fulfillment=data.get("id"), error=repr(exc))
 
-    def fulfillment_webhook(self, data: dict, created_at: str | None) -> None:
+    def fulfillment_event(self, data: dict, created_at: str | None, *, via: str) -> None:
+        """fulfillment.created, .updated or .canceled: data is the fulfillment as that change left it."""
+        with self.lock:
+            seen = str(data.get("id")) in self.fulfillments_seen
+        if seen:
+            self.apply_correction(data, via=via)
+        else:  # fulfillment.created, or a correction that came first (its created is then older news)
+            self.fulfillment_webhook(data, created_at, via=via)
+
+    def fulfillment_webhook(self, data: dict, created_at: str | None, *, via: str = "webhook") -> None:
         fulfillment = dict(data)
         confirmed = False
         if self.args.confirm:
             found = self.find_fulfillment(str(data["id"]), created_at)
             if found is not None:
                 fulfillment, confirmed = found, True
-        self.mark_dispatched(fulfillment, via="webhook", confirmed=confirmed)
+        self.mark_dispatched(fulfillment, via=via, confirmed=confirmed)
 
     def find_fulfillment(self, fulfillment_id: str, around: str | None) -> dict | None:
         try:
@@ -313,6 +335,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-subscription", action="store_true", help="Leave the webhook subscription on exit"
     )
+    parser.add_argument(
+        "--state", help="A JSON file for what must outlive a restart: its place in the event feed, and more"
+    )
     args = parser.parse_args(argv)
     args.key = env_or(args.key, "SWITCHYARD_KEY")
     if not args.key:
@@ -328,8 +353,10 @@ def main(argv=None) -> int:
     try:
         handshake(client)
 
-        channel = Channel(client, args)
-        endpoint = WebhookEndpoint(channel.on_event)
+        state = StateFile(args.state)
+        channel = Channel(client, args, state)
+        inbox = Inbox(channel.on_event, state)
+        endpoint = WebhookEndpoint(inbox)
         server = JsonServer(
             args.listen, {("POST", "/webhooks"): endpoint, ("GET", "/orders"): channel.store}
         ).start()
@@ -337,6 +364,10 @@ def main(argv=None) -> int:
         events = [e for e in args.events.split(",") if e]
         subscription = subscribe_endpoint(client, server, endpoint, events, args.public_url)
         threading.Thread(target=channel.run_worker, args=(stop,), name="worker", daemon=True).start()
+        try:  # what happened while it was away (a first run: from now on)
+            inbox.catch_up(client, events)
+        except (HubError, OSError) as exc:
+            log("error", where="catch-up", error=str(exc))
 
         for spec in args.push_order:
             channel.push_order(parse_lines(spec, args.price))
@@ -347,6 +378,7 @@ def main(argv=None) -> int:
             if args.poll_interval > 0 and time.monotonic() >= next_poll:
                 started = datetime.now(UTC)
                 try:
+                    inbox.catch_up(client, events)
                     channel.poll_fulfillments(since)
                     since = started - timedelta(minutes=1)  # overlap: repeats are skipped by id
                 except (HubError, OSError) as exc:

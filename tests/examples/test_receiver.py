@@ -5,7 +5,8 @@ import time
 
 import httpx
 import pytest
-from _connector import Deduplicator, JsonServer, WebhookEndpoint
+from _connector import JsonServer
+from _inbox import Deduplicator, WebhookEndpoint
 
 from core import signing
 
@@ -89,9 +90,31 @@ def test_a_repeated_webhook_id_is_answered_but_handled_once(receiver, capsys):
     assert (again.status_code, again.json()) == (200, {"ok": True, "duplicate": True})
     assert len(receiver.events) == 1
     assert last_log(capsys)["duplicate"] is True
-    # another event is handled
-    assert deliver(receiver.url, "evt_10").status_code == 200
+    # a newer event about the same object is handled
+    newer = signing.payload("evt_10", "order.updated", "2025-01-01T00:00:01Z", 2, {"id": "7"})
+    assert deliver(receiver.url, "evt_10", body=newer).status_code == 200
     assert [e["id"] for e in receiver.events] == ["evt_9", "evt_10"]
+
+
+def test_an_event_older_than_the_one_applied_for_its_object_is_answered_but_dropped(receiver, capsys):
+    # given order 7's event number 3 was applied
+    third = signing.payload("evt_3", "order.updated", "2025-01-01T00:00:03Z", 3, {"id": "7", "status": "b"})
+    assert deliver(receiver.url, "evt_3", body=third).status_code == 200
+
+    # when its event number 2 arrives late (a retry), and number 2 of another order
+    second = signing.payload("evt_2", "order.updated", "2025-01-01T00:00:02Z", 2, {"id": "7", "status": "a"})
+    late = deliver(receiver.url, "evt_2", body=second)
+    other = signing.payload("evt_8", "order.updated", "2025-01-01T00:00:02Z", 2, {"id": "8"})
+    assert deliver(receiver.url, "evt_8", body=other).status_code == 200
+
+    # then the late one is acknowledged (no retry) but not applied: it would overwrite newer state
+    assert (late.status_code, late.json()) == (200, {"ok": True, "stale": True})
+    assert [e["id"] for e in receiver.events] == ["evt_3", "evt_8"]
+    assert [line.get("stale") for line in map(json.loads, capsys.readouterr().out.splitlines())] == [
+        None,
+        True,
+        None,
+    ]
 
 
 def test_a_failed_handler_answers_500_and_its_retry_is_handled(receiver):

@@ -1,7 +1,9 @@
 """
 The sample 3PL's and channel's reactions (examples/sample_3pl.py, sample_channel.py), each against a stand-in
 for the hub's API on 127.0.0.1 that answers as API.md says and records what it was asked: refusing a
-request, correcting a tracking number, following corrections and deletes.
+request, correcting a tracking number, following corrections, deletes and changes after routing, and the
+Inbox both samples take events through (examples/_inbox.py): the sequence rule, and the catch-up feed across
+a restart.
 The samples against the real hub: tests/e2e_journey/.
 """
 
@@ -11,6 +13,7 @@ import pytest
 import sample_3pl
 import sample_channel
 from _connector import HubClient, JsonServer, Reply
+from _inbox import Inbox, StateFile
 
 REQUEST = {
     "id": "7",
@@ -21,7 +24,10 @@ REQUEST = {
 
 
 class FakeHub:
-    """Routes of /api/v1 answered from `answers` ((method, path) → a body or a function of the request's)."""
+    """
+    Routes of /api/v1 answered from `answers`: (method, path) → a body, or a function of what was sent (the
+    JSON body of a write, the query of a GET, {name: value}).
+    """
 
     def __init__(self, answers: dict):
         self.calls: list[tuple[str, str, object]] = []
@@ -33,9 +39,9 @@ class FakeHub:
 
     def route(self, answer):
         def serve(request):
-            body = request.json()
-            self.calls.append((request.method, request.path.removeprefix("/api/v1"), body))
-            return Reply(200, answer(body) if callable(answer) else answer)
+            sent = request.json() if request.body else {k: v[-1] for k, v in request.query.items()}
+            self.calls.append((request.method, request.path.removeprefix("/api/v1"), sent))
+            return Reply(200, answer(sent) if callable(answer) else answer)
 
         return serve
 
@@ -60,8 +66,8 @@ def fake_hub():
         hub.stop()
 
 
-def warehouse(hub: FakeHub, *args: str) -> sample_3pl.Warehouse:
-    tpl = sample_3pl.Warehouse(hub.client, sample_3pl.parse_args(["--hub", "x", "--key", "k", *args]))
+def warehouse(hub: FakeHub, *args: str, state: StateFile | None = None) -> sample_3pl.Warehouse:
+    tpl = sample_3pl.Warehouse(hub.client, sample_3pl.parse_args(["--hub", "x", "--key", "k", *args]), state)
     tpl.location = {"id": "2", "name": "Sample 3PL"}
     return tpl
 
@@ -137,7 +143,12 @@ def test_the_3pl_leaves_a_deleted_product_out_of_its_stock_pushes(fake_hub, caps
     tpl.push_stock([{"sku": "TEE", "on_hand": 5}, {"sku": "MUG", "on_hand": 3}])
 
     assert hub.asked("POST") == [("/inventory", {"location": "2", "items": [{"sku": "TEE", "on_hand": 5}]})]
-    assert logged(capsys)[0] | {"ts": 0} == {"event": "product_archived", "ts": 0, "sku": "MUG"}
+    assert logged(capsys)[0] | {"ts": 0} == {
+        "event": "product_archived",
+        "ts": 0,
+        "sku": "MUG",
+        "via": "webhook",
+    }
 
 
 def test_the_channel_follows_a_corrected_then_voided_fulfillment_and_delists_a_deleted_product(
@@ -181,3 +192,207 @@ def test_the_channel_follows_a_corrected_then_voided_fulfillment_and_delists_a_d
     assert channel.orders["SC-1"]["fulfillments"] == []
     assert [line["reason"] for line in logged(capsys) if line["event"] == "fulfillment_ignored"] == ["voided"]
     assert hub.calls == []  # all of it from the events' own data
+
+
+def changed_request(line1: str, updated_at: str) -> dict:
+    """REQUEST as GET (or an event) shows it, shipping to `line1`, last changed at `updated_at`."""
+    order = {**REQUEST["order"], "shipping_address": {"line1": line1, "country": "US"}}
+    return {**REQUEST, "order": order, "shipping_method": "standard", "updated_at": updated_at}
+
+
+def test_the_3pl_labels_the_parcel_with_the_address_a_change_after_routing_brought(fake_hub, capsys):
+    # given a request routed to the 3PL for 1 Old St; the hub's GET answered before the change landed
+    hub = fake_hub(
+        {
+            ("GET", "/shipping-requests/7"): changed_request("1 Old St", "2026-01-01T10:00:00Z"),
+            ("POST", "/shipping-requests/7/acknowledge"): {**REQUEST, "status": "acknowledged"},
+            ("POST", "/fulfillments"): shipped,
+        }
+    )
+    tpl = warehouse(hub)
+    inbox = Inbox(tpl.on_event)
+    created = changed_request("1 Old St", "2026-01-01T10:00:00Z")
+    assert inbox.take({"id": "evt_1", "type": "shipping_request.created", "sequence": 1, "data": created})
+
+    # when the channel corrects the street: shipping_request.updated, what changed beside data
+    update = {
+        "id": "evt_2",
+        "type": "shipping_request.updated",
+        "sequence": 2,
+        "changes": ["shipping_address.line1"],
+        "data": changed_request("9 Pier Rd", "2026-01-01T10:05:00Z"),
+    }
+    assert inbox.take(update) == "handled"
+    tpl.handle("7", via="webhook")
+
+    # then its copy takes the new street, and the parcel is labelled with it, not with GET's older answer
+    lines = logged(capsys)
+    [changed] = [line for line in lines if line["event"] == "shipping_request_changed"]
+    assert (changed["changes"], changed["ship_to"]["line1"]) == (["shipping_address.line1"], "9 Pier Rd")
+    assert lines[-1]["event"] == "shipped"
+    assert (lines[-1]["ship_to"]["line1"], lines[-1]["shipping_method"]) == ("9 Pier Rd", "standard")
+    # and the request was queued once, though two events named it
+    assert list(tpl.work.queue) == [("handle", "7", "webhook")]
+
+
+def test_the_3pl_that_already_shipped_cannot_follow_a_change_and_tells_the_org_admin(fake_hub, capsys):
+    # given a request the 3PL shipped to 1 Old St
+    old = changed_request("1 Old St", "2026-01-01T10:00:00Z")
+    hub = fake_hub(
+        {
+            ("GET", "/shipping-requests/7"): {**old, "status": "acknowledged"},
+            ("POST", "/fulfillments"): shipped,
+            ("POST", "/exceptions"): lambda body: {"id": "1", **body},
+        }
+    )
+    tpl = warehouse(hub)
+    tpl.handle("7", via="webhook")
+
+    # when the change reaches it afterwards (the hub took it while the request was still open)
+    tpl.on_event(
+        {
+            "type": "shipping_request.updated",
+            "sequence": 2,
+            "changes": ["shipping_address.line1"],
+            "data": changed_request("9 Pier Rd", "2026-01-01T10:05:00Z"),
+        }
+    )
+    task = tpl.work.get_nowait()
+    tpl.report_change(*task[1:])
+
+    # then it says where the parcel went, and reports an exception on the request for a person
+    said = [line for line in logged(capsys) if line["event"] == "changed_after_shipping"]
+    assert [line["shipped_to"]["ship_to"]["line1"] for line in said] == ["1 Old St"]
+    [body] = [body for path, body in hub.asked("POST") if path == "/exceptions"]
+    assert (body["entity_type"], body["entity_id"]) == ("shipping_request", "7")
+    assert "shipping_address.line1" in body["message"]
+
+
+def test_an_update_that_arrives_first_makes_the_created_older_news_and_still_ships_the_request(fake_hub):
+    tpl = warehouse(fake_hub({}))
+    inbox = Inbox(tpl.on_event)
+    data = changed_request("9 Pier Rd", "2026-01-01T10:05:00Z")
+
+    outcomes = [
+        inbox.take({"id": "evt_2", "type": "shipping_request.updated", "sequence": 2, "data": data}),
+        inbox.take({"id": "evt_1", "type": "shipping_request.created", "sequence": 1, "data": REQUEST}),
+    ]
+
+    assert outcomes == ["handled", "stale"]
+    assert list(tpl.work.queue) == [("handle", "7", "webhook")]
+    assert tpl.requests["7"]["order"]["shipping_address"]["line1"] == "9 Pier Rd"
+
+
+def test_the_channel_marks_a_fulfillment_whose_correction_came_before_its_creation(fake_hub, capsys):
+    hub = fake_hub({})
+    channel = sample_channel.Channel(
+        hub.client, sample_channel.parse_args(["--hub", "x", "--key", "k", "--no-confirm"])
+    )
+    channel.orders["SC-1"] = {
+        "id": "3",
+        "number": "#SC-1",
+        "status": "new",
+        "dispatched": False,
+        "fulfillments": [],
+    }
+    channel.by_hub_id["3"] = "SC-1"
+    inbox = Inbox(channel.on_event)
+    parcel = {"id": "9", "order": "3", "status": "shipped", "carrier": "UPS", "tracking_number": "1Z1"}
+
+    # when fulfillment.updated (number 2) arrives before fulfillment.created (number 1)
+    assert (
+        inbox.take(
+            {
+                "id": "evt_2",
+                "type": "fulfillment.updated",
+                "sequence": 2,
+                "data": {**parcel, "tracking_number": "1Z2"},
+            }
+        )
+        == "handled"
+    )
+    assert (
+        inbox.take({"id": "evt_1", "type": "fulfillment.created", "sequence": 1, "data": parcel}) == "stale"
+    )
+    while not channel.work.empty():
+        _, data, created_at, via = channel.work.get_nowait()
+        channel.fulfillment_event(data, created_at, via=via)
+
+    # then the order is dispatched once, with the tracking number as it now stands
+    assert channel.orders["SC-1"]["fulfillments"] == [{"id": "9", "carrier": "UPS", "tracking_number": "1Z2"}]
+    assert [line["event"] for line in logged(capsys)] == ["order_dispatched"]
+
+
+def feed_of(events: list[dict], hub_url: list[str], page: int = 2):
+    """GET /webhook-events as the hub answers it: after an id (or since a time), `page` a page, `next`."""
+
+    def answer(query):
+        start = int(query.get("cursor", 0))
+        if not start and "after" in query:
+            start = next(i for i, e in enumerate(events) if e["id"] == query["after"]) + 1
+        elif not start:
+            start = sum(e["created_at"] < query["updated_since"] for e in events)
+        results = events[start : start + page]
+        more = start + page < len(events)
+        return {
+            "results": results,
+            "next": f"{hub_url[0]}/api/v1/webhook-events?cursor={start + page}" if more else None,
+        }
+
+    return answer
+
+
+def test_a_sample_that_was_stopped_catches_up_from_the_feed_once_whatever_came_by_webhook(
+    fake_hub, tmp_path, capsys
+):
+    # given the sample 3PL with a state file: its first run read the feed (from its start on) and then took
+    # the deletion of MUG by webhook
+    events, url = [], []
+    hub = fake_hub({("GET", "/webhook-events"): feed_of(events, url)})
+    url.append(hub.server.url)
+    path = str(tmp_path / "state.json")
+
+    def deleted(n, sku, sequence=1):
+        return {
+            "id": f"evt_{n}",
+            "type": "product.deleted",
+            "created_at": f"2099-01-01T00:00:0{n}Z",
+            "sequence": sequence,
+            "data": {"id": sku, "sku": sku},
+        }
+
+    first = warehouse(hub, state=StateFile(path))
+    first_inbox = Inbox(first.on_event, first.state)
+    assert first_inbox.catch_up(hub.client, sample_3pl.EVENTS) == 0
+    events.append(deleted(1, "MUG"))
+    assert first_inbox.take(events[0]) == "handled"
+
+    # when it is stopped, three more events happen (one of them an older number of CAP's), and it starts again
+    events += [deleted(2, "CAP", 2), deleted(3, "TEE"), deleted(4, "CAP", 1)]
+    tpl = warehouse(hub, state=StateFile(path))
+    inbox = Inbox(tpl.on_event, tpl.state)
+    handled = inbox.catch_up(hub.client, sample_3pl.EVENTS)
+
+    # then the feed, read from the first start in pages, brings each event once: MUG's was handled already
+    lines = logged(capsys)
+    assert [(line["event_id"], line["outcome"]) for line in lines if line["event"] == "feed"] == [
+        ("evt_1", "duplicate"),
+        ("evt_2", "handled"),
+        ("evt_3", "handled"),
+        ("evt_4", "stale"),
+    ]
+    assert handled == 2
+    assert [(line["sku"], line["via"]) for line in lines if line["event"] == "product_archived"] == [
+        ("MUG", "webhook"),
+        ("CAP", "feed"),
+        ("TEE", "feed"),
+    ]
+    assert tpl.archived == {"MUG", "CAP", "TEE"}  # MUG's from the state file: its event is not acted on again
+    asked = [query for _, path_, query in hub.calls if path_ == "/webhook-events"]
+    assert asked[0]["updated_since"] and asked[0]["type"] == ",".join(sample_3pl.EVENTS)
+
+    # and a webhook retry of an event the feed brought, then the next catch-up, act on nothing
+    assert inbox.take(events[2]) == "duplicate"
+    assert inbox.catch_up(hub.client, sample_3pl.EVENTS) == 0
+    assert hub.calls[-1][2]["after"] == "evt_4"
+    assert json.loads((tmp_path / "state.json").read_text())["inbox"]["feed_after"] == "evt_4"

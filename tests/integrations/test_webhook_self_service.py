@@ -18,6 +18,7 @@ from integrations.models import WebhookDelivery, WebhookSubscription
 from tests.integrations.delivery_path import flush
 
 import _connector  # isort: skip  # the sample connectors' verification (examples/_connector.py)
+import _inbox  # isort: skip  # and their webhook endpoint (examples/_inbox.py)
 
 pytestmark = pytest.mark.usefixtures("local_receivers")
 
@@ -149,9 +150,9 @@ def test_the_previous_secret_is_forgotten_once_its_overlap_ended(shop, hook, int
 
 
 def test_the_sample_connectors_endpoint_takes_deliveries_with_either_secret_during_the_overlap(shop):
-    # Given the sample connectors' webhook endpoint (examples/_connector.py), subscribed with the old secret
+    # Given the sample connectors' webhook endpoint (examples/_inbox.py), subscribed with the old secret
     received = []
-    endpoint = _connector.WebhookEndpoint(received.append)
+    endpoint = _inbox.WebhookEndpoint(received.append)
     server = _connector.JsonServer("127.0.0.1:0", {("POST", "/webhooks"): endpoint}).start()
     try:
         created = shop.post(
