@@ -147,6 +147,7 @@ class Inbox:
             with self.lock:
                 inbox["feed_since"] = utc_now_iso()  # nothing before our first start is ours to act on
                 self.save()
+            log("caught_up", read=0, handled=0, since=inbox["feed_since"])
             return 0
         params = {"type": ",".join(types), "limit": FEED_PAGE}
         if inbox.get("feed_after"):

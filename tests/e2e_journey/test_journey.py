@@ -4,12 +4,17 @@ a 3PL on their own (hold engine, then routing engine, each on commit), the 3PL h
 by signed webhook and marks its order dispatched. Then the delivery engine's promises: a receiver that
 fails is retried with the same webhook-id on the Standard Webhooks schedule (or sooner with Retry-After),
 and a worker killed mid-delivery loses nothing and duplicates nothing. And the samples' refusals and corrections
-(#16): a rejected request holds its order, a corrected tracking number and a voided parcel reach the channel.
+(#16): a rejected request holds its order, a corrected tracking number and a voided parcel reach the channel;
+an address changed after the 3PL acknowledged reaches its parcel; a 3PL that was down catches up from the
+event feed, each event once.
 """
 
 import time
+import uuid
 
 import httpx
+
+from harness.hub import order_body
 
 from .conftest import LEASE, Receiver
 
@@ -225,3 +230,57 @@ def test_the_samples_refuse_correct_void_and_delete_through_signed_webhooks(hub,
         assert api.delete(f"/products/{gone['id']}").status_code == 200
     channel.wait_for("product_delisted", sku="E2E-GONE")
     tpl.wait_for("product_archived", sku="E2E-GONE")
+
+
+def test_the_3pl_ships_to_a_changed_address_and_catches_up_from_the_feed_after_a_restart(
+    hub, connectors, tmp_path
+):
+    # given the sample 3PL keeping its state in a file, packing each parcel for a few seconds before shipping
+    tpl_args = (
+        *("--key", hub.keys["Warehouse"], "--location-name", "E2E 3PL", "--stock", "E2E-TEE=10,E2E-MUG=5"),
+        *("--poll-interval", "0", "--state", str(tmp_path / "3pl.json")),
+    )
+    tpl = connectors.start("sample_3pl.py", *tpl_args, "--ship-delay", "3")
+    tpl.wait_for("caught_up")  # its first run: the feed from now on
+
+    # when a shop's order is routed to it, and the shop corrects the street once the 3PL acknowledged it
+    tee = [{"sku": "E2E-TEE", "quantity": 1, "unit_price": "12.50"}]
+    moved = routed_request(hub, hub.push_order("Shop", "MOVE-1", tee)["id"])["id"]
+    tpl.wait_for("acknowledged", shipping_request=moved)
+    body = order_body("MOVE-1", tee)
+    body["shipping_address"]["line1"] = "9 Pier Rd"
+    with hub.api("Shop") as api:
+        again = api.post("/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert again.status_code == 200, again.text
+
+    # then shipping_request.updated reaches it before the parcel leaves, and the parcel goes to the new street
+    changed = tpl.wait_for("shipping_request_changed", shipping_request=moved)
+    assert (changed["changes"], changed["via"]) == (["shipping_address.line1"], "webhook")
+    assert tpl.wait_for("shipped", shipping_request=moved)["ship_to"]["line1"] == "9 Pier Rd"
+
+    # when it is stopped, and meanwhile an order is routed to it and a product is deleted
+    tpl.stop()
+    assert tpl.popen.returncode == 0
+    waiting = routed_request(hub, hub.push_order("Shop", "MOVE-2", tee)["id"])["id"]
+    with hub.api("admin") as api:
+        gone = api.post("/products", json={"sku": "E2E-GONE-2", "name": "Gone", "price": "1.00"}).json()
+        assert api.delete(f"/products/{gone['id']}").status_code == 200
+
+    # and starts again with its state file
+    restarted = connectors.start("sample_3pl.py", *tpl_args)
+
+    # then it reads the feed from its first start: what it missed is acted on once, what it had by webhook not
+    # again (the request it shipped, with its update)
+    caught = restarted.wait_for("caught_up")
+    read = restarted.matching("feed")
+    outcomes = {(e["type"], e["data_id"]): e["outcome"] for e in read}
+    assert outcomes == {
+        ("shipping_request.created", moved): "duplicate",
+        ("shipping_request.updated", moved): "duplicate",
+        ("shipping_request.created", waiting): "handled",
+        ("product.deleted", gone["id"]): "handled",
+    }, read
+    assert (caught["read"], caught["handled"]) == (4, 2)
+    assert restarted.wait_for("shipped", shipping_request=waiting)["via"] == "feed"
+    restarted.wait_for("product_archived", sku="E2E-GONE-2", via="feed")
+    assert restarted.matching("shipped", shipping_request=moved) == []
