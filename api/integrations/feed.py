@@ -40,7 +40,10 @@ class EventTypesField(forms.CharField):
         names = [name.strip() for name in value.split(",")]
         unknown = sorted({name for name in names if name not in EVENT_GRANTS})
         if unknown:
-            raise ValidationError(f"Unknown event type(s): {', '.join(unknown)}.", code="invalid")
+            # The names go in as params: a "%" in one must not be read as a format (DRF formats the message).
+            raise ValidationError(
+                "Unknown event type(s): %(types)s.", code="invalid", params={"types": ", ".join(unknown)}
+            )
         return names
 
 

@@ -124,6 +124,7 @@ def test_filtered_by_type(shop, orders, integration):
     assert [i["type"] for i in items] == ["order.created"] * 3
     assert len(feed(shop, type="order.created,order.updated")["results"]) == 6
     assert_error(shop.get(URL, {"type": "order.exploded"}), 400, "validation_error")
+    assert_error(shop.get(URL, {"type": "order.%s,%"}), 400, "validation_error")  # was a 500 (fuzz)
 
 
 def test_one_objects_events_after_a_sequence(shop, orders):
