@@ -90,7 +90,7 @@ class Warehouse:
         # SKUs deleted from the catalog: no longer pushed (in the state file: product.deleted comes once)
         self.archived: set[str] = set(self.state.data.get("archived", []))
         self.refuse = {sku for spec in args.refuse_sku for sku in spec.split(",") if sku}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered: request_changed remembers while holding it
 
     def ensure_location(self) -> dict:
         for location in self.client.paginate("/locations"):
@@ -148,14 +148,15 @@ class Warehouse:
     def request_changed(self, request: dict, changes: list[str], *, via: str) -> None:
         """The order's address, contact or method changed after routing: label with the new ones, if still can."""
         request_id = request["id"]
-        with self.lock:
+        with self.lock:  # labelled and remembered at once: the worker labels under the same lock
             shipped_to = self.labelled.get(request_id)
+            if shipped_to is None:
+                self.remember(request)
         if shipped_to is not None:
             # The parcel already left with the old details: a person must sort it out with the carrier.
             log("changed_after_shipping", shipping_request=request_id, changes=changes, shipped_to=shipped_to)
             self.work.put(("report_change", request_id, changes))
             return
-        self.remember(request)
         log(
             "shipping_request_changed",
             shipping_request=request_id,
