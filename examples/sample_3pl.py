@@ -162,6 +162,7 @@ class Warehouse:
             shipping_request=request_id,
             changes=changes,
             ship_to=request["order"].get("shipping_address"),
+            contact=request["order"].get("customer"),
             shipping_method=request.get("shipping_method"),
             via=via,
         )
@@ -245,6 +246,7 @@ class Warehouse:
             current = self.requests[request_id]
             label = self.labelled[request_id] = {
                 "ship_to": current["order"].get("shipping_address"),
+                "contact": current["order"].get("customer"),
                 "shipping_method": current.get("shipping_method"),
             }
         try:
@@ -276,6 +278,7 @@ class Warehouse:
             tracking_number=fulfillment["tracking_number"],
             lines=fulfillment["lines"],
             ship_to=label["ship_to"],
+            contact=label["contact"],
             shipping_method=label["shipping_method"],
             via=via,
         )

@@ -194,9 +194,13 @@ def test_the_channel_follows_a_corrected_then_voided_fulfillment_and_delists_a_d
     assert hub.calls == []  # all of it from the events' own data
 
 
-def changed_request(line1: str, updated_at: str) -> dict:
+def changed_request(line1: str, updated_at: str, phone: str = "555-0100") -> dict:
     """REQUEST as GET (or an event) shows it, shipping to `line1`, last changed at `updated_at`."""
-    order = {**REQUEST["order"], "shipping_address": {"line1": line1, "country": "US"}}
+    order = {
+        **REQUEST["order"],
+        "shipping_address": {"line1": line1, "country": "US"},
+        "customer": {"name": "Grace", "phone": phone},
+    }
     return {**REQUEST, "order": order, "shipping_method": "standard", "updated_at": updated_at}
 
 
@@ -219,8 +223,8 @@ def test_the_3pl_labels_the_parcel_with_the_address_a_change_after_routing_broug
         "id": "evt_2",
         "type": "shipping_request.updated",
         "sequence": 2,
-        "changes": ["shipping_address.line1"],
-        "data": changed_request("9 Pier Rd", "2026-01-01T10:05:00Z"),
+        "changes": ["shipping_address.line1", "customer.phone"],
+        "data": changed_request("9 Pier Rd", "2026-01-01T10:05:00Z", phone="555-0199"),
     }
     assert inbox.take(update) == "handled"
     tpl.handle("7", via="webhook")
@@ -228,9 +232,17 @@ def test_the_3pl_labels_the_parcel_with_the_address_a_change_after_routing_broug
     # then its copy takes the new street, and the parcel is labelled with it, not with GET's older answer
     lines = logged(capsys)
     [changed] = [line for line in lines if line["event"] == "shipping_request_changed"]
-    assert (changed["changes"], changed["ship_to"]["line1"]) == (["shipping_address.line1"], "9 Pier Rd")
-    assert lines[-1]["event"] == "shipped"
-    assert (lines[-1]["ship_to"]["line1"], lines[-1]["shipping_method"]) == ("9 Pier Rd", "standard")
+    assert (changed["changes"], changed["ship_to"]["line1"]) == (
+        ["shipping_address.line1", "customer.phone"],
+        "9 Pier Rd",
+    )
+    label = lines[-1]
+    assert label["event"] == "shipped"
+    assert (label["ship_to"]["line1"], label["contact"]["phone"], label["shipping_method"]) == (
+        "9 Pier Rd",
+        "555-0199",
+        "standard",
+    )
     # and the request was queued once, though two events named it
     assert list(tpl.work.queue) == [("handle", "7", "webhook")]
 
