@@ -218,3 +218,19 @@ def test_recording_a_batch_costs_a_bounded_number_of_queries(
     assert (
         WebhookEvent.objects.filter(type="product.created").count() == 80
     )  # both integrations, each its own rendering
+
+
+def test_dispatch_copies_the_recorded_bodies_in_a_fixed_number_of_queries(
+    subscribe, ingest, order_body, products, standard_method, django_assert_max_num_queries
+):
+    # given 40 orders (80 events) heard by two subscriptions of the integration
+    subscribe(events=["order.created", "order.updated"])
+    subscribe(events=["order.created"], path="/second")
+    for n in range(40):
+        ingest({**order_body, "external_id": f"D{n}"})
+
+    # a savepoint; the outbox rows locked, their snapshots, the subscriptions, the grants; one INSERT, one UPDATE
+    with django_assert_max_num_queries(8):
+        dispatched, made = outbox.dispatch_outbox()
+
+    assert dispatched >= 80 and made == 120
