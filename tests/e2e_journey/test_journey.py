@@ -235,12 +235,13 @@ def test_the_samples_refuse_correct_void_and_delete_through_signed_webhooks(hub,
 def test_the_3pl_ships_to_a_changed_address_and_catches_up_from_the_feed_after_a_restart(
     hub, connectors, tmp_path
 ):
-    # given the sample 3PL keeping its state in a file, packing each parcel for a few seconds before shipping
+    # given the sample 3PL keeping its state in a file, packing each parcel for 10 s before shipping: the
+    # correction must reach it while it packs (0.1 s on a quiet machine; the margin is for a loaded CI)
     tpl_args = (
         *("--key", hub.keys["Warehouse"], "--location-name", "E2E 3PL", "--stock", "E2E-TEE=10,E2E-MUG=5"),
         *("--poll-interval", "0", "--state", str(tmp_path / "3pl.json")),
     )
-    tpl = connectors.start("sample_3pl.py", *tpl_args, "--ship-delay", "3")
+    tpl = connectors.start("sample_3pl.py", *tpl_args, "--ship-delay", "10")
     tpl.wait_for("caught_up")  # its first run: the feed from now on
 
     # when a shop's order is routed to it, and the shop corrects the street once the 3PL acknowledged it
