@@ -110,13 +110,31 @@ def deliver_due(limit: int | None = None) -> int:
 # --- outcomes --------------------------------------------------------------------------------------------
 
 
+def _of_existing(attempts: list[WebhookAttempt]) -> list[WebhookAttempt]:
+    """
+    The attempts whose delivery still exists, each kept so until this transaction ends: a delivery deleted
+    while it was being sent (its subscription removed) takes no attempt, which would break the foreign key
+    at commit and lose every other outcome of the batch with it.
+    """
+    ids = sorted({attempt.delivery_id for attempt in attempts})
+    existing = set(
+        WebhookDelivery.objects.select_for_update(no_key=True)
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return [attempt for attempt in attempts if attempt.delivery_id in existing]
+
+
 def record_outcomes(deliveries, outcomes, started) -> None:
     now = timezone.now()
     attempts, dead, gone, soonest_retry = [], [], {}, None
     per_subscription: dict[int, list[bool]] = defaultdict(list)
     per_integration: dict[int, list[outbound.Outcome]] = defaultdict(list)
+    # Rows are updated in id order, the order in which unsubscribe() locks them: no deadlock between the two.
+    paired = sorted(zip(deliveries, outcomes, strict=True), key=lambda pair: pair[0].pk)
     with transaction.atomic():
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+        for delivery, outcome in paired:
             attempts.append(
                 WebhookAttempt(
                     delivery=delivery,
@@ -169,7 +187,7 @@ def record_outcomes(deliveries, outcomes, started) -> None:
             if not outcome.gone:
                 per_subscription[delivery.subscription_id].append(outcome.ok)
                 per_integration[delivery.integration_id].append(outcome)
-        WebhookAttempt.objects.bulk_create(attempts)
+        WebhookAttempt.objects.bulk_create(_of_existing(attempts))
         subscriptions = {d.subscription_id: d.subscription for d in deliveries}
         for subscription_id, delivery in gone.items():
             switch_off(

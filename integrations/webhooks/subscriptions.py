@@ -134,6 +134,10 @@ def unsubscribe(subscription: WebhookSubscription, *, actor=None) -> None:
     """Delete the subscription and record it on its integration's trail."""
     integration = subscription.integration
     data = {"webhook": str(subscription.pk), "url": subscription.url, "events": subscription.event_types}
+    # Its deliveries are locked first (in id order, as a worker recording outcomes updates them): a worker's
+    # attempt committed between the deletion's read of the attempts and its delete of the deliveries would
+    # otherwise still point at a deleted delivery, and the commit fail on the foreign key (a 500).
+    list(subscription.deliveries.select_for_update().order_by("pk").values_list("pk", flat=True))
     with history.actor_context(actor):
         subscription.delete()
     record_event(

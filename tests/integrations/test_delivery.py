@@ -19,7 +19,7 @@ from integrations.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from integrations.webhooks import delivery, outbox, replay
+from integrations.webhooks import delivery, outbox, replay, subscriptions
 from orders import services as order_services
 from tests.integrations.delivery_path import connected, flush, make_due
 
@@ -267,6 +267,28 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
     # The first worker's late outcome does not overwrite the one that took over.
     delivery.record_outcomes([claimed], [delivery.outbound.Outcome(ok=False, error="late")], timezone.now())
     assert WebhookDelivery.objects.get().last_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_for_a_delivery_deleted_while_it_was_sent_is_dropped_and_the_rest_recorded(
+    subscribe, ingest, order_body, products
+):
+    kept, _ = subscribe(events=["order.created"])
+    removed, _ = subscribe(events=["order.created"], path="/gone")
+    ingest(order_body)
+    outbox.dispatch_outbox()
+    claimed = delivery.claim()
+    assert len(claimed) == 2
+
+    # while the worker sends them, the integration removes one subscription, and its delivery with it
+    subscriptions.unsubscribe(removed)
+    delivery.record_outcomes(
+        claimed, [delivery.outbound.Outcome(ok=True, status_code=200)] * 2, timezone.now()
+    )
+
+    # the other outcome is recorded; no attempt points at the removed delivery (the commit used to fail on it)
+    assert list(WebhookDelivery.objects.values_list("subscription_id", "status")) == [(kept.pk, S.SUCCEEDED)]
+    assert list(WebhookAttempt.objects.values_list("delivery__subscription_id", flat=True)) == [kept.pk]
 
 
 # --- one bad row fails alone --------------------------------------------------------------------------
