@@ -291,6 +291,30 @@ def test_an_outcome_for_a_delivery_deleted_while_it_was_sent_is_dropped_and_the_
     assert list(WebhookAttempt.objects.values_list("delivery__subscription_id", flat=True)) == [kept.pk]
 
 
+def test_a_batch_of_outcomes_is_recorded_in_a_fixed_number_of_queries(
+    subscribe, ingest, order_body, products, django_assert_max_num_queries
+):
+    for n in range(12):
+        subscribe(events=["order.created"], path=f"/{n}")
+    ingest(order_body)
+    outbox.dispatch_outbox()
+    claimed = delivery.claim()
+    assert len(claimed) == 12
+    ok, failed = (
+        delivery.outbound.Outcome(ok=True, status_code=200),
+        delivery.outbound.Outcome(ok=False, error="x"),
+    )
+
+    # lock, one UPDATE per kind of outcome, the attempts, the integration's health: not one UPDATE per delivery
+    with django_assert_max_num_queries(8):
+        delivery.record_outcomes(claimed, [ok] * 6 + [failed] * 6, timezone.now())
+
+    statuses = WebhookDelivery.objects.order_by("pk").values_list("status", "attempts", "last_error")
+    assert list(statuses) == [(S.SUCCEEDED, 1, "")] * 6 + [(S.FAILED, 1, "x")] * 6
+    assert WebhookAttempt.objects.count() == 12
+    assert all(d.next_attempt_at > timezone.now() for d in WebhookDelivery.objects.filter(status=S.FAILED))
+
+
 # --- one bad row fails alone --------------------------------------------------------------------------
 
 
