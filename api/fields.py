@@ -7,8 +7,9 @@ from core.ids import parse_id
 
 class IdField(serializers.CharField):
     """
-    An object's id in a body: a string to clients (API.md: ids are opaque), read by `parse_id`, so "٣", " 1"
-    or a number past bigint is a 400 naming the field. A JSON integer is read too, as CharField would.
+    An object's id in a body: a string to clients (docs/connectors/contract.md: ids are opaque), read by
+    `parse_id`, so "٣", " 1" or a number past bigint is a 400 naming the field. A JSON integer is read too, as
+    CharField would.
     """
 
     default_error_messages = {"invalid_id": "Not a valid id."}
@@ -26,7 +27,7 @@ class IdField(serializers.CharField):
 class StrictIntegerField(serializers.IntegerField):
     """
     A JSON integer. DRF's IntegerField also takes strings through int(), which reads any Unicode digit ("٣"
-    is 3) and surrounding spaces, and "5.0" or 5.0: a count is a JSON number (API.md).
+    is 3) and surrounding spaces, and "5.0" or 5.0: a count is a JSON number (docs/connectors/contract.md).
     """
 
     default_error_messages = {"invalid": "Must be a whole number."}

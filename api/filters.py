@@ -48,7 +48,7 @@ class StrictBooleanField(forms.NullBooleanField):
 class StrictBooleanFilter(django_filters.BooleanFilter):
     """
     ?active=true|false (or 1|0). django-filter's own ignores a value it cannot read (?active=yes filtered
-    nothing); a bad query is a 400 (API.md).
+    nothing); a bad query is a 400 (docs/connectors/contract.md).
     """
 
     field_class = StrictBooleanField
@@ -73,14 +73,14 @@ class IdFormField(forms.Field):
 class IdFilter(django_filters.CharFilter):
     """
     ?location=<id>: a malformed id is a 400 naming the parameter, not a 500 or an empty list. A CharFilter to
-    the schema: ids are opaque strings to clients (API.md).
+    the schema: ids are opaque strings to clients (docs/connectors/contract.md).
     """
 
     field_class = IdFormField
 
 
 class UpdatedSinceFilterSet(django_filters.FilterSet):
-    """Every list accepts ?updated_since=<ISO 8601 time> (API.md, Conventions)."""
+    """Every list accepts ?updated_since=<ISO 8601 time> (docs/connectors/contract.md, "Conventions")."""
 
     updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Only objects changed at or after this time."

@@ -1,5 +1,6 @@
 """
-Cursor pagination as API.md says: {"results": [...], "next": url|null}, ?limit= (default 100, max 500).
+Cursor pagination as docs/connectors/contract.md says: {"results": [...], "next": url|null}, ?limit= (default
+100, max 500).
 
 A keyset cursor over (ordering field, id). DRF's CursorPagination keeps only the first field in its cursor
 and breaks ties with an offset capped at 1000, so a bulk write (thousands of rows sharing one timestamp)
@@ -39,7 +40,8 @@ class CursorPagination(DrfCursorPagination):
         return self.ordering[0].startswith("-")
 
     def get_page_size(self, request):
-        """Over 500 is clamped to 500 (API.md: "max 500"); what is not a whole number of at least 1 is a 400.
+        """Over 500 is clamped to 500 (docs/connectors/contract.md: "max 500"); what is not a whole number of
+        at least 1 is a 400.
 
         DRF's own falls back to the default for anything it cannot read, so `limit=abc` silently served 100.
         """

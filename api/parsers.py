@@ -6,9 +6,9 @@ The API's JSON parser: DRF's, plus the checks that keep hostile bodies from turn
 * Strings, keys included, must be text PostgreSQL can store: no NUL character (text and jsonb both refuse
   it) and no lone surrogate (a `\\ud800` escape, which is not UTF-8 and fails when the driver encodes it).
   DRF's CharField refuses NUL on its own, but free-form objects (addresses, settings) do not.
-* The body is UTF-8 (RFC 8259, API.md): a Content-Type naming another charset is refused (400, as DRF
-  refuses a charset it does not know). Decoded as UTF-16 or UTF-32, a body would also slip its escapes past
-  the byte search below.
+* The body is UTF-8 (RFC 8259; docs/connectors/contract.md, "Conventions"): a Content-Type naming another
+  charset is refused (400, as DRF refuses a charset it does not know). Decoded as UTF-16 or UTF-32, a body
+  would also slip its escapes past the byte search below.
 """
 
 import codecs

@@ -117,7 +117,7 @@ def order_lines(rng: random.Random, products) -> list[tuple[int, str, int]]:
 
 
 def order_body(external_id: str, lines) -> dict:
-    """A POST /api/v1/orders body (API.md, Orders) with these lines."""
+    """A POST /api/v1/orders body (docs/connectors/contract.md, "Orders") with these lines."""
     return {
         "external_id": external_id,
         "number": f"#{external_id}",

@@ -194,7 +194,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients / threads (8)")
     parser.add_argument("--pushes", type=int, default=5, help="stock pushes, API and each baseline way (5)")
     parser.add_argument(
-        "--items", type=int, default=5000, help="items per stock push (5000, API.md's maximum)"
+        "--items",
+        type=int,
+        default=5000,
+        help="items per stock push (5000, docs/connectors/contract.md's maximum)",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (4)")

@@ -1,5 +1,5 @@
 """
-Beat schedules installed by data migrations (STYLE.md §8): django-celery-beat rows, visible and editable in
+Beat schedules installed by data migrations: django-celery-beat rows, visible and editable in
 the admin. A migration lists its tasks and runs `schedule(TASKS)`; unapplying it removes them.
 """
 

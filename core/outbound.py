@@ -1,7 +1,8 @@
 """
 The hub's outbound HTTP: one pooled httpx client per worker process, the SSRF guard applied to the address
-actually connected to, signed POSTs with API.md's timeouts, bounded reads and no redirects. Webhook
-deliveries and manifest calls both go through `post_signed`; neither touches the database here.
+actually connected to, signed POSTs with docs/connectors/contract.md's timeouts, bounded reads and no
+redirects. Webhook deliveries and manifest calls both go through `post_signed`; neither touches the database
+here.
 """
 
 import json
@@ -34,7 +35,7 @@ def client() -> httpx.Client:
     with _lock:
         if _client is None or _client_pid != os.getpid():
             _client = httpx.Client(
-                follow_redirects=False,  # API.md: a redirect is a failure, never followed
+                follow_redirects=False,  # a redirect is a failure, never followed (contract.md)
                 timeout=httpx.Timeout(settings.WEBHOOK_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT),
                 limits=httpx.Limits(
                     max_connections=max(settings.WEBHOOK_CONCURRENCY * 2, 10),

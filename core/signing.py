@@ -1,7 +1,7 @@
 """
-Standard Webhooks signing for webhook deliveries and manifest-connector calls (API.md, "Webhook
-deliveries"): secrets, signatures and their verification through the `standardwebhooks` library, the body
-bytes and the retry schedule. Pure functions: no models, no network, no settings.
+Standard Webhooks signing for webhook deliveries and manifest-connector calls (docs/connectors/contract.md,
+"Webhook deliveries"): secrets, signatures and their verification through the `standardwebhooks` library,
+the body bytes and the retry schedule. Pure functions: no models, no network, no settings.
 """
 
 import base64

@@ -1,9 +1,9 @@
 """
-Where the hub may send HTTP: the one SSRF rule for webhook URLs and manifest base URLs (DESIGN.md, settings:
-WEBHOOK_ALLOW_PRIVATE_TARGETS). Unless private targets are allowed, a target is allowed only when every
-address its host resolves to is global. Subscribing (webhooks), saving settings (services) and sending
-(outbound, which connects to the very address checked here) all ask this module. It imports nothing else
-of `integrations`, so each of them can.
+Where the hub may send HTTP: the one SSRF rule for webhook URLs and manifest base URLs
+(docs/operations/configuration.md, WEBHOOK_ALLOW_PRIVATE_TARGETS). Unless private targets are allowed, a
+target is allowed only when every address its host resolves to is global. Subscribing (webhooks), saving
+settings (services) and sending (outbound, which connects to the very address checked here) all ask this
+module. It imports nothing else of `integrations`, so each of them can.
 """
 
 import ipaddress

@@ -1,7 +1,7 @@
 """
 What the sample connectors share: Standard Webhooks verification, a bearer-key client for the hub's API
-(../shared/API.md), a threaded JSON HTTP server, JSON-line logging and a SIGTERM-aware wait; events in (the
-webhook endpoint, the catch-up feed) are _inbox.py's. The standard library, httpx and standardwebhooks
+(docs/connectors/contract.md), a threaded JSON HTTP server, JSON-line logging and a SIGTERM-aware wait; events
+in (the webhook endpoint, the catch-up feed) are _inbox.py's. The standard library, httpx and standardwebhooks
 only: no Django, so a connector author can copy this file.
 
 The examples run as `python examples/<name>.py`, so this module is imported as plain `_connector`.
@@ -123,7 +123,8 @@ def bearer_ok(headers: Mapping[str, str], token: str) -> bool:
 
 
 class HubError(Exception):
-    """An error answer of the hub: {"error": {"code", "message", "details"}} (API.md, Conventions)."""
+    """An error answer of the hub: {"error": {"code", "message", "details"}} (docs/connectors/contract.md,
+    "Conventions")."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None):
         super().__init__(f"HTTP {status} {code}: {message}")

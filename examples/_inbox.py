@@ -36,7 +36,8 @@ FEED_PAGE = 100  # events per page of the feed
 
 
 class Deduplicator:
-    """The webhook-ids already handled (bounded); a retried delivery carries the same id (API.md)."""
+    """The webhook-ids already handled (bounded); a retried delivery carries the same id
+    (docs/connectors/contract.md)."""
 
     def __init__(self, size: int = 10_000, done: list[str] = ()):
         self.size = size

@@ -26,7 +26,7 @@ BADGE = {
     IntegrationStatus.DISABLED: "black",
 }
 
-# The lifecycle of DESIGN.md: every legal move, and nothing else.
+# The lifecycle of docs/architecture.md ("Integration lifecycle"): every legal move, and nothing else.
 ALLOWED_TRANSITIONS = {
     IntegrationStatus.NOT_CONFIGURED: {IntegrationStatus.CONNECTING, IntegrationStatus.DISABLED},
     IntegrationStatus.CONNECTING: {
@@ -114,7 +114,7 @@ DEFAULT_WORKFLOWS = {
 
 
 class EventType(models.TextChoices):
-    """Domain event types of API.md (webhook subscriptions name these)."""
+    """Domain event types of docs/connectors/contract.md (webhook subscriptions name these)."""
 
     ORDER_CREATED = "order.created"
     ORDER_UPDATED = "order.updated"

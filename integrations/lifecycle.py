@@ -1,7 +1,8 @@
 """
-The lifecycle of an integration (DESIGN.md): the one function that moves its status, the moves people and
-connectors ask for (enable, disable, re-enable, handshake, report an error), the connect window, and the
-outbound health count that moves a failing integration to `error` and a recovered one back to `connected`.
+The lifecycle of an integration (docs/architecture.md, "Integration lifecycle"): the one function that moves
+its status, the moves people and connectors ask for (enable, disable, re-enable, handshake, report an error),
+the connect window, and the outbound health count that moves a failing integration to `error` and a recovered
+one back to `connected`.
 """
 
 from datetime import timedelta
@@ -31,8 +32,9 @@ HEALTH_CHECK_TASK = "integrations.tasks.check_health_task"
 
 class TransitionRefused(DomainError, ValidationError):
     """
-    A lifecycle move that DESIGN.md does not allow (API: 409 `conflict`). A ValidationError too, whose own
-    `code` says which refusal: an unknown status or a move not allowed from the current one.
+    A lifecycle move that docs/architecture.md ("Integration lifecycle") does not allow (API: 409 `conflict`).
+    A ValidationError too, whose own `code` says which refusal: an unknown status or a move not allowed from
+    the current one.
     """
 
     api_code = "conflict"
@@ -230,7 +232,7 @@ def note_outbound(
     """
     Count an outbound outcome (webhook delivery or manifest call). A success resets the count, and brings
     an integration that failures had moved to `error`, once re-enabled (connecting), back to `connected`;
-    INTEGRATION_FAILURE_THRESHOLD failures in a row move a `connected` one to `error` (DESIGN.md).
+    INTEGRATION_FAILURE_THRESHOLD failures in a row move a `connected` one to `error` (docs/architecture.md).
     """
     threshold = django_settings.INTEGRATION_FAILURE_THRESHOLD
     if ok:

@@ -1,8 +1,9 @@
 """
-Manifest connectors (API.md, "Manifest connectors"; examples/MANIFEST_PROTOCOL.md): the hub POSTs signed
-JSON to the endpoints a connector's manifest names, under the integration's `base_url`. This is the generic
-part — the signing secret, one call, the health check, and the per-integration claims and cursors the flows
-run on. The flows themselves (orders pull, dispatch, inventory push) live with the apps that own their data.
+Manifest connectors (docs/connectors/contract.md, "Manifest connectors"; examples/MANIFEST_PROTOCOL.md): the
+hub POSTs signed JSON to the endpoints a connector's manifest names, under the integration's `base_url`. This
+is the generic part — the signing secret, one call, the health check, and the per-integration claims and
+cursors the flows run on. The flows themselves (orders pull, dispatch, inventory push) live with the apps that
+own their data.
 """
 
 import json
@@ -171,8 +172,8 @@ def _healthy(data):
 def check_health(integration: Integration, *, actor=None) -> Outcome:
     """
     Call the `health` endpoint now. A connecting integration becomes connected when it passes and moves to
-    error when it fails (DESIGN.md, lifecycle); for others the outcome counts like any call. A call that
-    cannot be made comes back as a failed Outcome saying why, and changes nothing.
+    error when it fails (docs/architecture.md, "Integration lifecycle"); for others the outcome counts like
+    any call. A call that cannot be made comes back as a failed Outcome saying why, and changes nothing.
     """
     integration.refresh_from_db()
     try:

@@ -288,7 +288,8 @@ class OutboxEvent(models.Model):
 
 
 class WebhookSubscription(models.Model):
-    """An integration's request to be told of domain events (API.md, "Events, exceptions, webhooks")."""
+    """An integration's request to be told of domain events (docs/connectors/contract.md, "Events, exceptions,
+    webhooks")."""
 
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="webhook_subscriptions"

@@ -1,4 +1,5 @@
-"""Exceptions over the API (API.md, Events, exceptions, webhooks): read them, and a connector reports its own."""
+"""Exceptions over the API (docs/connectors/contract.md, "Events, exceptions, webhooks"): read them, and a
+connector reports its own."""
 
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view

@@ -1,4 +1,5 @@
-"""Query filters of the catalog and stock endpoints; every list also takes `updated_since` (API.md)."""
+"""Query filters of the catalog and stock endpoints; every list also takes `updated_since`
+(docs/connectors/contract.md)."""
 
 import django_filters
 

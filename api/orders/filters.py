@@ -1,4 +1,5 @@
-"""Query filters of the order endpoints; every list also takes ?updated_since= (API.md, Conventions)."""
+"""Query filters of the order endpoints; every list also takes ?updated_since= (docs/connectors/contract.md,
+"Conventions")."""
 
 import django_filters
 

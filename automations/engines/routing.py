@@ -1,5 +1,6 @@
 """
-The routing engine: a ready order goes to the location(s) that can ship it (DESIGN.md "Routing engine").
+The routing engine: a ready order goes to the location(s) that can ship it (docs/architecture.md, "A routing
+decision").
 
 The org's routing cards are tried in order and the first whose conditions match decides (none: the default
 card, every active shipping location by priority). Within a card, one location that can ship every line in

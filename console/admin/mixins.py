@@ -1,11 +1,12 @@
 """
 What every console admin class shares.
 
-Tenancy (STYLE.md §4): every admin class for org-owned data mixes in `OrganizationScopedMixin`. The model's
-tenancy (organizations.scoping: where its organization is, how members reach it) scopes the changelist, the
-change/delete/history views (an object outside your organizations is a 404, not a redirect that confirms
-nothing but still answers), foreign-key and many-to-many choices, autocomplete, list filters and bulk
-actions — all through `get_queryset` and `role_allows`, so an admin class declares nothing about it.
+Tenancy (docs/architecture.md, "The same ideas everywhere"): every admin class for org-owned data mixes in
+`OrganizationScopedMixin`. The model's tenancy (organizations.scoping: where its organization is, how members
+reach it) scopes the changelist, the change/delete/history views (an object outside your organizations is a
+404, not a redirect that confirms nothing but still answers), foreign-key and many-to-many choices,
+autocomplete, list filters and bulk actions — all through `get_queryset` and `role_allows`, so an admin class
+declares nothing about it.
 
 Actions: `object_action` marks a method as a button on an object's page ("POST-only view → the object, 404
 outside your scope → the permission → the service → a message → back to the page"), and optionally as the

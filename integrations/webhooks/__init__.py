@@ -1,5 +1,6 @@
 """
-Webhooks (API.md, "Webhook deliveries"), one job per module, each importing only the ones listed before it:
+Webhooks (docs/connectors/contract.md, "Webhook deliveries"), one job per module, each importing only the ones
+listed before it:
 
 * `doorbells` — how committed work wakes the tasks that do it (by task name: the tasks sit above);
 * `subscriptions` — subscribe, unsubscribe, switch off and on, the grant each event type needs;

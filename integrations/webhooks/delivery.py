@@ -1,8 +1,8 @@
 """
-Sending webhook deliveries (API.md, "Webhook deliveries"): due deliveries are claimed in batches and POSTed
-signed over pooled connections (core.signing, core.outbound), and each outcome moves the delivery along the
-retry schedule to `succeeded` or `dead`. A dead delivery is an exception a person fixes; a subscription's
-first success after one resolves it.
+Sending webhook deliveries (docs/connectors/contract.md, "Webhook deliveries"): due deliveries are claimed in
+batches and POSTed signed over pooled connections (core.signing, core.outbound), and each outcome moves the
+delivery along the retry schedule to `succeeded` or `dead`. A dead delivery is an exception a person fixes; a
+subscription's first success after one resolves it.
 
 A claimed delivery is leased (`locked_until`) rather than held in a transaction during the HTTP call, and the
 beat's sweep rings again for whatever a lost message, a killed worker or a Redis outage left behind. Long

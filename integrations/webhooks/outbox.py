@@ -1,11 +1,11 @@
 """
-The outbox (API.md, "Webhook deliveries"): a change records its domain events in its own transaction (`emit`),
-and, in that same transaction, each event is rendered for every integration entitled to it — its workflow
-switch on, a usable key holding the read grant, the object in that key's scope — as the API answers it to that
-integration at that moment, numbered per integration and object (`sequences`), and stored as a WebhookEvent
-(issue 16: the body is the object as it was when the event committed, not when it was sent). After the commit
-a task fans each WebhookEvent out into one WebhookDelivery per active subscription of its integration that
-hears the type, copying the exact body, so retries and replays send the same bytes.
+The outbox (docs/connectors/contract.md, "Webhook deliveries"): a change records its domain events in its own
+transaction (`emit`), and, in that same transaction, each event is rendered for every integration entitled to
+it — its workflow switch on, a usable key holding the read grant, the object in that key's scope — as the API
+answers it to that integration at that moment, numbered per integration and object (`sequences`), and stored
+as a WebhookEvent (issue 16: the body is the object as it was when the event committed, not when it was sent).
+After the commit a task fans each WebhookEvent out into one WebhookDelivery per active subscription of its
+integration that hears the type, copying the exact body, so retries and replays send the same bytes.
 
 Rows are claimed with SELECT … FOR UPDATE SKIP LOCKED, so any number of workers may dispatch at once.
 """

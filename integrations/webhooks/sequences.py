@@ -1,8 +1,8 @@
 """
-Event `sequence` numbers (issue 16, API.md "Webhook deliveries"): one counter per integration and object,
-taken in the transaction that records the event. The upsert locks the counter's row until that transaction
-ends, so a second writer of the same object waits and numbers after it: the numbers follow commit order, and
-they outlive any subscription (a resubscription continues them).
+Event `sequence` numbers (issue 16, docs/connectors/contract.md, "Webhook deliveries"): one counter per
+integration and object, taken in the transaction that records the event. The upsert locks the counter's row
+until that transaction ends, so a second writer of the same object waits and numbers after it: the numbers
+follow commit order, and they outlive any subscription (a resubscription continues them).
 """
 
 from collections import Counter

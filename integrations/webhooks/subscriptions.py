@@ -1,8 +1,8 @@
 """
-Webhook subscriptions (API.md, "Events, exceptions, webhooks"): subscribe and unsubscribe, the grant each
-event type needs, the guard that keeps targets off loopback and private networks (core.targets), switching
-a subscription off (a receiver gone or failing for days) and back on, and rotating its signing secret with
-an overlap during which both secrets sign.
+Webhook subscriptions (docs/connectors/contract.md, "Events, exceptions, webhooks"): subscribe and
+unsubscribe, the grant each event type needs, the guard that keeps targets off loopback and private networks
+(core.targets), switching a subscription off (a receiver gone or failing for days) and back on, and rotating
+its signing secret with an overlap during which both secrets sign.
 """
 
 from datetime import timedelta

@@ -1,4 +1,5 @@
-"""Shared by the API tests: the one error shape of API.md, and the API's routes read from the URLconf."""
+"""Shared by the API tests: the one error shape of docs/connectors/contract.md, and the API's routes read from
+the URLconf."""
 
 import json
 from dataclasses import dataclass

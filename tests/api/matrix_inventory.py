@@ -8,11 +8,11 @@ show in its GET /inventory and /availability rows), and the organization's own h
 integration: org keys only) with stock. The outsiders get stock of their own, so their lists are not
 vacuous, and Globex's writes get past the workflow switches to meet the scope itself.
 
-The catalog belongs to the organization, not to an integration (DESIGN.md, Data ownership: "products —
-the org's catalog (read)"). Acme's sibling integrations read it legitimately, so product rows are declared
-`org=` only: hidden from other organizations, not from siblings. For the same reason no product of Acme may
-carry a canary string (a sibling sees "CANARY" in every product list otherwise). Locations and stock are
-the managing integration's: hidden from siblings too (`tenant=`).
+The catalog belongs to the organization, not to an integration (docs/connectors/01-concepts.md, "Data
+ownership": "products — the org's catalog (read)"). Acme's sibling integrations read it legitimately, so
+product rows are declared `org=` only: hidden from other organizations, not from siblings. For the same reason
+no product of Acme may carry a canary string (a sibling sees "CANARY" in every product list otherwise).
+Locations and stock are the managing integration's: hidden from siblings too (`tenant=`).
 """
 
 from django.db.models import Q

@@ -7,7 +7,7 @@ Beyond the world's one order, build adds the cases a single order cannot show:
 * canary text on A's order and shipment, so that a leak of their content is caught, not only of their ids;
 * a *shared* order: A's channel's order routed half to a sibling 3PL, half to A's 3PL. The sibling may read
   that order, its own request and its own shipment — never A's 3PL's request or shipment of it, which the
-  order embeds (DESIGN.md, Data ownership);
+  order embeds (docs/connectors/01-concepts.md, "Data ownership");
 * an order of organization A that no integration owns (its channel was deleted): no integration key sees it;
 * Globex's channel's order with A's external_id, routed and shipped inside Globex: upserts are per
   integration, and the outsiders' lists are not empty.

@@ -1,4 +1,5 @@
-"""Bearer-key authentication of API.md and DESIGN.md (Keys and grants): every way a key is refused, and how."""
+"""Bearer-key authentication (docs/connectors/contract.md, "Conventions"; docs/connectors/01-concepts.md,
+"Keys and grants"): every way a key is refused, and how."""
 
 import hmac
 import logging

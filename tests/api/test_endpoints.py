@@ -1,4 +1,5 @@
-"""The endpoints of API.md so far: GET /me, GET /integration, the handshake, error reports, /events, the schema."""
+"""The endpoints of docs/connectors/contract.md so far: GET /me, GET /integration, the handshake, error
+reports, /events, the schema."""
 
 import re
 from datetime import timedelta
@@ -61,7 +62,7 @@ def test_me_with_an_org_key(api_client, org_key, org):
 def test_me_with_a_global_key(api_client, global_key):
     body = api_client(global_key).get("/api/v1/me").json()
 
-    # A global key belongs to no organization (API.md's shape has no case for it: null).
+    # A global key belongs to no organization (docs/connectors/contract.md's shape has no case for it: null).
     assert body == {
         "kind": "global",
         "organization": None,

@@ -1,4 +1,5 @@
-"""API.md, Conventions: every error has one shape, {"error": {"code", "message", "details"}}, with a stable code."""
+"""docs/connectors/contract.md, "Conventions": every error has one shape, {"error": {"code", "message",
+"details"}}, with a stable code."""
 
 import logging
 

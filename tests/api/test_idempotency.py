@@ -1,4 +1,5 @@
-"""`Idempotency-Key` on POST (API.md, Conventions; the IETF draft): replay, 422 on another body, 409 while running."""
+"""`Idempotency-Key` on POST (docs/connectors/contract.md, "Conventions"; the IETF draft): replay, 422 on
+another body, 409 while running."""
 
 import threading
 import time

@@ -1,4 +1,5 @@
-"""Per-key rate limit (API.md, Rate limits): 429 `rate_limited` with Retry-After, RateLimit-* on every answer."""
+"""Per-key rate limit (docs/connectors/contract.md, "Rate limits"): 429 `rate_limited` with Retry-After,
+RateLimit-* on every answer."""
 
 from types import SimpleNamespace
 

@@ -1,4 +1,5 @@
-"""DESIGN.md, Keys and grants: every request made with a key is recorded under its integration — one row, one write."""
+"""docs/connectors/01-concepts.md, "Keys and grants": every request made with a key is recorded under its
+integration — one row, one write."""
 
 from datetime import timedelta
 

@@ -1,6 +1,6 @@
 """
-The tenant-boundary matrix (STYLE.md, Tests; DESIGN.md, Data ownership): every route of the URLconf, with
-every method it answers, called by every kind of outsider — never shows or changes tenant A's data.
+The tenant-boundary matrix (docs/connectors/01-concepts.md, "Data ownership"): every route of the URLconf,
+with every method it answers, called by every kind of outsider — never shows or changes tenant A's data.
 
 Tenant A is the web shop "Acme web shop" and the 3PL "Acme 3PL" its orders are routed to, in the
 organization Acme: an order, its shipping request and fulfillment, the 3PL's location and stock, their
@@ -244,8 +244,8 @@ def leaks(world, outsider, client, route, method, before) -> list[str]:
         and hidden is not None
         and hidden.filter(pk=target.pk).exists()
     ):
-        # One of A's objects, by its id: answered as if it did not exist (API.md: 404 `not_found`), or
-        # refused for a reason that has nothing to do with it (a switched-off flow, say).
+        # One of A's objects, by its id: answered as if it did not exist (docs/connectors/contract.md: 404
+        # `not_found`), or refused for a reason that has nothing to do with it (a switched-off flow, say).
         responses = [call(client, method, url, body), call(client, method, route.url(pk=2**31 - 1), body)]
         answer, as_if_missing = ((r.status_code, r.json().get("error", {}).get("code")) for r in responses)
         if answer != as_if_missing or answer[0] not in (403, 404) or answer == (404, None):

@@ -1,4 +1,5 @@
-"""GET|POST /api/v1/exceptions (API.md, Events, exceptions, webhooks): scoped reads, a connector's own reports."""
+"""GET|POST /api/v1/exceptions (docs/connectors/contract.md, "Events, exceptions, webhooks"): scoped reads, a
+connector's own reports."""
 
 from datetime import timedelta
 

@@ -1,9 +1,9 @@
 """
 The sample 3PL's and channel's reactions (examples/sample_3pl.py, sample_channel.py), each against a stand-in
-for the hub's API on 127.0.0.1 that answers as API.md says and records what it was asked: refusing a
-request, correcting a tracking number, following corrections, deletes and changes after routing, and the
-Inbox both samples take events through (examples/_inbox.py): the sequence rule, and the catch-up feed across
-a restart.
+for the hub's API on 127.0.0.1 that answers as docs/connectors/contract.md says and records what it was asked:
+refusing a request, correcting a tracking number, following corrections, deletes and changes after routing,
+and the Inbox both samples take events through (examples/_inbox.py): the sequence rule, and the catch-up feed
+across a restart.
 The samples against the real hub: tests/e2e_journey/.
 """
 

@@ -1,7 +1,7 @@
 """
 Hostile input on the API (#7): oversized and chunked bodies, deep JSON, NUL characters, invalid UTF-8,
-odd `limit`, cursors and `updated_since`. Each answers in the one error shape of API.md and writes nothing
-(the request log's one event per request aside).
+odd `limit`, cursors and `updated_since`. Each answers in the one error shape of docs/connectors/contract.md
+and writes nothing (the request log's one event per request aside).
 
 Every write route of the URLconf joins through WRITES (routes that read a body) or BODYLESS; a new write
 route fails `test_every_write_route_is_covered` until it is added.
@@ -234,7 +234,8 @@ def test_the_valid_bodies_go_through(api_client, scene):
 
 
 def test_the_largest_legit_bodies_fit_the_default_limit():
-    """5,000 stock levels and 1,000 products with every text at its longest (API.md's bulk maxima)."""
+    """5,000 stock levels and 1,000 products with every text at its longest (docs/connectors/contract.md's
+    bulk maxima)."""
     from config import settings as project  # the module: its value, not this module's small_limit
 
     limit = project.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -416,8 +417,8 @@ ODD = [
 
 @pytest.mark.parametrize("name", LIST_ROUTES)
 def test_list_parameters(api_client, scene, name, monkeypatch):
-    """limit: not a whole number from 1 → 400 naming it; over 500 → 500 (API.md: "max 500"); empty → the
-    default. Odd cursors and updated_since → 400 naming them."""
+    """limit: not a whole number from 1 → 400 naming it; over 500 → 500 (docs/connectors/contract.md: "max
+    500"); empty → the default. Odd cursors and updated_since → 400 naming them."""
     for limit in NOT_COUNTS:
         details = assert_error(_get(api_client, scene, name, {"limit": limit}), 400, "validation_error")
         assert "limit" in details, limit

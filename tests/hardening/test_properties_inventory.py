@@ -1,7 +1,7 @@
 """
 Properties of the inventory arithmetic (inventory/buffers.py, inventory/figures.py, inventory/sync.py,
 inventory/services.py, inventory/allocation.py), checked on PostgreSQL against a reference written here from
-the rules as DESIGN.md states them:
+the rules as docs/connectors/08-inventory.md states them:
 
 * per location: free = max(0, on_hand − committed (+ incoming if the channel sells it)); one buffer applies,
   the most specific that matches, in the order location+product+channel > product+channel > location+product

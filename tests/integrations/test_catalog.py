@@ -1,4 +1,5 @@
-"""The built-in catalog of connectors (data migration 0002) against DESIGN.md's table."""
+"""The built-in catalog of connectors (data migration 0002) against the table of
+docs/connectors/02-register.md."""
 
 import pytest
 
@@ -7,7 +8,8 @@ from integrations.models import Connector
 
 # --- the built-in catalog (data migration 0002) ---------------------------------------------------------------
 
-# Typed from DESIGN.md's "Built-in catalog connectors" table, not imported from integrations/catalog.py.
+# Typed from docs/connectors/02-register.md's "The built-in connectors" table, not imported from
+# integrations/catalog.py.
 _CHANNEL = [
     "orders:read",
     "orders:write",

@@ -1,7 +1,7 @@
 """
-Settings drive the lifecycle (DESIGN.md, "Integration lifecycle"): creating and saving an integration through
-`configuration` moves it between not_configured and connecting, and re-checks a connected one whose settings
-changed.
+Settings drive the lifecycle (docs/architecture.md, "Integration lifecycle"): creating and saving an
+integration through `configuration` moves it between not_configured and connecting, and re-checks a connected
+one whose settings changed.
 """
 
 import pytest

@@ -107,7 +107,8 @@ def test_after_the_last_retry_the_delivery_is_dead_and_an_exception_raised(
     receiver.default = (500, "still broken")
     ingest(order_body)
     flush()
-    # Nine retries have happened: the next failure is the last (10 tries, API.md's schedule).
+    # Nine retries have happened: the next failure is the last (10 tries, docs/connectors/contract.md's
+    # schedule).
     WebhookDelivery.objects.update(attempts=len(signing.RETRY_DELAYS), next_attempt_at=timezone.now())
 
     flush()

@@ -1,4 +1,5 @@
-"""The integration lifecycle of DESIGN.md ("Integration lifecycle"): `lifecycle.transition` and the moves built on it."""
+"""The integration lifecycle of docs/architecture.md ("Integration lifecycle"): `lifecycle.transition` and the
+moves built on it."""
 
 import itertools
 
@@ -15,7 +16,8 @@ from tests.integrations.statuses import event_mark, new_events, put, row
 
 S = IntegrationStatus
 
-# Typed from DESIGN.md's diagram and prose, not derived from the code, so drift on either side shows.
+# Typed from docs/architecture.md's diagram and prose, not derived from the code, so drift on either side
+# shows.
 DOC_TRANSITIONS = {
     (S.NOT_CONFIGURED, S.CONNECTING),  # settings complete & valid
     (S.NOT_CONFIGURED, S.DISABLED),  # any status → disabled

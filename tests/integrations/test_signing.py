@@ -1,4 +1,5 @@
-"""Webhook signing, checked against the Standard Webhooks reference package (API.md, "Webhook deliveries")."""
+"""Webhook signing, checked against the Standard Webhooks reference package (docs/connectors/contract.md,
+"Webhook deliveries")."""
 
 import base64
 import json

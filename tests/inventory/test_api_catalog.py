@@ -1,4 +1,4 @@
-"""The catalog endpoints of API.md: products (one and in bulk) and locations."""
+"""The catalog endpoints of docs/connectors/contract.md: products (one and in bulk) and locations."""
 
 from datetime import timedelta
 

@@ -1,4 +1,5 @@
-"""The stock endpoints of API.md: POST/GET /inventory and /availability; no query per row; global keys."""
+"""The stock endpoints of docs/connectors/contract.md: POST/GET /inventory and /availability; no query per
+row; global keys."""
 
 from datetime import timedelta
 

@@ -1,4 +1,5 @@
-"""POST and GET /orders and POST /orders/{id}/cancel (API.md, Orders): upserts, idempotency, concurrent pushes."""
+"""POST and GET /orders and POST /orders/{id}/cancel (docs/connectors/contract.md, "Orders"): upserts,
+idempotency, concurrent pushes."""
 
 import threading
 import time

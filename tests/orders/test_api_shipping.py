@@ -1,4 +1,5 @@
-"""Shipping requests out and shipments back (API.md, Fulfillment): /shipping-requests and /fulfillments."""
+"""Shipping requests out and shipments back (docs/connectors/contract.md, "Fulfillment"): /shipping-requests
+and /fulfillments."""
 
 from datetime import timedelta
 

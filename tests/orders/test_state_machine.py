@@ -13,8 +13,9 @@ from orders.models import Order
 
 S = OrderStatus
 
-# Typed from API.md ("Orders": statuses; cancel → 409 once anything shipped) and DESIGN.md ("Flows and
-# engines": held, released, routed, partially fulfilled / fulfilled) — not copied from choices.py, so that
+# Typed from docs/connectors/contract.md ("Orders": statuses; cancel → 409 once anything shipped) and
+# docs/connectors/05-orders.md ("What happens next": held, released, routed, partially fulfilled /
+# fulfilled) — not copied from choices.py, so that
 # a change to ORDER_TRANSITIONS shows up here as a failing comparison.
 EXPECTED = {
     S.NEW: {S.ON_HOLD, S.READY, S.CANCELED},

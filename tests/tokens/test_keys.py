@@ -1,4 +1,5 @@
-"""tokens.issuing, tokens.expiry and tokens.grants: grants, the rules of issuing, revoking, rotating, and the expiry sweeps (DESIGN.md, Keys and grants)."""
+"""tokens.issuing, tokens.expiry and tokens.grants: grants, the rules of issuing, revoking, rotating, and the
+expiry sweeps (docs/connectors/01-concepts.md, "Keys and grants")."""
 
 from datetime import timedelta
 

@@ -1,4 +1,5 @@
-"""`run_engine (hold|routing|inventory|exceptions) [--org SLUG]`: run one engine now (DESIGN.md, "Support commands")."""
+"""`run_engine (hold|routing|inventory|exceptions) [--org SLUG]`: run one engine now
+(docs/operations/runbook.md)."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""`replay_deliveries`: queue failed or dead webhook deliveries again (DESIGN.md, "Support commands")."""
+"""`replay_deliveries`: queue failed or dead webhook deliveries again (docs/operations/runbook.md)."""
 
 import re
 from datetime import UTC, datetime, time, timedelta

@@ -10,8 +10,8 @@ from ._common import ACTOR, check_status, describe, get_integration
 
 class Command(BaseCommand):
     help = (
-        "Move an integration to another status by the same rules as the admin (DESIGN.md, Integration "
-        "lifecycle); the reason is stored and recorded in its event log."
+        "Move an integration to another status by the same rules as the admin (docs/architecture.md, "
+        "Integration lifecycle); the reason is stored and recorded in its event log."
     )
 
     def add_arguments(self, parser):

@@ -1,4 +1,4 @@
-"""`create_org`: an organization, optionally with its first org admin (DESIGN.md, "Support commands")."""
+"""`create_org`: an organization, optionally with its first org admin (docs/operations/runbook.md)."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password

@@ -1,4 +1,5 @@
-"""`issue_key`: another integration, org or global key (DESIGN.md, "Keys and grants", "Support commands")."""
+"""`issue_key`: another integration, org or global key (docs/connectors/01-concepts.md, "Keys and grants";
+docs/operations/runbook.md)."""
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError

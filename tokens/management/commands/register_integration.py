@@ -1,4 +1,5 @@
-"""`register_integration`: an integration of a catalog connector and its first key (DESIGN.md, "Support commands")."""
+"""`register_integration`: an integration of a catalog connector and its first key
+(docs/operations/runbook.md)."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError

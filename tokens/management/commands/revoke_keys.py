@@ -1,4 +1,4 @@
-"""`revoke_keys`: revoke an integration's, an organization's or one key (DESIGN.md, "Support commands")."""
+"""`revoke_keys`: revoke an integration's, an organization's or one key (docs/operations/runbook.md)."""
 
 import re
 
