@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 
 from integrations import configuration
+from integrations.catalog import BUILTIN_CONNECTORS
 from integrations.management.commands._common import ACTOR, describe, get_organization
 from integrations.models import Connector, Integration
 from tokens import issuing
@@ -23,12 +24,19 @@ from ._common import (
 
 INTEGRATION_NAME_MAX = Integration._meta.get_field("name").max_length
 
+# What --help says --grants defaults to, per built-in connector (an organization's private connector
+# carries its own recommended grants: the admin shows them).
+RECOMMENDED = "; ".join(
+    f"{spec['key']}: {', '.join(spec['recommended_grants'])}" for spec in BUILTIN_CONNECTORS
+)
+
 
 class Command(BaseCommand):
     help = (
         "Register an integration of a catalog connector in an organization and issue its first integration "
         "key. The connector is the organization's private one with that key if it has one, else the public "
-        "one. The key's secret is printed once, alone on the last line (`tail -1`)."
+        "one. The key's secret is printed once, alone on the last line (`tail -1`). Recommended grants of "
+        f"the built-in connectors, the default when --grants is not given: {RECOMMENDED}."
     )
 
     def add_arguments(self, parser):
