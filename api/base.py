@@ -104,6 +104,7 @@ def record_request(request, response):
             "duration_ms": duration,
             "key": key.prefix,
             "ip": client_ip(request),
+            "request_id": getattr(request, "request_id", None),
         },
     )
 

@@ -4,6 +4,8 @@ catalogue of codes, and the base of the domain's errors. A service raises a `Dom
 API code; the API layer translates it in one place (api/errors.py), the admin shows its message.
 """
 
+from core.request_id import current_request_id
+
 # code → HTTP status: the table of docs/connectors/10-errors.md, plus the few HTTP-level codes it leaves to us.
 CODES = {
     "validation_error": 400,
@@ -29,7 +31,11 @@ CODES = {
 
 
 def error_body(code, message, details=None):
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    error = {"code": code, "message": message, "details": details or {}}
+    if (request_id := current_request_id()) is not None:
+        # The answer's X-Request-Id, to quote to support (core/request_id.py).
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 class DomainError(Exception):

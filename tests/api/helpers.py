@@ -12,12 +12,21 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def assert_error(response, status, code) -> dict:
-    """Assert the response is exactly {"error": {"code", "message", "details"}} with this status and code."""
+    """
+    Assert the response is exactly {"error": {"code", "message", "details", "request_id"}} with this status and
+    code, `request_id` the answer's X-Request-Id (a replayed answer keeps the first one's; an answer made
+    outside the middlewares, by calling a handler, has neither).
+    """
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
     body = json.loads(response.content)
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
+    if "X-Request-Id" in response:
+        assert set(body["error"]) == {"code", "message", "details", "request_id"}, body
+        if response.get("Idempotent-Replayed") != "true":
+            assert body["error"]["request_id"] == response["X-Request-Id"], body
+    else:
+        assert set(body["error"]) == {"code", "message", "details"}, body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
     assert isinstance(body["error"]["details"], dict), body

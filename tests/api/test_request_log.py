@@ -43,7 +43,8 @@ def test_each_request_with_a_key_writes_one_request_event(
     assert (event.integration_id, event.organization_id) == (integration.pk, integration.organization_id)
     assert event.actor == f"key:{integration_key.key.prefix}"
     data = event.data
-    assert set(data) == {"method", "path", "status", "duration_ms", "key", "ip"}
+    assert set(data) == {"method", "path", "status", "duration_ms", "key", "ip", "request_id"}
+    assert data["request_id"] == response["X-Request-Id"]
     assert data["method"] == method.upper()
     assert data["path"] == path.split("?")[0]
     assert data["status"] == status

@@ -133,6 +133,11 @@ def test_the_throttle_admits_exactly_the_limit_of_concurrent_requests(
     for refused in (r for r in responses if r.status_code == 429):
         error = refused.json()["error"]
         assert refused.json() == {
-            "error": {"code": "rate_limited", "message": error["message"], "details": {}}
+            "error": {
+                "code": "rate_limited",
+                "message": error["message"],
+                "details": {},
+                "request_id": refused.headers["X-Request-Id"],
+            }
         }
         assert refused.headers["Retry-After"] == "30"
