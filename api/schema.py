@@ -1,4 +1,8 @@
-"""OpenAPI: every operation documents the error shape for the statuses it can answer."""
+"""
+OpenAPI: every operation documents the error shape for the statuses it can answer; `postprocess` adds what
+every operation shares (the Idempotency-Key of unsafe methods, the X-Request-Id of every answer) and the
+headers of the webhooks (api/webhook_schema.py).
+"""
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
@@ -15,6 +19,9 @@ class ErrorDetailSerializer(serializers.Serializer):
     details = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text='Per field, e.g. {"lines.0.sku": ["unknown SKU"]}; for missing_grant {"required": [grant]}.',
+    )
+    request_id = serializers.CharField(
+        required=False, help_text="The answer's X-Request-Id: quote it to support."
     )
 
 
@@ -78,6 +85,10 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
+        if direction == "request":
+            return (
+                responses  # a webhook's (api/webhook_schema.py): the receiver's answer, not the API's errors
+            )
         for status_code, description in ERRORS.items():
             if status_code not in responses:
                 responses[status_code] = self._get_response_for_code(
@@ -95,3 +106,77 @@ class AutoSchema(SpectacularAutoSchema):
                     ),
                 )
         return responses
+
+
+UNSAFE = ("post", "put", "patch", "delete")
+REQUEST_ID_HEADER = {
+    "description": "This request's id (the one sent, when well formed: 8-128 of A-Z a-z 0-9 . _ : -, "
+    "else a new req_…): also `request_id` in an error body and in the integration's request log.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$"},
+}
+
+# The Standard Webhooks headers of every delivery (core/signing.py).
+WEBHOOK_HEADERS = [
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^evt_[0-9a-f]{24}$"},
+        "description": "The event's id (the envelope's `id`); the same on every retry: deduplicate on it.",
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "When this attempt was signed, unix seconds; refuse one more than five minutes away.",
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Space-separated `v1,<base64 HMAC-SHA256>` of `<webhook-id>.<webhook-timestamp>.<body>`, "
+        "keyed with the subscription's secret (two while a rotated secret overlaps): one must match.",
+    },
+]
+
+
+def idempotency_parameter(method: str) -> dict:
+    if method == "post":
+        return {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "Any unique string (a UUID): a retry with the same key and body replays the first "
+            "answer for 24 hours instead of acting twice; a different body answers 422 idempotency_conflict, "
+            "one still running 409 idempotency_in_progress.",
+        }
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"Accepted on every write; {method.upper()} is idempotent by itself (a repeat makes "
+        "the same change), so the key is not recorded.",
+    }
+
+
+def postprocess(result, generator, request, public):
+    """SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]: the parameters and headers every operation shares."""
+    result.setdefault("components", {}).setdefault("headers", {})["X-Request-Id"] = REQUEST_ID_HEADER
+    reference = {"$ref": "#/components/headers/X-Request-Id"}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method in UNSAFE:
+                parameters = operation.setdefault("parameters", [])
+                if not any(p.get("name") == "Idempotency-Key" for p in parameters):
+                    parameters.append(idempotency_parameter(method))
+            for response in operation.get("responses", {}).values():
+                response.setdefault("headers", {})["X-Request-Id"] = reference
+    for operations in result.get("webhooks", {}).values():
+        for operation in operations.values():
+            operation["parameters"] = [dict(header) for header in WEBHOOK_HEADERS]
+    return result

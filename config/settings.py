@@ -415,5 +415,13 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Several lists have a `status`: each choice set keeps the name of its lifecycle.
-    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "integrations.choices.DeliveryStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "integrations.choices.DeliveryStatus",
+        "EventTypeEnum": "integrations.choices.EventType.values",  # api/schema_fields.EventTypeField
+        "IntegrationStatusEnum": "integrations.choices.IntegrationStatus",
+    },
+    # 3.1: the `webhooks` section, one entry per event type with its envelope (api/webhook_schema.py).
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": "api.webhook_schema.WEBHOOKS",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.postprocess"],
 }

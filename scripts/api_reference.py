@@ -43,6 +43,19 @@ def openapi() -> dict:
     return json.loads(OpenApiJsonRenderer().render(schema, renderer_context={}))
 
 
+NULL = {"type": "null"}
+
+
+def nullable(schema: dict) -> bool:
+    """3.0's `nullable`, or 3.1's "null" among the types or the alternatives."""
+    kind = schema.get("type")
+    return bool(
+        schema.get("nullable")
+        or (isinstance(kind, list) and "null" in kind)
+        or any(NULL in schema.get(combined, ()) for combined in ("anyOf", "oneOf"))
+    )
+
+
 def anchor(name: str) -> str:
     return "schema-" + name.lower()
 
@@ -59,9 +72,12 @@ def type_of(schema: dict) -> str:
         return f"[{name}](#{anchor(name)})"
     for combined in ("allOf", "anyOf", "oneOf"):
         if combined in schema:
-            parts = [type_of(part) for part in schema[combined]]
+            parts = [type_of(part) for part in schema[combined] if part != NULL]
             return parts[0] if len(parts) == 1 else " or ".join(parts)
     kind = schema.get("type", "any")
+    if isinstance(kind, list):  # OpenAPI 3.1: ["string", "null"] is a string that may be null
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else " or ".join(kinds)
     if kind == "array":
         return f"array of {type_of(schema.get('items', {}))}"
     if kind == "object" and "additionalProperties" in schema and "properties" not in schema:
@@ -76,8 +92,10 @@ def constraints(schema: dict) -> list[str]:
     notes = []
     if schema.get("readOnly"):
         notes.append("read-only")
-    if schema.get("nullable"):
+    if nullable(schema):
         notes.append("may be null")
+    if "const" in schema:
+        notes.append(f"always `{schema['const']}`")
     if "enum" in schema:
         notes.append(
             "one of " + ", ".join(f"`{value}`" for value in schema["enum"] if value not in ("", None))
@@ -151,6 +169,38 @@ def operation_section(method: str, path: str, operation: dict, common_errors: di
     return out
 
 
+def webhooks_section(webhooks: dict) -> list[str]:
+    """The event types, each with the grant its subscription needs and its body; the headers they share."""
+    if not webhooks:
+        return []
+    out = [
+        "## Webhooks",
+        "",
+        "What the hub POSTs to a URL subscribed to an event type (`POST /webhooks`); *Grant* is the read grant",
+        "the subscribing key must hold. Any 2xx answer acknowledges a delivery; anything else is retried.",
+        "",
+        "| event | grant | body |",
+        "|---|---|---|",
+    ]
+    headers: list[dict] = []
+    for name, operations in webhooks.items():
+        operation = operations["post"]
+        grant = operation.get("x-required-grant")
+        media = operation["requestBody"]["content"]["application/json"]
+        out.append(f"| `{name}` | {f'`{grant}`' if grant else 'none'} | {type_of(media['schema'])} |")
+        headers = headers or operation.get("parameters", [])
+    if headers:
+        out += ["", "Every delivery carries these headers:", "", "| header | type | notes |", "|---|---|---|"]
+        for header in headers:
+            notes = constraints(header.get("schema", {}))
+            if header.get("required"):
+                notes.insert(0, "always")
+            if header.get("description"):
+                notes.append(one_line(header["description"]))
+            out.append(f"| `{header['name']}` | {type_of(header.get('schema', {}))} | {'; '.join(notes)} |")
+    return [*out, ""]
+
+
 def usual_errors(document: dict) -> dict[str, str]:
     """Per error status, the description most operations give it: the reference lists those once."""
     seen: dict[str, Counter] = {}
@@ -173,7 +223,9 @@ def render(document: dict) -> str:
         "Every endpoint the hub serves under `/api/v1/`, generated from the OpenAPI document it serves at",
         "`/api/v1/schema/` (browsable at `/api/v1/docs/`). Every call takes `Authorization: Bearer <key>`;",
         "*Grant* is what the key must hold. Every error answer is an [Error](#schema-error), described in",
-        "[chapter 10](10-errors.md); every POST takes an `Idempotency-Key` header.",
+        "[chapter 10](10-errors.md); every write takes an `Idempotency-Key` header (a POST's is recorded), and",
+        "every answer carries an `X-Request-Id` (in an error also its `request_id`): quote it to support.",
+        "The events the hub POSTs to your webhooks are listed under [Webhooks](#webhooks).",
         "",
     ]
     by_tag: dict[str, list] = {}
@@ -198,6 +250,7 @@ def render(document: dict) -> str:
         for method, path, operation in operations:
             out += operation_section(method, path, operation, common_errors)
 
+    out += webhooks_section(document.get("webhooks", {}))
     out += ["## Schemas", ""]
     for name, schema in sorted(document["components"]["schemas"].items()):
         out += [f'<a id="{anchor(name)}"></a>', "", f"### {name}", ""]

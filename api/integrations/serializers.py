@@ -5,6 +5,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from api.fields import StrictIntegerField
+from api.schema_fields import EventTypeField
 from integrations import connector_settings
 from integrations.choices import OWED
 from integrations.models import (
@@ -80,7 +81,7 @@ class WebhookSerializer(serializers.ModelSerializer):
     """A subscription as listed: never its secret."""
 
     id = serializers.CharField(read_only=True)
-    events = serializers.ListField(source="event_types", child=serializers.CharField(), read_only=True)
+    events = serializers.ListField(source="event_types", child=EventTypeField(), read_only=True)
 
     class Meta:
         model = WebhookSubscription
@@ -101,7 +102,7 @@ class WebhookInputSerializer(serializers.Serializer):
 
     url = serializers.CharField(max_length=500)
     events = serializers.ListField(
-        child=serializers.CharField(max_length=60), allow_empty=False, max_length=20
+        child=EventTypeField(max_length=60), allow_empty=False, max_length=20
     )
 
 
