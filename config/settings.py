@@ -307,7 +307,8 @@ INTEGRATION_CONNECT_WINDOW = env.int("INTEGRATION_CONNECT_WINDOW", default=24 * 
 INTEGRATION_FAILURE_THRESHOLD = env.int("INTEGRATION_FAILURE_THRESHOLD", default=10)
 # Webhook and manifest URLs on loopback/private networks are refused unless this is true.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
-# Outbound HTTP (webhook deliveries and manifest calls), API.md "Webhook deliveries": seconds.
+# Outbound HTTP (webhook deliveries and manifest calls), docs/connectors/contract.md, "Webhook deliveries":
+# seconds.
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=15.0)
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
 # A worker claims up to this many due deliveries at once and sends them over this many pooled connections.
@@ -316,7 +317,8 @@ WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=16)
 # Seconds a claimed delivery stays reserved to its worker; a killed worker's claims are due again after it.
 # Must exceed the longest batch: (BATCH_SIZE / CONCURRENCY) × (TIMEOUT + CONNECT_TIMEOUT).
 WEBHOOK_DELIVERY_LEASE = env.int("WEBHOOK_DELIVERY_LEASE", default=180)
-# A subscription whose deliveries have done nothing but fail for this long is switched off (API.md).
+# A subscription whose deliveries have done nothing but fail for this long is switched off
+# (docs/connectors/contract.md, "Webhook deliveries").
 WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 # Succeeded deliveries (and dispatched outbox rows) are pruned after this many days.
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=14)
@@ -405,7 +407,10 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchyard connector API",
-    "DESCRIPTION": "The contract connectors are written against (shared/API.md). Errors share one shape.",
+    "DESCRIPTION": (
+        "The contract connectors are written against (docs/connectors/contract.md in the repository, "
+        "with the connector guide beside it). Errors share one shape."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
