@@ -27,7 +27,7 @@ EXCEPTION_CATEGORIES = {
     "delivery": ("Webhook deliveries dead", [ExceptionKind.DELIVERY_DEAD]),
     "inventory": ("Inventory sync failed", [ExceptionKind.INVENTORY_SYNC_FAILED]),
     "order_data": ("Invalid order data", [ExceptionKind.INVALID_ORDER_DATA]),
-    "stuck": ("Stuck orders", [ExceptionKind.STUCK_ORDER]),
+    "stuck": ("Stuck orders", [ExceptionKind.STUCK_ORDER, ExceptionKind.UNACKNOWLEDGED_REQUEST]),
     "integration": ("Integration errors", [ExceptionKind.INTEGRATION_ERROR]),
     "connector": ("Reported by connectors", [ExceptionKind.CONNECTOR_REPORTED]),
     "rules": ("Raised by automation rules", [ExceptionKind.RULE_RAISED]),

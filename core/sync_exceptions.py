@@ -30,6 +30,7 @@ class ExceptionKind(models.TextChoices):
     CONNECTOR_REPORTED = "connector_reported", _("Reported by the connector")
     RULE_RAISED = "rule_raised", _("Raised by an automation rule")
     CHANGED_AFTER_ACKNOWLEDGED = "changed_after_acknowledged", _("Changed after the 3PL acknowledged")
+    UNACKNOWLEDGED_REQUEST = "unacknowledged_request", _("Shipping request not acknowledged")
 
 
 class ExceptionKeeper(Protocol):

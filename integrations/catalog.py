@@ -1,4 +1,4 @@
-"""The built-in catalog connectors of DESIGN.md, installed by a data migration."""
+"""The built-in catalog connectors, installed by a data migration (docs/architecture.md: connector)."""
 
 CHANNEL_GRANTS = [
     "orders:read",
@@ -51,15 +51,22 @@ CHANNEL_SCHEMA = {
             "type": "string",
             "format": "uri",
             "title": "Store URL",
-            "description": "The shop's address.",
+            "description": "The shop's address, for your connector: GET /integration answers it. The hub "
+            "never calls it.",
         },
         "default_currency": {
             "type": "string",
             "title": "Default currency",
             "pattern": "^[A-Z]{3}$",
-            "description": "ISO 4217 code used when an order names none.",
+            "description": "ISO 4217 code given to a new order that names no currency (USD when unset).",
         },
-        "order_number_prefix": {"type": "string", "title": "Order number prefix", "maxLength": 10},
+        "order_number_prefix": {
+            "type": "string",
+            "title": "Order number prefix",
+            "maxLength": 10,
+            "description": "Put before the number of each order this channel sends from now on (WEB- makes "
+            "1001 WEB-1001), so the admin, API answers, webhooks and shipping requests tell channels apart.",
+        },
         "sell_incoming_stock": {
             "type": "boolean",
             "title": "Sell incoming stock",
@@ -72,18 +79,14 @@ FULFILLER_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "warehouse_code": {"type": "string", "title": "Warehouse code", "maxLength": 40},
-        "cutoff_time": {
-            "type": "string",
-            "title": "Daily cut-off (HH:MM, UTC)",
-            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
-        },
         "acknowledge_within_minutes": {
             "type": "integer",
             "title": "Acknowledge within (minutes)",
             "minimum": 1,
             "maximum": 10080,
             "default": 60,
+            "description": "A shipping request still pending this long after it was sent raises an "
+            "exception (the exceptions engine's sweep); it is resolved once the request is acknowledged.",
         },
     },
 }
@@ -91,8 +94,13 @@ ERP_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "company_code": {"type": "string", "title": "Company code", "maxLength": 40},
-        "sync_prices": {"type": "boolean", "title": "Take prices from the ERP", "default": True},
+        "sync_prices": {
+            "type": "boolean",
+            "title": "Take prices from the ERP",
+            "default": True,
+            "description": "Unticked, the prices in this integration's product writes are ignored: the "
+            "hub keeps the prices set elsewhere.",
+        },
     },
 }
 

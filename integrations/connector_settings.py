@@ -133,6 +133,18 @@ def setting_defaults(connector: Connector) -> dict:
     return defaults
 
 
+def setting(integration: Integration, name: str):
+    """
+    The value of one of `integration`'s public settings as the hub acts on it: what is stored, else the
+    schema's default (see setting_defaults), else None. Every reader of a setting's effect goes through here,
+    so an integration saved before a setting existed, or without it, behaves as the schema's default says.
+    """
+    stored = (integration.settings or {}).get(name)
+    if stored is not None:
+        return stored
+    return setting_defaults(integration.connector).get(name)
+
+
 def public_settings(integration: Integration) -> dict:
     """Settings without their secrets (for export, API answers and pages)."""
     secrets = integration.connector.secret_fields

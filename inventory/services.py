@@ -16,6 +16,7 @@ from core import triggers
 from core.errors import DomainError
 from core.sync_exceptions import ExceptionKind, raise_exception
 from integrations.choices import EventType
+from integrations.connector_settings import setting
 from integrations.webhooks import outbox
 
 from .models import AvailabilityChange, InventoryBuffer, InventoryLevel, Location, Product, SkuMapping
@@ -209,6 +210,9 @@ def upsert_products(organization, items, *, integration=None) -> tuple[int, int,
     outbox); returns (created, updated, products in input order). Unchanged products are not touched. SKUs
     are normalised; a new one that looks like another raises LookalikeSkus before anything is written.
     """
+    if integration is not None and setting(integration, "sync_prices") is False:
+        # The ERP's "Take prices from the ERP" is off: its prices are ignored, the hub keeps its own.
+        items = [{k: v for k, v in item.items() if k != "price"} for item in items]
     given = {item["sku"] for item in items}
     with transaction.atomic():
         # By the SKU as given first: a legacy SKU the 0005 migration could not normalise stays reachable.

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from core import triggers
 from core.sync_exceptions import ExceptionKind, raise_exception, resolve_exception
 from integrations.choices import EventType
+from integrations.connector_settings import setting
 from integrations.workflows import require_workflow
 from inventory import services as inventory
 
@@ -49,6 +50,7 @@ def ingest_order(integration, data: dict) -> tuple[Order, bool]:
     or a concurrent duplicate never makes a second order: the database's unique constraint decides.
     """
     require_workflow(integration, "orders_in")
+    data = _prefixed_number(integration, data)
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -72,6 +74,19 @@ def ingest_order(integration, data: dict) -> tuple[Order, bool]:
         except IntegrityError:
             continue  # a concurrent request created it first: update that one
     raise OrderConflict("The order is being written by another request; retry.")
+
+
+def _prefixed_number(integration, data: dict) -> dict:
+    """
+    `data` with the channel's `order_number_prefix` before the number it sent, so every place that shows
+    the order's number (admin, API answers, webhooks, shipping requests) shows it. Added once: a number that
+    already starts with the prefix is kept as sent.
+    """
+    prefix = setting(integration, "order_number_prefix")
+    number = data.get("number")
+    if prefix and number and not number.startswith(prefix):
+        return {**data, "number": prefix + number}
+    return data
 
 
 def _map_lines(integration, lines):
@@ -134,6 +149,9 @@ def _create_order(integration, data) -> Order:
         organization_id=integration.organization_id, source=integration, external_id=data["external_id"]
     )
     _apply_header(order, data)
+    if not data.get("currency"):
+        # The channel's `default_currency` for an order that names none (the model's USD without one).
+        order.currency = setting(integration, "default_currency") or order.currency
     order.shipping_method_code = data.get("shipping_method") or ""
     order.shipping_method = _map_method(integration, order.shipping_method_code)
     lines = _map_lines(integration, data["lines"])

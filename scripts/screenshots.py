@@ -297,8 +297,7 @@ def walk(page, base, shoot, password, browser):
     page.select_option("#id_organization", label="Demo Outfitters")
     page.fill("#id_name", "North warehouse")
     page.fill("#id_notification_email", "north@partner.example")
-    page.fill("#id_setting__warehouse_code", "NORTH")
-    page.fill("#id_setting__cutoff_time", "16:30")
+    page.fill("#id_setting__acknowledge_within_minutes", "120")
     shoot(page, "add_integration_settings")  # not saved: the guide's other pictures keep the seed's six
 
     # An edit that touches no setting (one that does moves a connected integration back to connecting).

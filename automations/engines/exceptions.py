@@ -1,5 +1,6 @@
 """
-The exceptions engine's sweep, per organization, in this order: raise stuck orders; resolve exceptions whose
+The exceptions engine's sweep, per organization, in this order: raise stuck orders and shipping requests not
+acknowledged in time (acknowledgement.py); resolve exceptions whose
 cause cleared (a safety net beside the engines that resolve on the spot); resolve stale ones; send the
 notification digest; prune old rule runs and closed exceptions. Every step is one or a few set-based
 statements, bounded per run, and idempotent: a second or overlapping sweep finds nothing left to do.
@@ -23,7 +24,7 @@ from orders.services import OPEN_REQUEST, UNROUTABLE_REASON
 from .. import notifications
 from ..choices import Engine, ExceptionStatus, RunTrigger
 from ..models import RuleRun, SyncException
-from . import each_organization, merge
+from . import acknowledgement, each_organization, merge
 
 STUCK_STATUSES = (OrderStatus.READY, OrderStatus.SENT_TO_FULFILLMENT)
 # Per organization and run; what is left over is taken by the next sweep.
@@ -64,6 +65,7 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, force_digest=False)
         now = timezone.now()
         counts = {
             "stuck": raise_stuck(org, settings, now),
+            "unacknowledged": acknowledgement.raise_unacknowledged(org, now),
             "resolved": resolve_cleared(org, settings, now),
             "stale": resolve_stale(org, settings, now),
         }
@@ -72,7 +74,7 @@ def sweep(organization=None, *, trigger=RunTrigger.SCHEDULE, force_digest=False)
         counts["pruned"] = prune(org, now)
         return counts
 
-    totals = {"stuck": 0, "resolved": 0, "stale": 0, "mailed": 0, "notified": 0}
+    totals = {"stuck": 0, "unacknowledged": 0, "resolved": 0, "stale": 0, "mailed": 0, "notified": 0}
     return merge(totals, each_organization(Engine.EXCEPTIONS, organization, trigger, work))
 
 
@@ -195,7 +197,7 @@ def resolve_cleared(org, settings, now) -> int:
     return sum(
         _close(_open(org, kind).filter(~Exists(problem)), RESOLVE_BATCH, now, "cause_cleared")
         for kind, problem in still.items()
-    )
+    ) + _close(acknowledgement.cleared(org), RESOLVE_BATCH, now, "cause_cleared")
 
 
 def _close(queryset, limit, now, why) -> int:

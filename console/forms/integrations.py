@@ -28,6 +28,10 @@ def setting_field(spec: dict, *, required: bool, secret: bool) -> forms.Field:
     # when rendered.
     help_text = escape(spec.get("description", ""))
     common = {"label": spec.get("title"), "help_text": help_text, "required": required}
+    if "default" in spec and not secret:
+        # A new integration's form starts at the schema's default (a box whose default is true is ticked),
+        # so saving it untouched stores what the connector means by default.
+        common["initial"] = spec["default"]
     if secret:
         return forms.CharField(
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **common

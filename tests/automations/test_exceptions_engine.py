@@ -339,7 +339,14 @@ def test_switched_off_engine_does_nothing(org, make_order, mailoutbox):
     cleared = raise_for(make_order(OrderStatus.CANCELED), ExceptionKind.UNROUTABLE_ORDER)
     age(exceptions.raise_exception(org, ExceptionKind.CONNECTOR_REPORTED, "old"), 5)
 
-    assert engine.sweep(org) == {"stuck": 0, "resolved": 0, "stale": 0, "mailed": 0, "notified": 0}
+    assert engine.sweep(org) == {
+        "stuck": 0,
+        "unacknowledged": 0,
+        "resolved": 0,
+        "stale": 0,
+        "mailed": 0,
+        "notified": 0,
+    }
     assert engine.run_now(org)["mailed"] == 0
 
     assert open_exceptions().count() == 2 and SyncException.objects.get(pk=cleared.pk).notified_at is None

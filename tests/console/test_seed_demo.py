@@ -141,7 +141,7 @@ def test_seed_demo_builds_the_demo_as_described(db):
     }
     web_shop = demo.integrations.get(name="Web shop")
     assert web_shop.settings == {"store_url": "https://shop.demo.example", "default_currency": "USD"}
-    assert demo.integrations.get(name="East warehouse").settings == {"warehouse_code": "EAST"}
+    assert demo.integrations.get(name="East warehouse").settings == {"acknowledge_within_minutes": 120}
     assert "webhook deliveries failed" in demo.integrations.get(name="West warehouse").last_error
     storefront = Connector.objects.get(organization=demo, key="demo-storefront")
     assert storefront.type == "channel"

@@ -17,15 +17,14 @@ def test_org_admin_adds_integration_with_wizard_and_disables_it(
     page.click("#content-main a[href$='/admin/integrations/integration/']")
     page.click(".object-tools a.addlink")
     expect(page.locator("h1")).to_contain_text("choose a connector")
-    page.click("text=Choose Custom 3PL")
+    page.click("text=Choose Custom channel")
 
     # Step 2: the settings form generated from the connector's schema.
     page.fill("#id_name", "North warehouse")
-    page.fill("#id_setting__warehouse_code", "NORTH")
-    page.fill("#id_setting__cutoff_time", "25:00")  # invalid: the schema's pattern refuses it
+    page.fill("#id_setting__default_currency", "euro")  # invalid: the schema's pattern refuses it
     page.click("input[name=_save]")
     expect(page.locator(".errornote")).to_be_visible()
-    page.fill("#id_setting__cutoff_time", "16:30")
+    page.fill("#id_setting__default_currency", "EUR")
     page.click("input[name=_save]")
 
     expect(page.locator(".messagelist")).to_contain_text("North warehouse")
@@ -45,5 +44,6 @@ def test_org_admin_adds_integration_with_wizard_and_disables_it(
 
     integration = Integration.objects.get(name="North warehouse")
     assert integration.status == "disabled"
-    assert integration.settings == {"warehouse_code": "NORTH", "cutoff_time": "16:30"}
-    assert integration.flow_fulfillments_in and not integration.flow_orders_in  # 3PL defaults
+    # the box whose schema default is false arrives unticked: stored as false
+    assert integration.settings == {"default_currency": "EUR", "sell_incoming_stock": False}
+    assert integration.flow_orders_in and not integration.flow_fulfillments_in  # channel defaults

@@ -77,9 +77,9 @@ INTEGRATIONS = [
         Status.CONNECTED,
     ),
     ("demo", "Marketplace", "custom-marketplace", {}, Status.CONNECTING),
-    ("demo", "East warehouse", "custom-3pl", {"warehouse_code": "EAST"}, Status.CONNECTED),
+    ("demo", "East warehouse", "custom-3pl", {"acknowledge_within_minutes": 120}, Status.CONNECTED),
     ("demo", "Back office ERP", "custom-erp", {}, Status.DISABLED),
-    ("demo", "West warehouse", "custom-wms", {"warehouse_code": "WEST"}, Status.ERROR),
+    ("demo", "West warehouse", "custom-wms", {}, Status.ERROR),
     ("demo", "Demo storefront", STOREFRONT["key"], {}, Status.NOT_CONFIGURED),  # required settings missing
     (
         "northwind",
