@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.sync_exceptions import ExceptionKind, resolve_exception
 from integrations.choices import EventType
 from integrations.webhooks import outbox
 from inventory import services as inventory
@@ -97,4 +98,12 @@ def acknowledge(request: ShippingRequest) -> ShippingRequest:
             raise OrderConflict(f"The shipping request is {request.get_status_display().lower()}.")
         request.status, request.acknowledged_at = ShippingRequestStatus.ACKNOWLEDGED, timezone.now()
         request.save(update_fields=["status", "acknowledged_at", "updated_at"])
+        # Late, but here: the exceptions sweep's "not acknowledged in time" clears now, not at its next run.
+        resolve_exception(
+            request.organization_id,
+            ExceptionKind.UNACKNOWLEDGED_REQUEST,
+            integration=request.fulfiller,
+            entity_type="shipping_request",
+            entity_id=request.pk,
+        )
     return request

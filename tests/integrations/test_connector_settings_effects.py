@@ -35,7 +35,7 @@ EFFECTS = {
     "store_url": "test_store_url_is_handed_to_the_connector",
     "default_currency": "test_default_currency_is_given_to_an_order_that_names_none",
     "order_number_prefix": "test_order_number_prefix_is_shown_wherever_the_number_is",
-    "sell_incoming_stock": "tests/inventory/test_services.py",
+    "sell_incoming_stock": "tests/inventory/test_services.py::test_sell_incoming_stock_adds_incoming",
     "acknowledge_within_minutes": "test_a_request_not_acknowledged_in_time_raises_an_exception",
     "sync_prices": "test_sync_prices_off_keeps_the_hubs_prices",
 }
@@ -192,6 +192,18 @@ def test_the_exception_is_resolved_once_acknowledged(org, pending_request):
 
     assert counts["unacknowledged"] == 0 and counts["resolved"] == 1
     assert _unacknowledged(org).get().status == ExceptionStatus.RESOLVED
+
+
+def test_acknowledging_late_resolves_the_exception_at_once(org, api_client, pending_request):
+    _age(pending_request, 120)
+    exceptions_engine.sweep(org)
+    tpl = api_client(integration_key(pending_request.fulfiller, grants=["shipping_requests:write"]))
+
+    answer = tpl.post(f"{REQUESTS}/{pending_request.pk}/acknowledge")
+
+    assert answer.status_code == 200, answer.content
+    raised = _unacknowledged(org).get()
+    assert raised.status == ExceptionStatus.RESOLVED and raised.resolved_at is not None
 
 
 def test_another_orgs_requests_raise_nothing_here(org, other_org, pending_request):
