@@ -101,9 +101,7 @@ class WebhookInputSerializer(serializers.Serializer):
     """The shape of a subscription request; event types, grants and the URL are checked by the service."""
 
     url = serializers.CharField(max_length=500)
-    events = serializers.ListField(
-        child=EventTypeField(max_length=60), allow_empty=False, max_length=20
-    )
+    events = serializers.ListField(child=EventTypeField(max_length=60), allow_empty=False, max_length=20)
 
 
 class RotatedSecretSerializer(WebhookCreatedSerializer):
