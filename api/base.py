@@ -19,13 +19,15 @@ from api import idempotency, throttling
 from api.authentication import client_ip
 from api.errors import ApiError
 from api.negotiation import StrictContentNegotiation
+from api.strict import check_no_body, check_query
 from integrations import audit
 from integrations.choices import EventKind
 from tokens.models import KeyScope
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
-# Ids are opaque strings to clients (API.md); the path parameter named as the schema names {pk}.
+# Ids are opaque strings to clients (docs/connectors/contract.md); the path parameter named as the schema
+# names {pk}.
 OPAQUE_ID = OpenApiParameter(
     "id" if api_settings.SCHEMA_COERCE_PATH_PK else "pk",
     str,
@@ -54,7 +56,28 @@ class ApiMixin:
         request._started = time.monotonic()
         super().initial(request, *args, **kwargs)
         self.check_body_type(request)
+        if request.method in BODY_METHODS:
+            check_no_body(self.handler_for(request), request)
+        if getattr(self, "action", None) == "list":
+            check_query(request.query_params, self.query_parameters())
         idempotency.begin(request)
+
+    def handler_for(self, request):
+        """The method that will answer this request (a viewset's action, or the HTTP method's)."""
+        return getattr(self, getattr(self, "action", None) or request.method.lower(), None)
+
+    def query_parameters(self) -> set[str]:
+        """What a list reads of the query: its filters, its pagination and the format override."""
+        names = set()
+        filterset = getattr(self, "filterset_class", None)
+        if filterset is not None:
+            names |= set(filterset.base_filters)
+        paginator = getattr(self, "paginator", None)
+        if paginator is not None:
+            names |= {paginator.page_size_query_param, paginator.cursor_query_param}
+        if api_settings.URL_FORMAT_OVERRIDE:
+            names.add(api_settings.URL_FORMAT_OVERRIDE)
+        return names
 
     def check_body_type(self, request):
         """A body must be declared JSON whether or not this view reads it (DRF asks only when it reads)."""
@@ -125,7 +148,7 @@ class ScopedViewSet(ApiMixin, viewsets.GenericViewSet):
             raise TypeError(f"{cls.__name__} must not override get_queryset; declare integration_scope().")
 
     def integration_scope(self, integration) -> Q:
-        """The rows an integration key owns, as a Q (DESIGN.md, Data ownership)."""
+        """The rows an integration key owns, as a Q (docs/connectors/01-concepts.md, "Data ownership")."""
         raise NotImplementedError(f"{type(self).__name__} declares no integration_scope")
 
     def get_queryset(self):
@@ -154,11 +177,11 @@ def scoped(viewset_class, request):
 
 class UpsertMixin:
     """
-    The create-or-update POST (API.md: an upsert by the client's own id): 201 when the object was created,
-    200 when it existed. A viewset declares the rest: `upsert_body` (the request's serializer), `writer`
-    (who writes, checked before the body is read, so a refused key hears so whatever it sent) and `upsert`
-    (the one service call, returning the object and whether it was created). The answer is the object as
-    GET answers it (`answer`).
+    The create-or-update POST (docs/connectors/contract.md: an upsert by the client's own id): 201 when the
+    object was created, 200 when it existed. A viewset declares the rest: `upsert_body` (the request's
+    serializer), `writer` (who writes, checked before the body is read, so a refused key hears so whatever it
+    sent) and `upsert` (the one service call, returning the object and whether it was created). The answer is
+    the object as GET answers it (`answer`).
     """
 
     upsert_body: type

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from api.filters import ZONE_REQUIRED, zoneless
 from core.ids import parse_id
 
 
@@ -22,6 +23,17 @@ class IdField(serializers.CharField):
 
     def to_representation(self, value):
         return str(value)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time in a body, with its zone: a time without one (`2026-01-01T10:00:00`) is a 400."""
+
+    default_error_messages = {"zoneless": ZONE_REQUIRED}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and zoneless(value):
+            self.fail("zoneless")
+        return super().to_internal_value(value)
 
 
 class StrictIntegerField(serializers.IntegerField):

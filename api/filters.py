@@ -3,10 +3,22 @@ from datetime import UTC
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.dateparse import parse_datetime
 from django_filters.fields import IsoDateTimeField
 from django_filters.widgets import BooleanWidget
 
 from core.ids import parse_id
+
+ZONE_REQUIRED = "A time zone is required (Z or an offset such as +02:00), e.g. 2026-01-01T00:00:00Z."
+
+
+def zoneless(value: str) -> bool:
+    """An ISO 8601 time (or date) without a zone: which instant it names depends on where it is read."""
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        return False  # out of range: refused as invalid by the field
+    return parsed is not None and parsed.tzinfo is None
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -16,6 +28,8 @@ class UtcIsoDateTimeField(IsoDateTimeField):
     """
 
     def to_python(self, value):
+        if isinstance(value, str) and zoneless(value):
+            raise ValidationError(ZONE_REQUIRED, code="invalid")
         value = super().to_python(value)
         if value is None:
             return None

@@ -40,16 +40,16 @@ class CursorPagination(DrfCursorPagination):
         return self.ordering[0].startswith("-")
 
     def get_page_size(self, request):
-        """Over 500 is clamped to 500 (docs/connectors/contract.md: "max 500"); what is not a whole number of
-        at least 1 is a 400.
+        """A whole number from 1 to 500 (docs/connectors/contract.md: "max 500"); anything else is a 400 —
+        over 500 too: a silent cap served 500 rows while `next` kept asking for more (issue 17).
 
         DRF's own falls back to the default for anything it cannot read, so `limit=abc` silently served 100.
         """
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":
             return self.page_size
-        size = parse_count(raw, self.max_page_size)
-        if size is None:
+        size = parse_count(raw, self.max_page_size + 1)  # more than the maximum reads as one more
+        if size is None or size > self.max_page_size:
             raise serializers.ValidationError(
                 {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
             )

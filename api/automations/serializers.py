@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from api.strict import StrictInput
 from automations.models import SyncException
 
 
 class SyncExceptionSerializer(serializers.ModelSerializer):
-    """An exception as API.md shows it; its `data` stays internal (admin)."""
+    """An exception as docs/connectors/contract.md shows it; its `data` stays internal (admin)."""
 
     id = serializers.CharField(read_only=True)
 
@@ -24,7 +25,7 @@ class SyncExceptionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReportExceptionSerializer(serializers.Serializer):
+class ReportExceptionSerializer(StrictInput):
     """What a connector reports; the entity (if any) is what a repeated report is counted against."""
 
     message = serializers.CharField(max_length=1000)

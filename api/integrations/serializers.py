@@ -5,6 +5,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from api.fields import StrictIntegerField
+from api.strict import StrictInput
 from api.schema_fields import EventTypeField
 from integrations import connector_settings
 from integrations.choices import OWED
@@ -59,7 +60,7 @@ class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class ReportErrorSerializer(serializers.Serializer):
+class ReportErrorSerializer(StrictInput):
     message = serializers.CharField(max_length=2000)
 
 
@@ -97,7 +98,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
         fields = [*WebhookSerializer.Meta.fields, "secret"]
 
 
-class WebhookInputSerializer(serializers.Serializer):
+class WebhookInputSerializer(StrictInput):
     """The shape of a subscription request; event types, grants and the URL are checked by the service."""
 
     url = serializers.CharField(max_length=500)
@@ -118,7 +119,7 @@ class RotatedSecretSerializer(WebhookCreatedSerializer):
         fields = [*WebhookCreatedSerializer.Meta.fields, "previous_secret_valid_until"]
 
 
-class RotateSecretInputSerializer(serializers.Serializer):
+class RotateSecretInputSerializer(StrictInput):
     overlap_hours = StrictIntegerField(
         required=False,
         min_value=0,

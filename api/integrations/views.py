@@ -1,4 +1,5 @@
-"""The integration itself over the API (API.md, Integrations): who it is, its handshake, its reported errors, its audit trail, its webhook subscriptions and their deliveries."""
+"""The integration itself over the API (docs/connectors/contract.md, "The integration itself"): who it is, its
+handshake, its reported errors, its audit trail, its webhook subscriptions and their deliveries."""
 
 import django_filters
 from django.db.models import Prefetch, Q
@@ -24,6 +25,7 @@ from api.integrations.serializers import (
     WebhookSerializer,
 )
 from api.permissions import NO_GRANT
+from api.strict import no_body
 from automations import exceptions
 from core.sync_exceptions import ExceptionKind
 from integrations import lifecycle
@@ -56,7 +58,7 @@ class ConnectView(ApiView):
 
     grants = {"POST": NO_GRANT}
 
-    @extend_schema(request=None, responses=StatusSerializer, operation_id="integration_connect")
+    @no_body(responses=StatusSerializer, operation_id="integration_connect")
     def post(self, request):
         integration = own_integration(request)
         lifecycle.handshake(integration, actor=f"key:{request.auth.prefix}")
@@ -134,7 +136,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
 
     queryset = WebhookSubscription.objects.all()
     serializer_class = WebhookSerializer
-    filterset_class = WebhookFilter  # API.md: every list accepts updated_since
+    filterset_class = WebhookFilter  # docs/connectors/contract.md: every list accepts updated_since
     organization_field = "integration__organization"
     grants = {
         "list": "webhooks:read",
@@ -176,13 +178,12 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedView
     def perform_destroy(self, instance):
         subscriptions.unsubscribe(instance, actor=f"key:{self.request.auth.prefix}")
 
-    @extend_schema(
+    @no_body(
         summary="Send a test event",
         description="Queues a signed `webhook.test` event for this subscription, sent at once through the "
         "normal delivery path (retries included): 202 with the delivery, which then appears in "
         "`GET /api/v1/webhooks/{id}/deliveries`. No body. A switched-off subscription: 409 `conflict` with "
         "`details.active = false`.",
-        request=None,
         responses={202: DeliverySerializer},
         parameters=[OPAQUE_ID],
     )
@@ -283,13 +284,12 @@ class WebhookDeliveryViewSet(mixins.RetrieveModelMixin, DeliveryScope):
     serializer_class = DeliveryDetailSerializer
     grants = {"retrieve": "webhooks:read", "replay": "webhooks:write"}
 
-    @extend_schema(
+    @no_body(
         summary="Replay a delivery",
         description="Queues it again with a fresh retry schedule: the same `webhook-id` and body are sent "
         "again, signed anew (a receiver that already handled it recognises the id). 202 with the delivery. "
         "No body. One still `pending` (queued, not yet tried): 409 `conflict`; one whose subscription is "
         "switched off: 409 `conflict` with `details.active = false`.",
-        request=None,
         responses={202: DeliverySerializer},
         parameters=[OPAQUE_ID],
     )

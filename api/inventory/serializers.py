@@ -3,6 +3,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from api.fields import IdField, StrictIntegerField
+from api.strict import StrictInput, StrictModelInput, repeated
 from inventory.models import InventoryLevel, Location, Product
 from inventory.skus import normalize_sku
 
@@ -10,7 +11,10 @@ from inventory.skus import normalize_sku
 MAX_COUNT = 2_147_483_647
 
 
-class ProductSerializer(serializers.ModelSerializer):
+REPEATED_SKU = "SKU {value} is named more than once in this batch (rows {rows}): send each SKU once."
+
+
+class ProductSerializer(StrictModelInput):
     """A catalog product; as input (POST /products, /products/bulk) it is upserted by `sku`."""
 
     id = serializers.CharField(read_only=True)
@@ -50,8 +54,13 @@ class ProductUpdateSerializer(ProductSerializer):
         read_only_fields = ["sku", "updated_at"]
 
 
-class BulkProductsSerializer(serializers.Serializer):
+class BulkProductsSerializer(StrictInput):
     products = ProductSerializer(many=True)
+
+    def validate(self, attrs):
+        # A SKU is one product however it is encoded (NFC or not, with format characters): it is upserted once.
+        repeated(attrs["products"], lambda p: normalize_sku(p["sku"]), "products", "sku", REPEATED_SKU)
+        return attrs
 
 
 class BulkResultSerializer(serializers.Serializer):
@@ -59,7 +68,7 @@ class BulkResultSerializer(serializers.Serializer):
     updated = serializers.IntegerField()
 
 
-class LocationSerializer(serializers.ModelSerializer):
+class LocationSerializer(StrictModelInput):
     """A place stock sits. Created with an integration key, it is managed by that integration."""
 
     id = serializers.CharField(read_only=True)
@@ -74,14 +83,18 @@ class LocationSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
 
-class StockItemSerializer(serializers.Serializer):
+class StockItemSerializer(StrictInput):
     sku = serializers.CharField(max_length=100, help_text="A hub SKU, or the integration's own mapped SKU.")
     on_hand = StrictIntegerField(min_value=0, max_value=MAX_COUNT, help_text="The absolute count on hand.")
 
 
-class StockPushSerializer(serializers.Serializer):
+class StockPushSerializer(StrictInput):
     location = IdField(help_text="The id of a location this key may write stock to.")
     items = StockItemSerializer(many=True)
+
+    def validate(self, attrs):
+        repeated(attrs["items"], lambda item: item["sku"], "items", "sku", REPEATED_SKU)
+        return attrs
 
 
 class StockErrorSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 """
-Catalog and stock endpoints (API.md, "Catalog and stock"). Tenancy is the base's: every queryset here comes
-from a ScopedViewSet's get_queryset, including the locations POST /inventory may write to.
+Catalog and stock endpoints (docs/connectors/contract.md, "Catalog and stock"). Tenancy is the base's: every
+queryset here comes from a ScopedViewSet's get_queryset, including the locations POST /inventory may write to.
 """
 
 from django.db import IntegrityError, transaction
@@ -27,6 +27,7 @@ from api.inventory.serializers import (
 )
 from api.pagination import BySkuPagination, RecentlyUpdatedPagination
 from api.schema import ErrorSerializer
+from api.strict import no_body
 from integrations import workflows
 from integrations.choices import ConnectorType, Workflow
 from inventory import archive, figures, services
@@ -34,7 +35,7 @@ from inventory.models import InventoryLevel, Location, Product
 from inventory.skus import normalize_sku
 from orders.locations import deactivate_location
 
-# API.md's limits: part of the contract, not tunables.
+# docs/connectors/contract.md's limits: part of the contract, not tunables.
 MAX_BULK_PRODUCTS = 1000
 MAX_STOCK_ITEMS = 5000
 CHANNEL_TYPES = {ConnectorType.CHANNEL, ConnectorType.MARKETPLACE}
@@ -66,7 +67,8 @@ def require_inbound(request, flow):
 
 
 def check_size(data, field, limit):
-    """413 before validating anything: a body over its limit is refused whole (API.md)."""
+    """413 before validating anything: a body over its limit is refused whole
+    (docs/connectors/contract.md)."""
     items = data.get(field) if isinstance(data, dict) else None
     if isinstance(items, list) and len(items) > limit:
         raise ApiError(
@@ -99,8 +101,9 @@ class PlainPathViewSet(ScopedViewSet):
 )
 class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """
-    The organization's catalog: every key of the organization reads it (DESIGN.md, Data ownership); writes
-    need products:write and, for an integration key, its "products in" switch. POST upserts by SKU.
+    The organization's catalog: every key of the organization reads it (docs/connectors/01-concepts.md, "Data
+    ownership"); writes need products:write and, for an integration key, its "products in" switch. POST
+    upserts by SKU.
     """
 
     queryset = Product.objects.all()
@@ -145,8 +148,7 @@ class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
         )
         return Response(ProductSerializer(product).data)
 
-    @extend_schema(
-        request=None,
+    @no_body(
         responses={200: ProductSerializer, 409: OpenApiResponse(ErrorSerializer, description="conflict")},
         parameters=[OPAQUE_ID],
         description=(
@@ -191,8 +193,9 @@ class ProductViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
 class LocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """
     Where stock sits. An integration key sees (and may push stock to) the locations it manages — those it
-    created; org and global keys see all of the organization's. DESIGN.md's table leaves locations out:
-    they follow "inventory levels — at locations it manages".
+    created; org and global keys see all of the organization's. the data-ownership table of
+    docs/connectors/01-concepts.md leaves locations out: they follow "inventory levels — at locations it
+    manages".
     """
 
     queryset = Location.objects.all()
@@ -224,8 +227,7 @@ class LocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
             ) from None
         return Response(LocationSerializer(location).data, status=201)
 
-    @extend_schema(
-        request=None,
+    @no_body(
         responses={200: LocationSerializer, 409: OpenApiResponse(ErrorSerializer, description="conflict")},
         parameters=[OPAQUE_ID],
         description=(

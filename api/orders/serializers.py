@@ -1,7 +1,7 @@
 """
-The order flow's API shapes (API.md, Orders and Fulfillment). Input serializers validate a body and hand
-the services their data; output serializers render rows from the views' prefetched querysets, so a list
-costs the same few queries however long it is.
+The order flow's API shapes (docs/connectors/contract.md, "Orders", "Fulfillment"). Input serializers validate
+a body and hand the services their data; output serializers render rows from the views' prefetched querysets,
+so a list costs the same few queries however long it is.
 """
 
 import re
@@ -12,7 +12,8 @@ from django.db.models import Manager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.fields import IdField, StrictIntegerField
+from api.fields import AwareDateTimeField, IdField, StrictIntegerField
+from api.strict import StrictInput
 from inventory import services as inventory_services
 from orders.choices import (
     REJECTION_REASON_MAX,
@@ -42,7 +43,7 @@ def _items(data) -> list:
 # --- orders in ----------------------------------------------------------------------------------------
 
 
-class OrderLineInputSerializer(serializers.Serializer):
+class OrderLineInputSerializer(StrictInput):
     sku = serializers.CharField(max_length=100, help_text="As the channel knows it; mapped to a hub SKU.")
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
     unit_price = serializers.DecimalField(**MONEY, min_value=Decimal(0))
@@ -50,7 +51,7 @@ class OrderLineInputSerializer(serializers.Serializer):
     discount = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False)
 
 
-class OrderTotalsInputSerializer(serializers.Serializer):
+class OrderTotalsInputSerializer(StrictInput):
     """Order-level amounts; whatever is left out is computed from the lines."""
 
     shipping = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False)
@@ -59,7 +60,7 @@ class OrderTotalsInputSerializer(serializers.Serializer):
     total = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False)
 
 
-class OrderInputSerializer(serializers.Serializer):
+class OrderInputSerializer(StrictInput):
     """POST /orders: an upsert by `external_id` for the key's channel."""
 
     external_id = serializers.CharField(max_length=100)
@@ -95,7 +96,7 @@ class OrderInputSerializer(serializers.Serializer):
         return data
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(StrictInput):
     reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
 
 
@@ -161,7 +162,8 @@ class FulfillmentBriefSerializer(serializers.ModelSerializer):
 
 
 class OrderSerializer(serializers.ModelSerializer):
-    """An order as API.md returns it: the body as sent plus its state, requests and shipments."""
+    """An order as docs/connectors/contract.md returns it: the body as sent plus its state, requests and
+    shipments."""
 
     id = serializers.CharField(read_only=True)
     shipping_method = serializers.CharField(
@@ -206,7 +208,8 @@ class OrderSerializer(serializers.ModelSerializer):
 
     def _sees_everything(self, obj) -> bool:
         # A 3PL that was routed (part of) an order sees its own requests and shipments of it, not those
-        # of other fulfillers (DESIGN.md, Data ownership); the channel that sent it sees them all.
+        # of other fulfillers (docs/connectors/01-concepts.md, "Data ownership"); the channel that sent it
+        # sees them all.
         integration = viewer(self.context)
         return integration is None or obj.source_id == integration.pk
 
@@ -318,7 +321,7 @@ class ShippingRequestSerializer(serializers.ModelSerializer):
         ]
 
 
-class RejectSerializer(serializers.Serializer):
+class RejectSerializer(StrictInput):
     """POST /shipping-requests/{id}/reject: why the 3PL cannot take it (required, shown to the organization)."""
 
     reason = serializers.CharField(max_length=REJECTION_REASON_MAX)
@@ -327,12 +330,12 @@ class RejectSerializer(serializers.Serializer):
 # --- fulfillments -------------------------------------------------------------------------------------
 
 
-class FulfillmentLineInputSerializer(serializers.Serializer):
+class FulfillmentLineInputSerializer(StrictInput):
     sku = serializers.CharField(max_length=100, help_text="The 3PL's own SKU (if mapped) or the hub SKU.")
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
-class FulfillmentInputSerializer(serializers.Serializer):
+class FulfillmentInputSerializer(StrictInput):
     """POST /fulfillments: a shipment of (part of) a shipping request routed to the key's 3PL."""
 
     shipping_request = IdField(help_text="The shipping request's id.")
@@ -346,22 +349,10 @@ class FulfillmentInputSerializer(serializers.Serializer):
     tracking_number = serializers.CharField(max_length=200, required=False, allow_blank=True)
     tracking_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
     lines = FulfillmentLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
-    shipped_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    shipped_at = AwareDateTimeField(required=False, help_text="Default: now.")
 
 
-class ClosedSerializer(serializers.Serializer):
-    """A body that names only its own fields: any other is refused (400), so a typo never goes unnoticed."""
-
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict) and (unknown := set(self.initial_data) - set(self.fields)):
-            allowed = ", ".join(self.fields) or "none"
-            raise serializers.ValidationError(
-                {name: [f"Unknown field (allowed: {allowed})."] for name in unknown}
-            )
-        return attrs
-
-
-class FulfillmentUpdateSerializer(ClosedSerializer):
+class FulfillmentUpdateSerializer(StrictInput):
     """PATCH /fulfillments/{id}: the carrier and tracking, corrected; any other field is refused."""
 
     carrier = serializers.CharField(max_length=100, required=False, allow_blank=True)
@@ -369,7 +360,7 @@ class FulfillmentUpdateSerializer(ClosedSerializer):
     tracking_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
 
 
-class FulfillmentCancelSerializer(ClosedSerializer):
+class FulfillmentCancelSerializer(StrictInput):
     """POST /fulfillments/{id}/cancel takes no field: an empty body or none."""
 
 

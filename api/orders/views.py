@@ -1,6 +1,6 @@
 """
-Orders in from channels, shipping requests out to 3PLs, fulfillments back (API.md, Orders and Fulfillment).
-Thin: the services hold the rules; the base viewset scopes every queryset to the key.
+Orders in from channels, shipping requests out to 3PLs, fulfillments back (docs/connectors/contract.md,
+"Orders", "Fulfillment"). Thin: the services hold the rules; the base viewset scopes every queryset to the key.
 """
 
 from django.db.models import OuterRef, Prefetch, Q, Subquery
@@ -23,6 +23,7 @@ from api.orders.serializers import (
     ShippingRequestSerializer,
 )
 from api.schema import ErrorSerializer
+from api.strict import no_body
 from integrations import workflows
 from integrations.choices import Workflow
 from inventory import services as inventory_services
@@ -117,12 +118,11 @@ class OrderViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin
         services.cancel_order(order, reason=body.validated_data.get("reason", ""))
         return self.answer(order)
 
-    @extend_schema(
+    @no_body(
         summary="Release a held order",
         description="Lifts every hold reason: the order becomes `ready` and is routed. 409 `conflict` when it "
         "is not on hold, or while one of its SKUs or its shipping method is still unmapped (map it first). "
         "An integration key releases only the orders its integration sent; org keys, any of the organization.",
-        request=None,
         responses=OrderSerializer,
         parameters=[OPAQUE_ID],
     )
@@ -179,10 +179,9 @@ class ShippingRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
     def integration_scope(self, integration):
         return Q(fulfiller=integration)
 
-    @extend_schema(
+    @no_body(
         summary="Acknowledge a shipping request",
         description="pending → acknowledged (again: no change); 409 `conflict` from any other status.",
-        request=None,
         responses=ShippingRequestSerializer,
         parameters=[OPAQUE_ID],
     )
@@ -296,7 +295,7 @@ class FulfillmentViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
         services.update_fulfillment(fulfillment, body.validated_data)
         return self.answer(fulfillment)
 
-    @extend_schema(
+    @no_body(
         summary="Cancel (void) a fulfillment",
         description="Its units go back on hand at the location and are reserved again for the shipping "
         "request, which owes them again; the request's and the order's status are recomputed (e.g. "
@@ -304,7 +303,6 @@ class FulfillmentViewSet(UpsertMixin, mixins.ListModelMixin, mixins.RetrieveMode
         "when it is already canceled (nothing is put back twice; send an `Idempotency-Key` to have a retry "
         "answered as the first call was). Only the integration that sent it or an org key may: any other "
         "is 404.",
-        request=None,
         responses=FulfillmentSerializer,
         parameters=[OPAQUE_ID],
     )

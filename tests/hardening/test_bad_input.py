@@ -417,8 +417,8 @@ ODD = [
 
 @pytest.mark.parametrize("name", LIST_ROUTES)
 def test_list_parameters(api_client, scene, name, monkeypatch):
-    """limit: not a whole number from 1 → 400 naming it; over 500 → 500 (docs/connectors/contract.md: "max
-    500"); empty → the default. Odd cursors and updated_since → 400 naming them."""
+    """limit: not a whole number from 1 to 500 → 400 naming it, over 500 too (docs/connectors/contract.md: "max
+    500"; issue 17: not a silent cap); empty → the default. Odd cursors and updated_since → 400 naming them."""
     for limit in NOT_COUNTS:
         details = assert_error(_get(api_client, scene, name, {"limit": limit}), 400, "validation_error")
         assert "limit" in details, limit
@@ -433,10 +433,13 @@ def test_list_parameters(api_client, scene, name, monkeypatch):
         "get_page_size",
         lambda self, r: sizes.append(original(self, r)) or sizes[-1],
     )
-    for limit in ["501", str(10**30), "9" * 5000, "7"]:
+    for limit in ["501", str(10**30), "9" * 5000]:
+        details = assert_error(_get(api_client, scene, name, {"limit": limit}), 400, "validation_error")
+        assert "limit" in details, limit
+    for limit in ["500", "7"]:
         response = _get(api_client, scene, name, {"limit": limit})
         assert response.status_code == 200, (limit, response.content)
-    assert sizes == [500, 500, 500, 7]
+    assert sizes == [500, 7]
 
     for params in ODD:
         details = assert_error(_get(api_client, scene, name, params), 400, "validation_error")

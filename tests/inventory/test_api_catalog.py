@@ -125,10 +125,13 @@ def test_post_product_validation_names_the_fields(erp_client):
 def test_patch_product_changes_fields_but_not_the_sku(erp_client, products):
     mug = products["MUG"]
 
-    response = erp_client.patch(
+    refused = erp_client.patch(
         f"/api/v1/products/{mug.pk}", {"name": "Mug XL", "sku": "OTHER"}, format="json"
     )
+    response = erp_client.patch(f"/api/v1/products/{mug.pk}", {"name": "Mug XL"}, format="json")
 
+    # The SKU is read-only: naming it is a 400, not silently ignored (issue 17); nothing was changed by it.
+    assert assert_error(refused, 400, "validation_error") == {"sku": ["Read-only: it cannot be set."]}
     assert response.status_code == 200, response.content
     assert response.json()["name"] == "Mug XL" and response.json()["sku"] == "MUG"
     mug.refresh_from_db()
