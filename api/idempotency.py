@@ -40,9 +40,41 @@ class Replay(Exception):
         self.response = response
 
 
+IN_PROGRESS = "A request with this Idempotency-Key is still being processed; retry in a moment."
+RETRY_AFTER = {"Retry-After": "1"}
+# What a reused key's request differs in, said so: another endpoint is a key shared by two operations.
+DIFFERS = {
+    "endpoint": "This Idempotency-Key was used with another endpoint ({endpoint} is not the one it was first "
+    "sent to): a key names one operation; send a new key for this one.",
+    "body": "This Idempotency-Key was used with a different request body at {endpoint}: a retry sends the "
+    "same body; another operation needs a new key.",
+}
+
+
+def _body(request) -> str:
+    return json.dumps(request.data, sort_keys=True, cls=JSONEncoder, separators=(",", ":"))
+
+
 def fingerprint(request) -> str:
-    body = json.dumps(request.data, sort_keys=True, cls=JSONEncoder, separators=(",", ":"))
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+    """The endpoint's digest and the body's (32 hex digits each), so that a mismatch says which differs."""
+    endpoint = hashlib.sha256(f"{request.method} {request.path}".encode()).hexdigest()[:32]
+    return endpoint + hashlib.sha256(_body(request).encode()).hexdigest()[:32]
+
+
+def legacy_fingerprint(request) -> str:
+    """The fingerprint of records stored before issue 17 (one digest of both), read until they expire."""
+    return hashlib.sha256(f"{request.method} {request.path}\n{_body(request)}".encode()).hexdigest()
+
+
+def in_progress() -> ApiError:
+    return ApiError("idempotency_in_progress", IN_PROGRESS, headers=RETRY_AFTER)
+
+
+def mismatch(request, stored: str, digest: str) -> ApiError:
+    """The 422 for a reused key whose record was stored for another request, naming what differs."""
+    differs = "body" if stored[:32] == digest[:32] else "endpoint"
+    message = DIFFERS[differs].format(endpoint=f"{request.method} {request.path}")
+    return ApiError("idempotency_conflict", message, details={"differs": [differs]})
 
 
 def lock_key(api_key_id: int, value: str) -> int:
@@ -75,9 +107,7 @@ def begin(request):
     if locks:
         lock = lock_key(request.auth.pk, value)
         if not _advisory("pg_try_advisory_lock", lock):
-            raise ApiError(
-                "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."
-            )
+            raise in_progress()
         request._idempotency_lock = lock
     try:
         _claim(request, value, claimer_gone=locks)
@@ -107,10 +137,8 @@ def _claim(request, value, *, claimer_gone: bool):
         if record.expires_at <= now:
             IdempotencyRecord.objects.filter(pk=record.pk, expires_at__lte=now).delete()
             continue
-        if record.fingerprint != digest:
-            raise ApiError(
-                "idempotency_conflict", "This Idempotency-Key was used with a different request body."
-            )
+        if record.fingerprint != digest and record.fingerprint != legacy_fingerprint(request):
+            raise mismatch(request, record.fingerprint, digest)
         if record.status_code is None:
             died = Q(created_at__lte=now - STALE_AFTER) if not claimer_gone else Q()
             taken = IdempotencyRecord.objects.filter(died, pk=record.pk, status_code__isnull=True).update(
@@ -119,13 +147,11 @@ def _claim(request, value, *, claimer_gone: bool):
             if taken:
                 request._idempotency = record
                 return
-            raise ApiError(
-                "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."
-            )
+            raise in_progress()
         response = Response(record.response_body, status=record.status_code, headers=record.response_headers)
         response["Idempotent-Replayed"] = "true"
         raise Replay(response)
-    raise ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still being processed.")
+    raise in_progress()
 
 
 def finish(request, response):
