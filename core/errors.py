@@ -6,7 +6,8 @@ API code; the API layer translates it in one place (api/errors.py), the admin sh
 
 from core.request_id import current_request_id
 
-# code → HTTP status: the table of docs/connectors/10-errors.md, plus the few HTTP-level codes it leaves to us.
+# code → HTTP status: every code the API answers. The table of docs/connectors/10-errors.md lists them all
+# (tests/api/test_error_table.py compares the two both ways).
 CODES = {
     "validation_error": 400,
     "invalid_key": 401,
