@@ -12,8 +12,10 @@ def drop_grant(apps, schema_editor):
     ApiKey = apps.get_model("tokens", "ApiKey")
     Connector = apps.get_model("integrations", "Connector")
     for model, field in ((ApiKey, "grants"), (Connector, "recommended_grants")):
-        for pk, grants in model.objects.filter(**{f"{field}__contains": [GONE]}).values_list("pk", field):
-            model.objects.filter(pk=pk).update(**{field: [g for g in grants if g != GONE]})
+        # Read in Python, not with a JSON `__contains` lookup: SQLite (the screenshots' database) has none.
+        for pk, grants in model.objects.values_list("pk", field).iterator():
+            if isinstance(grants, list) and GONE in grants:
+                model.objects.filter(pk=pk).update(**{field: [g for g in grants if g != GONE]})
 
 
 class Migration(migrations.Migration):
