@@ -22,7 +22,8 @@ UNKNOWN_PARAMETER = "Unknown query parameter."
 
 
 class StrictInput(serializers.Serializer):
-    """A request body's serializer: fields it does not declare writable are refused, each named."""
+    # A request body's serializer: fields it does not declare writable are refused, each named. (A comment,
+    # not a docstring: the schema would show a docstring as the description of every body without its own.)
 
     def unknown_fields(self, data) -> dict[str, list[str]]:
         if not isinstance(data, Mapping):
@@ -53,7 +54,8 @@ class StrictInput(serializers.Serializer):
 
 
 class StrictModelInput(StrictInput, serializers.ModelSerializer):
-    """A ModelSerializer that also reads request bodies."""
+    # A ModelSerializer that also reads request bodies (a comment, as StrictInput's).
+    pass
 
 
 def no_body(**schema):

@@ -5,8 +5,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from api.fields import StrictIntegerField
-from api.strict import StrictInput
 from api.schema_fields import EventTypeField
+from api.strict import StrictInput
 from integrations import connector_settings
 from integrations.choices import OWED
 from integrations.models import (
