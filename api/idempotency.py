@@ -2,8 +2,10 @@
 `Idempotency-Key` on POST, with the IETF draft's semantics: the same key and body replay the first
 response (kept IDEMPOTENCY_TTL_HOURS), another body answers 422, a request still running answers 409.
 
-The claim is a row inserted under a unique constraint (API key, Idempotency-Key) in PostgreSQL, so two
-concurrent requests can never both execute, and the stored response outlives any cache eviction. Nothing
+The claim is a row inserted under a unique constraint (key owner, Idempotency-Key) in PostgreSQL, so two
+concurrent requests can never both execute, and the stored response outlives any cache eviction. Keys are
+the owner's — an integration's, an organization's own keys', the platform's — so a retry sent with the key
+that replaced a rotated one replays the first answer; another owner's keys never meet them. Nothing
 here uses the cache: with Redis down the guarantee is the same.
 
 While a request runs it also holds a session-level advisory lock on its key. That is how a retry tells a
@@ -27,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api.errors import ApiError
-from api.models import IdempotencyRecord
+from api.models import IdempotencyRecord, key_owner
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 # Without advisory locks (SQLite): a claim older than this is from a request that died; a retry takes it over.
@@ -49,6 +51,8 @@ DIFFERS = {
     "body": "This Idempotency-Key was used with a different request body at {endpoint}: a retry sends the "
     "same body; another operation needs a new key.",
 }
+# Said as well when the first request came with another of the owner's API keys (one rotated since, say).
+OTHER_KEY = " It was first sent with another API key of this {owner} ({key})."
 
 
 def _body(request) -> str:
@@ -70,16 +74,23 @@ def in_progress() -> ApiError:
     return ApiError("idempotency_in_progress", IN_PROGRESS, headers=RETRY_AFTER)
 
 
-def mismatch(request, stored: str, digest: str) -> ApiError:
-    """The 422 for a reused key whose record was stored for another request, naming what differs."""
-    differs = "body" if stored[:32] == digest[:32] else "endpoint"
-    message = DIFFERS[differs].format(endpoint=f"{request.method} {request.path}")
-    return ApiError("idempotency_conflict", message, details={"differs": [differs]})
+def mismatch(request, record: IdempotencyRecord, digest: str) -> ApiError:
+    """
+    The 422 for a reused key whose record was stored for another request, naming what differs: the endpoint
+    or the body, and the API key when the first request came with another of the owner's keys.
+    """
+    differs = ["body" if record.fingerprint[:32] == digest[:32] else "endpoint"]
+    message = DIFFERS[differs[0]].format(endpoint=f"{request.method} {request.path}")
+    if record.api_key_id != request.auth.pk:
+        differs.append("api_key")
+        owner = record.owner.partition(":")[0] or "platform"
+        message += OTHER_KEY.format(owner=owner, key=record.api_key.display)
+    return ApiError("idempotency_conflict", message, details={"differs": differs})
 
 
-def lock_key(api_key_id: int, value: str) -> int:
-    """The advisory lock (a signed 64-bit number) a request holds on its Idempotency-Key while it runs."""
-    digest = hashlib.sha256(f"idempotency:{api_key_id}:{value}".encode()).digest()
+def lock_key(owner: str, value: str) -> int:
+    """The advisory lock (a signed 64-bit number) a request holds on its owner's Idempotency-Key while it runs."""
+    digest = hashlib.sha256(f"idempotency:{owner}:{value}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -105,7 +116,7 @@ def begin(request):
         raise ApiError("validation_error", "Idempotency-Key is longer than 255 characters.")
     locks = connection.vendor == "postgresql"
     if locks:
-        lock = lock_key(request.auth.pk, value)
+        lock = lock_key(key_owner(request.auth), value)
         if not _advisory("pg_try_advisory_lock", lock):
             raise in_progress()
         request._idempotency_lock = lock
@@ -121,24 +132,26 @@ def _claim(request, value, *, claimer_gone: bool):
     Insert the claim, or decide on the record already there. `claimer_gone`: this request holds the key's
     lock, so no other request with this key is running — an unfinished claim is one whose request died.
     """
-    now, digest = timezone.now(), fingerprint(request)
+    now, digest, owner = timezone.now(), fingerprint(request), key_owner(request.auth)
     ttl = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
     for _ in range(2):
         try:
             with transaction.atomic():
                 request._idempotency = IdempotencyRecord.objects.create(
-                    api_key=request.auth, key=value, fingerprint=digest, expires_at=now + ttl
+                    api_key=request.auth, owner=owner, key=value, fingerprint=digest, expires_at=now + ttl
                 )
             return
         except IntegrityError:
-            record = IdempotencyRecord.objects.filter(api_key=request.auth, key=value).first()
+            record = (
+                IdempotencyRecord.objects.filter(owner=owner, key=value).select_related("api_key").first()
+            )
             if record is None:
                 continue  # pruned meanwhile: claim again
         if record.expires_at <= now:
             IdempotencyRecord.objects.filter(pk=record.pk, expires_at__lte=now).delete()
             continue
         if record.fingerprint != digest and record.fingerprint != legacy_fingerprint(request):
-            raise mismatch(request, record.fingerprint, digest)
+            raise mismatch(request, record, digest)
         if record.status_code is None:
             died = Q(created_at__lte=now - STALE_AFTER) if not claimer_gone else Q()
             taken = IdempotencyRecord.objects.filter(died, pk=record.pk, status_code__isnull=True).update(

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from api import idempotency
-from api.models import IdempotencyRecord
+from api.models import IdempotencyRecord, key_owner
 from api.tasks import prune_idempotency_records_task
 from integrations import lifecycle
 from integrations.choices import EventKind
@@ -148,7 +148,7 @@ def running_request(db):
     def hold(api_key, value):
         other = connections.create_connection("default")
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [idempotency.lock_key(api_key.pk, value)])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [idempotency.lock_key(key_owner(api_key), value)])
         sessions.append(other)
 
     yield hold
@@ -255,16 +255,16 @@ def test_responses_are_kept_for_at_least_24_hours(api_client, integration_key, s
     assert record.expires_at - record.created_at >= timedelta(hours=24) - timedelta(seconds=1)
 
 
-def test_keys_are_per_api_key(api_client, integration_key, issue_key, integration, calls):
+def test_keys_are_the_owners_not_one_api_keys(api_client, integration_key, issue_key, integration, calls):
+    # Two API keys of one integration are one sender: the same request sent with the second replays.
     second = issue_key(kind=KeyKind.INTEGRATION, name="second", integration=integration)
-    post(api_client(integration_key), ERROR, {"message": "from the first key"}, key="shared")
+    first = post(api_client(integration_key), ERROR, {"message": "from the first key"}, key="shared")
 
-    response = post(api_client(second), ERROR, {"message": "from the second key"}, key="shared")
+    response = post(api_client(second), ERROR, {"message": "from the first key"}, key="shared")
 
     assert response.status_code == 200, response.content
-    assert not response.has_header("Idempotent-Replayed")
-    assert calls["report_error"] == 2
-    assert Integration.objects.get(pk=integration.pk).last_error == "from the second key"
+    assert response["Idempotent-Replayed"] == "true" and response.json() == first.json()
+    assert calls["report_error"] == 1
 
 
 def test_without_the_header_every_post_runs(api_client, integration_key, calls):
@@ -376,6 +376,43 @@ def test_records_kept_before_the_model_moved_to_the_api_app_are_read_after(integ
             PeriodicTask.objects.filter(task__contains="prune_idempotency").values_list("task", flat=True)
         )
         assert tasks == {"api.tasks.prune_idempotency_records_task"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_migration_gives_kept_records_their_owner_and_one_record_per_owner_and_key(
+    integration_key, issue_key, integration, org_key
+):
+    before = ("api", "0002_prune_task_from_tokens")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    try:
+        Old = executor.loader.project_state([before]).apps.get_model("api", "IdempotencyRecord")
+        second = issue_key(kind=KeyKind.INTEGRATION, name="second", integration=integration)
+        now = timezone.now()
+        made = {
+            (api_key.pk, value): Old.objects.create(
+                api_key_id=api_key.pk, key=value, fingerprint="f", status_code=201, expires_at=now
+            ).pk
+            for api_key, value in [
+                (integration_key.key, "shared"),
+                (second.key, "shared"),  # the same owner's other key: the newer record is kept
+                (integration_key.key, "own"),
+                (org_key.key, "shared"),  # another owner
+            ]
+        }
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        kept = set(IdempotencyRecord.objects.values_list("pk", "owner", "key"))
+        assert kept == {
+            (made[(second.key.pk, "shared")], f"integration:{integration.pk}", "shared"),
+            (made[(integration_key.key.pk, "own")], f"integration:{integration.pk}", "own"),
+            (made[(org_key.key.pk, "shared")], f"organization:{org_key.key.organization_id}", "shared"),
+        }
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

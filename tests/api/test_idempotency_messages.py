@@ -10,8 +10,9 @@ from django.db import connections
 from django.utils import timezone
 
 from api import idempotency
-from api.models import IdempotencyRecord
+from api.models import IdempotencyRecord, key_owner
 from integrations.models import Integration
+from tokens import issuing as key_services
 
 CONNECT = "/api/v1/integration/connect"
 ERROR = "/api/v1/integration/error"
@@ -77,7 +78,7 @@ def test_in_progress_carries_retry_after(api_client, integration_key, integratio
     try:
         with other.cursor() as cursor:  # another session holds the key, as a request still running does
             cursor.execute(
-                "SELECT pg_advisory_lock(%s)", [idempotency.lock_key(integration_key.key.pk, "busy")]
+                "SELECT pg_advisory_lock(%s)", [idempotency.lock_key(key_owner(integration_key.key), "busy")]
             )
 
         response = post(api_client(integration_key), ERROR, {"message": "x"}, key="busy")
@@ -87,3 +88,41 @@ def test_in_progress_carries_retry_after(api_client, integration_key, integratio
     error_of(response, 409, "idempotency_in_progress")
     assert response["Retry-After"] == "1"
     assert Integration.objects.get(pk=integration.pk).last_error == ""
+
+
+# --- keys are their owner's, not one API key's ------------------------------------------------------------
+
+
+def test_a_retry_with_the_key_that_replaced_a_rotated_one_replays(api_client, integration_key, integration):
+    first = post(api_client(integration_key), ERROR, {"message": "once"}, key="rotated")
+    successor = key_services.rotate(integration_key.key)
+
+    again = post(api_client(successor), ERROR, {"message": "once"}, key="rotated")
+
+    assert again["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert IdempotencyRecord.objects.filter(key="rotated").count() == 1
+
+
+def test_a_key_reused_with_another_of_the_owners_api_keys_names_it(api_client, integration_key, integration):
+    post(api_client(integration_key), ERROR, {"message": "first"}, key="shared")
+    successor = key_services.rotate(integration_key.key)
+
+    error = error_of(
+        post(api_client(successor), ERROR, {"message": "second"}, key="shared"), 422, "idempotency_conflict"
+    )
+
+    assert error["details"] == {"differs": ["body", "api_key"]}
+    assert f"another API key of this integration ({integration_key.key.display})" in error["message"]
+    assert Integration.objects.get(pk=integration.pk).last_error == "first"
+
+
+def test_another_integrations_keys_never_meet_this_ones(
+    api_client, integration_key, integration, other_integration_key, other_integration
+):
+    post(api_client(integration_key), ERROR, {"message": "mine"}, key="same-value")
+
+    theirs = post(api_client(other_integration_key), ERROR, {"message": "theirs"}, key="same-value")
+
+    assert theirs.status_code == 200 and not theirs.has_header("Idempotent-Replayed")
+    assert Integration.objects.get(pk=other_integration.pk).last_error == "theirs"
+    assert Integration.objects.get(pk=integration.pk).last_error == "mine"

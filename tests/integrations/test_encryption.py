@@ -400,7 +400,10 @@ def test_the_migration_encrypts_stored_idempotent_responses_and_back(integration
         executor.migrate(after)
 
         assert "whsec_" not in raw("tokens_idempotencyrecord", rows[0], "response_body")[0]
-        assert [IdempotencyRecord.objects.get(pk=pk).response_body for pk in rows] == bodies
+        # only(): the model's later columns (owner, api 0003) are not there yet at this migration
+        assert [
+            IdempotencyRecord.objects.only("response_body").get(pk=pk).response_body for pk in rows
+        ] == bodies
 
         executor = MigrationExecutor(connection)
         executor.migrate(before)
